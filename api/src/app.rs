@@ -1,0 +1,191 @@
+//! Builds Herald: pool, migrations, projectors, dispatch workers and the HTTP server, by role.
+//! `main.rs` and the tests both start Herald through [`Application::build`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use herald_gateway::{Gateway, WuzapiClient};
+use herald_scheduler::{DispatchConfig, Dispatcher};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use salvo::catcher::Catcher;
+use salvo::conn::TcpListener;
+use salvo::prelude::*;
+use salvo::server::ServerHandle;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::envelope_catcher;
+use crate::state::AppState;
+
+/// Which parts of Herald this process runs (`herald serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API only.
+    Api,
+    /// Projectors and dispatch workers only.
+    Worker,
+    /// Everything (the default).
+    All,
+}
+
+impl Role {
+    fn serves_http(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+    fn runs_workers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+pub struct Application {
+    addr: Option<SocketAddr>,
+    pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    server: Option<(ServerHandle, tokio::task::JoinHandle<()>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every Application in a process).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(settings.database_url.expose())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    Ok(pool)
+}
+
+impl Application {
+    pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Application> {
+        Self::build_with_dispatch(settings, role, DispatchConfig::default()).await
+    }
+
+    pub async fn build_with_dispatch(
+        settings: Settings,
+        role: Role,
+        mut dispatch: DispatchConfig,
+    ) -> anyhow::Result<Application> {
+        let pool = connect(&settings).await?;
+        herald_migrations::MIGRATOR.run(&pool).await?;
+        let gateway: Arc<dyn Gateway> = Arc::new(WuzapiClient::new(
+            &settings.wuzapi_url,
+            settings
+                .wuzapi_admin_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+        )?);
+        let metrics = metrics_handle();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        if role.runs_workers() {
+            let wakeup = herald_projections::Wakeup::new();
+            wakeup.spawn_listener(pool.clone(), shutdown_rx.clone());
+            for projector in herald_projections::all() {
+                tasks.push(tokio::spawn(herald_projections::runtime::run(
+                    pool.clone(),
+                    projector,
+                    wakeup.clone(),
+                    herald_projections::RunnerConfig::default(),
+                    shutdown_rx.clone(),
+                )));
+            }
+            dispatch.workers = settings.dispatch_workers;
+            let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
+            tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
+        }
+
+        let mut addr = None;
+        let mut server = None;
+        if role.serves_http() {
+            let acceptor = TcpListener::new(settings.listen.clone()).bind().await;
+            let local = acceptor.local_addr()?;
+            let public_url = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            let state = AppState::new(pool.clone(), settings.clone(), gateway, public_url, metrics);
+            let router = Router::new()
+                .hoop(affix_state::inject(state))
+                .push(crate::routes::router());
+            let service = Service::new(router).catcher(Catcher::default().hoop(envelope_catcher));
+            let srv = Server::new(acceptor);
+            let handle = srv.handle();
+            let task = tokio::spawn(async move { srv.serve(service).await });
+            tracing::info!("listening on http://{local}");
+            addr = Some(local);
+            server = Some((handle, task));
+        } else {
+            tracing::info!("worker running (projectors and dispatch), no HTTP");
+        }
+        Ok(Application {
+            addr,
+            pool,
+            shutdown,
+            server,
+            tasks,
+        })
+    }
+
+    /// The bound address (port 0 resolved), when this process serves HTTP.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stops accepting requests, lets in-flight work finish (bounded), and stops the workers.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Some((handle, task)) = self.server {
+            handle.stop_graceful(Duration::from_secs(10));
+            let _ = tokio::time::timeout(Duration::from_secs(12), task).await;
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.pool.close().await;
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_stopped(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

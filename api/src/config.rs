@@ -1,0 +1,141 @@
+//! Configuration from the environment (and a `.env` file), as API.md "Running it" lists it.
+
+use std::fmt;
+
+/// A value that must never reach a log: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Secret,
+    pub nats_url: Option<String>,
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub wuzapi_url: String,
+    pub wuzapi_admin_token: Option<Secret>,
+    pub jwt_secret: Secret,
+    pub allow_private_media_urls: bool,
+    pub default_plan: String,
+    pub admin_token: Option<Secret>,
+    pub environment: Environment,
+    /// Dispatch worker tasks in this process (`HERALD_DISPATCH_WORKERS`, default 4).
+    pub dispatch_workers: usize,
+    /// Database connections of this process (`HERALD_DB_POOL`, default 32).
+    pub db_pool_size: u32,
+}
+
+const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the process environment; `.env` in the working directory fills what is unset.
+    pub fn from_env() -> anyhow::Result<Settings> {
+        let _ = dotenvy::dotenv();
+        let environment = match var("HERALD_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                anyhow::bail!("HERALD_ENV must be development or production, not {other:?}")
+            }
+        };
+        let jwt_secret = match (var("HERALD_JWT_SECRET"), environment) {
+            (Some(s), _) if s.len() >= 32 => Secret::new(s),
+            (Some(_), _) => anyhow::bail!("HERALD_JWT_SECRET must be at least 32 characters"),
+            (None, Environment::Production) => {
+                anyhow::bail!("HERALD_JWT_SECRET is required outside development")
+            }
+            (None, Environment::Development) => {
+                tracing::warn!(
+                    "HERALD_JWT_SECRET unset: using a random key, tokens end with this process"
+                );
+                Secret::new(hex::encode(rand::random::<[u8; 32]>()))
+            }
+        };
+        let default_plan = var("HERALD_DEFAULT_PLAN").unwrap_or_else(|| "basic".into());
+        if !PLANS.contains(&default_plan.as_str()) {
+            anyhow::bail!("HERALD_DEFAULT_PLAN must be one of {PLANS:?}");
+        }
+        let allow_private_media_urls = match var("HERALD_ALLOW_PRIVATE_MEDIA_URLS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => anyhow::bail!(
+                "HERALD_ALLOW_PRIVATE_MEDIA_URLS must be true or false, not {other:?}"
+            ),
+        };
+        let parse_num = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name} must be a whole number, not {v:?}")),
+            }
+        };
+        Ok(Settings {
+            database_url: Secret::new(
+                var("DATABASE_URL").unwrap_or_else(|| "postgres://localhost/herald".into()),
+            ),
+            nats_url: var("NATS_URL"),
+            listen: var("HERALD_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            public_url: var("HERALD_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+            wuzapi_url: var("HERALD_WUZAPI_URL").unwrap_or_else(|| "http://127.0.0.1:8081".into()),
+            wuzapi_admin_token: var("HERALD_WUZAPI_ADMIN_TOKEN").map(Secret::new),
+            jwt_secret,
+            allow_private_media_urls,
+            default_plan,
+            admin_token: var("HERALD_ADMIN_TOKEN").map(Secret::new),
+            environment,
+            dispatch_workers: parse_num("HERALD_DISPATCH_WORKERS", 4)?.clamp(0, 64) as usize,
+            db_pool_size: parse_num("HERALD_DB_POOL", 32)?.clamp(4, 500) as u32,
+        })
+    }
+
+    /// Settings for tests and tools: development defaults, nothing read from the environment.
+    pub fn for_tests(database_url: &str, wuzapi_url: &str) -> Settings {
+        Settings {
+            database_url: Secret::new(database_url),
+            nats_url: None,
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            wuzapi_url: wuzapi_url.into(),
+            wuzapi_admin_token: None,
+            jwt_secret: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
+            allow_private_media_urls: true,
+            default_plan: "basic".into(),
+            admin_token: None,
+            environment: Environment::Development,
+            dispatch_workers: 2,
+            db_pool_size: 16,
+        }
+    }
+}

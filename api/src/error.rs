@@ -1,0 +1,335 @@
+//! One error type for every handler, rendered as Herald's envelope
+//! `{"error": {"code", "message", "details"?}}`. Codes are stable; causes of 5xx are logged, never
+//! returned.
+
+use salvo::http::StatusCode;
+use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
+use salvo::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (not JSON, bad query parameter): 400.
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    /// Well-formed but invalid: 422, naming the field.
+    #[error("{field}: {message}")]
+    Validation {
+        field: String,
+        message: String,
+        details: Option<Value>,
+    },
+    #[error("authentication required")]
+    Unauthorized(String),
+    #[error("forbidden")]
+    Forbidden { code: &'static str, message: String },
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The gateway (WuzAPI) refused or could not be reached: 502.
+    #[error("{0}")]
+    Gateway(String),
+    #[error("service unavailable")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field: field.to_string(),
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Gateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, details) = match self {
+            ApiError::BadRequest {
+                code,
+                message,
+                details,
+            } => (*code, message.clone(), details.clone()),
+            ApiError::Validation {
+                field,
+                message,
+                details,
+            } => {
+                let mut d = serde_json::json!({ "field": field });
+                if let (Some(extra), Some(obj)) = (details, d.as_object_mut()) {
+                    obj.insert("context".into(), extra.clone());
+                }
+                ("validation_failed", format!("{field}: {message}"), Some(d))
+            }
+            ApiError::Unauthorized(m) => ("unauthorized", m.clone(), None),
+            ApiError::Forbidden { code, message } => (*code, message.clone(), None),
+            ApiError::NotFound => ("not_found", "no such object".to_string(), None),
+            ApiError::Conflict { code, message } => (*code, message.clone(), None),
+            ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), None),
+            ApiError::Gateway(m) => ("gateway_error", m.clone(), None),
+            ApiError::Unavailable(m) => ("unavailable", m.clone(), None),
+            ApiError::Unexpected(_) => (
+                "internal_error",
+                "something went wrong on our side; it was logged".to_string(),
+                None,
+            ),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                details,
+            },
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
+impl From<herald_domain::store::StoreError> for ApiError {
+    fn from(e: herald_domain::store::StoreError) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
+impl From<herald_domain::DomainError> for ApiError {
+    fn from(e: herald_domain::DomainError) -> Self {
+        use herald_domain::DomainError as D;
+        match e {
+            D::NotFound => ApiError::NotFound,
+            D::AlreadyExists => ApiError::Conflict {
+                code: "already_exists",
+                message: "it already exists".into(),
+            },
+            D::Invalid { field, message } => ApiError::validation(&field, message),
+            D::Conflict(message) => ApiError::Conflict {
+                code: "invalid_state",
+                message,
+            },
+        }
+    }
+}
+
+impl From<cqrs_es::AggregateError<herald_domain::DomainError>> for ApiError {
+    fn from(e: cqrs_es::AggregateError<herald_domain::DomainError>) -> Self {
+        match e {
+            cqrs_es::AggregateError::UserError(d) => d.into(),
+            cqrs_es::AggregateError::AggregateConflict => ApiError::Conflict {
+                code: "concurrent_update",
+                message: "the object changed while this request ran; try again".into(),
+            },
+            other => ApiError::Unexpected(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `validation_failed`, `not_found`, `unauthorized`.
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl Scribe for ApiError {
+    fn render(self, res: &mut Response) {
+        let status = self.status();
+        if let ApiError::Unexpected(cause) = &self {
+            tracing::error!(error = %format!("{cause:#}"), "request failed");
+        }
+        res.status_code(status);
+        res.render(Json(self.body()));
+    }
+}
+
+impl EndpointOutRegister for ApiError {
+    fn register(components: &mut Components, operation: &mut Operation) {
+        for (status, what) in [
+            ("400", "malformed request"),
+            ("401", "missing or invalid credentials"),
+            ("404", "not found, or another tenant's"),
+            ("422", "invalid field"),
+        ] {
+            operation.responses.insert(
+                status,
+                oapi::Response::new(what)
+                    .add_content("application/json", ErrorBody::to_schema(components)),
+            );
+        }
+    }
+}
+
+/// Renders salvo's own errors (unknown route, wrong method, panics) as the envelope too.
+#[handler]
+pub async fn envelope_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
+    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
+    if !status.is_client_error() && !status.is_server_error() {
+        return;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
+        s if s.is_server_error() => (
+            "internal_error",
+            "something went wrong on our side; it was logged",
+        ),
+        _ => ("bad_request", "bad request"),
+    };
+    res.render(Json(ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            details: None,
+        },
+    }));
+    ctrl.skip_rest();
+}
+
+/// Parses a JSON body of at most `max` bytes into `T`, with Herald's errors:
+/// not JSON → 400 `invalid_json`; wrong or unknown fields → 422 naming the field; too large → 413.
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &mut Request,
+    max: usize,
+) -> Result<T, ApiError> {
+    let bytes = match req.payload_with_max_size(max).await {
+        Ok(b) => b.clone(),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("size") || text.contains("large") || text.contains("limit") {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the request body is larger than {max} bytes"
+                )));
+            }
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("cannot read the body: {text}"),
+            ));
+        }
+    };
+    if bytes.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the request body is larger than {max} bytes"
+        )));
+    }
+    parse_json(&bytes)
+}
+
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let details = Some(serde_json::json!({"line": e.line(), "column": e.column()}));
+        match e.classify() {
+            Category::Data => {
+                let message = e.to_string();
+                let field = field_of(&message).unwrap_or_else(|| "body".to_string());
+                ApiError::Validation {
+                    field,
+                    message: strip_position(&message),
+                    details,
+                }
+            }
+            Category::Syntax | Category::Eof | Category::Io => ApiError::BadRequest {
+                code: "invalid_json",
+                message: format!(
+                    "the body is not valid JSON: {}",
+                    strip_position(&e.to_string())
+                ),
+                details,
+            },
+        }
+    })
+}
+
+/// serde names the field in backquotes: "missing field `email`", "unknown field `foo`".
+fn field_of(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    let candidate = &message[start..start + len];
+    (message.contains("field") && !candidate.is_empty()).then(|| candidate.to_string())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named() {
+        let e = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert!(
+            matches!(e, ApiError::Validation { ref field, .. } if field == "email"),
+            "{e:?}"
+        );
+        let e = parse_json::<Body>(br#"{"email": "a", "admin": true}"#).unwrap_err();
+        assert!(
+            matches!(e, ApiError::Validation { ref field, .. } if field == "admin"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn broken_json_is_a_bad_request() {
+        let e = parse_json::<Body>(br#"{"email": "#).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.body().error.code, "invalid_json");
+    }
+}

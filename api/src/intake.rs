@@ -1,0 +1,291 @@
+//! Accepting a campaign: validation, phone normalisation, and the batch write of DESIGN decision 5.
+//!
+//! `CampaignCreated`, every recipient's `DeliveryQueued` and every `dispatch_queue` row go into the
+//! store in ONE transaction with multi-row inserts, so a 100,000-recipient campaign is accepted in
+//! about a second and is either wholly there or not at all.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use herald_domain::campaign::{Campaign, CampaignCommand, MessageSpec};
+use herald_domain::delivery::{message_id_for, Delivery, DeliveryCommand, Vars};
+use herald_domain::phone::{Phone, PhoneError};
+use herald_domain::session::Session;
+use herald_domain::store;
+use herald_domain::template::{Template, TemplateStatus};
+use salvo::oapi::ToSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// Most recipients one request may carry; more is 413.
+pub const MAX_RECIPIENTS: usize = 1_000_000;
+/// Rejected entries listed in the answer (all are counted).
+const MAX_REJECTED_LISTED: usize = 1_000;
+
+/// One entry of `recipients`: a phone, or `{"phone", "vars"}` (`name` is accepted as a shortcut for
+/// `vars.name`). Anything else is reported in `rejected`, not fatal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RecipientInput {
+    Phone(String),
+    Detailed(DetailedRecipient),
+    #[salvo(schema(value_type = Object))]
+    Other(serde_json::Value),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedRecipient {
+    phone: String,
+    name: Option<String>,
+    #[serde(default)]
+    #[salvo(schema(value_type = Object))]
+    vars: Vars,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rejected {
+    /// The entry as given (a phone, or the JSON of the entry).
+    pub input: String,
+    pub reason: String,
+}
+
+pub struct Accepted {
+    pub id: Uuid,
+    pub name: String,
+    pub total_recipients: u64,
+    pub rejected: Vec<Rejected>,
+    pub rejected_count: usize,
+    pub scheduled_at: DateTime<Utc>,
+}
+
+pub struct CampaignDraft {
+    pub name: String,
+    pub template_id: Uuid,
+    pub session_id: Uuid,
+    pub recipients: Vec<RecipientInput>,
+}
+
+fn phone_reason(e: &PhoneError) -> String {
+    match e {
+        PhoneError::Empty => "phone number is empty".into(),
+        PhoneError::TooLong => "phone number is too long".into(),
+        PhoneError::Invalid => "not a valid phone number".into(),
+        PhoneError::UnknownRegion(r) => format!("the tenant's default region {r} is unknown"),
+    }
+}
+
+/// Normalises and de-duplicates recipients (first occurrence wins); returns the valid ones and the
+/// rejected ones.
+pub fn normalise(
+    inputs: Vec<RecipientInput>,
+    region: &str,
+) -> (Vec<(Phone, Vars)>, Vec<Rejected>, usize) {
+    let mut seen: HashSet<Phone> = HashSet::with_capacity(inputs.len());
+    let mut valid = Vec::with_capacity(inputs.len());
+    let mut rejected = Vec::new();
+    let mut rejected_count = 0;
+    let mut reject = |input: String, reason: String, rejected: &mut Vec<Rejected>| {
+        rejected_count += 1;
+        if rejected.len() < MAX_REJECTED_LISTED {
+            rejected.push(Rejected { input, reason });
+        }
+    };
+    for input in inputs {
+        let (raw, mut vars) = match input {
+            RecipientInput::Phone(p) => (p, Vars::new()),
+            RecipientInput::Detailed(d) => {
+                let mut vars = d.vars;
+                if let Some(name) = d.name {
+                    vars.entry("name")
+                        .or_insert(serde_json::Value::String(name));
+                }
+                (d.phone, vars)
+            }
+            RecipientInput::Other(v) => {
+                let text: String = v.to_string().chars().take(200).collect();
+                reject(
+                    text,
+                    "expected a phone number or {\"phone\", \"vars\"}".into(),
+                    &mut rejected,
+                );
+                continue;
+            }
+        };
+        match Phone::parse(&raw, region) {
+            Ok(phone) => {
+                if seen.insert(phone.clone()) {
+                    vars.remove("phone");
+                    valid.push((phone, vars));
+                }
+            }
+            Err(e) => {
+                let text: String = raw.chars().take(200).collect();
+                reject(text, phone_reason(&e), &mut rejected)
+            }
+        }
+    }
+    (valid, rejected, rejected_count)
+}
+
+/// Validates a campaign against the store and writes it, all recipients included, in one transaction.
+pub async fn accept(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    draft: CampaignDraft,
+) -> Result<Accepted, ApiError> {
+    if draft.recipients.len() > MAX_RECIPIENTS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a campaign takes at most {MAX_RECIPIENTS} recipients per request"
+        )));
+    }
+    let name = herald_domain::template::validate_name(&draft.name)?;
+    // The template and session are read from the store itself, not the read models, so a campaign
+    // can use a template created a millisecond ago.
+    let template = match store::load::<Template>(pool, &draft.template_id.to_string()).await? {
+        Some((t, _)) if t.visible_to(tenant_id) => t,
+        _ => return Err(ApiError::validation("template_id", "no such template")),
+    };
+    if template.status != TemplateStatus::Active {
+        return Err(ApiError::validation(
+            "template_id",
+            format!(
+                "the template is {}; only active templates can start a campaign",
+                template.status.as_str()
+            ),
+        ));
+    }
+    match store::load::<Session>(pool, &draft.session_id.to_string()).await? {
+        Some((s, _)) if s.visible_to(tenant_id) => {}
+        _ => return Err(ApiError::validation("session_id", "no such session")),
+    }
+    let region: String = sqlx::query_scalar("SELECT default_region FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (valid, rejected, rejected_count) = normalise(draft.recipients, &region);
+    if valid.is_empty() {
+        return Err(ApiError::Validation {
+            field: "recipients".into(),
+            message: "no valid recipient".into(),
+            details: Some(serde_json::json!({ "rejected": rejected })),
+        });
+    }
+    let Some(kind) = template.kind else {
+        return Err(ApiError::validation(
+            "template_id",
+            "the template has no type",
+        ));
+    };
+    let message = MessageSpec {
+        kind,
+        body: template.body,
+        caption: template.caption,
+        image_url: template.image_url,
+    };
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let total = valid.len() as u64;
+
+    let mut tx = pool.begin().await?;
+    let created = store::append_new::<Campaign>(
+        &mut tx,
+        vec![(
+            id.to_string(),
+            CampaignCommand::Create {
+                tenant_id,
+                name: name.clone(),
+                template_id: draft.template_id,
+                session_id: draft.session_id,
+                message,
+                total_recipients: total,
+                at: now,
+            },
+        )],
+        &(),
+    )
+    .await?;
+    created.map_err(|(_, e)| ApiError::from(e))?;
+
+    let mut phones = Vec::with_capacity(valid.len());
+    let mut message_ids = Vec::with_capacity(valid.len());
+    let mut vars_json = Vec::with_capacity(valid.len());
+    let mut commands = Vec::with_capacity(valid.len());
+    for (phone, vars) in valid {
+        message_ids.push(message_id_for(id, &phone));
+        vars_json.push(serde_json::Value::Object(vars.clone()).to_string());
+        phones.push(phone.as_str().to_string());
+        commands.push((
+            herald_domain::delivery::delivery_id(id, &phone),
+            DeliveryCommand::Queue {
+                tenant_id,
+                campaign_id: id,
+                phone,
+                vars,
+                at: now,
+            },
+        ));
+    }
+    store::append_new::<Delivery>(&mut tx, commands, &())
+        .await?
+        .map_err(|(_, e)| ApiError::from(e))?;
+    for ((p, m), v) in phones
+        .chunks(5_000)
+        .zip(message_ids.chunks(5_000))
+        .zip(vars_json.chunks(5_000))
+    {
+        sqlx::query(
+            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars)
+             SELECT $1, p, $2, $3, m, v::jsonb FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(draft.session_id)
+        .bind(p)
+        .bind(m)
+        .bind(v)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(campaign = %id, recipients = total, rejected = rejected_count, "campaign accepted");
+    Ok(Accepted {
+        id,
+        name,
+        total_recipients: total,
+        rejected,
+        rejected_count,
+        scheduled_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_dropped_and_bad_phones_reported() {
+        let inputs = vec![
+            RecipientInput::Phone("+62 812-3456-7890".into()),
+            RecipientInput::Phone("081234567890".into()),
+            RecipientInput::Detailed(DetailedRecipient {
+                phone: "6281200001111".into(),
+                name: Some("Sari".into()),
+                vars: Vars::new(),
+            }),
+            RecipientInput::Phone("not a phone".into()),
+            RecipientInput::Other(serde_json::json!(42)),
+        ];
+        let (valid, rejected, count) = normalise(inputs, "ID");
+        let phones: Vec<&str> = valid.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(phones, vec!["6281234567890", "6281200001111"]);
+        assert_eq!(valid[1].1.get("name"), Some(&serde_json::json!("Sari")));
+        assert_eq!(count, 2);
+        assert_eq!(rejected[0].input, "not a phone");
+        assert_eq!(rejected[1].input, "42");
+    }
+}

@@ -1,0 +1,416 @@
+//! Campaigns: creation, progress, and each recipient's status (JSON pages and a CSV export).
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use futures::StreamExt;
+use herald_domain::campaign::{Campaign, CampaignStatus};
+use herald_domain::delivery::DeliveryStatus;
+use herald_projections::campaigns::{self as read, CampaignRow, DeliveryRow};
+use salvo::oapi::extract::{PathParam, QueryParam};
+use salvo::oapi::ToSchema;
+use salvo::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
+use crate::auth::caller;
+use crate::error::{json_body, ApiError};
+use crate::intake::{self, CampaignDraft, RecipientInput, Rejected};
+use crate::state::AppState;
+
+/// Room for 1,000,000 recipients with a few variables each.
+const CREATE_BODY_LIMIT: usize = 128 * 1024 * 1024;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaign {
+    name: String,
+    template_id: String,
+    session_id: String,
+    /// Phones (`"+62 812-3456-7890"`, `"0812..."`, `"62812..."`) or `{"phone", "vars": {...}}`.
+    recipients: Option<Vec<RecipientInput>>,
+    /// Contacts with a tag (not available yet).
+    #[salvo(schema(value_type = Object))]
+    audience: Option<serde_json::Value>,
+    /// `now` (default). Scheduled sends are not available yet.
+    send_at: Option<String>,
+    timezone: Option<String>,
+    recurrence: Option<String>,
+    #[salvo(schema(value_type = Object))]
+    pacing: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CampaignCreatedView {
+    id: Uuid,
+    name: String,
+    status: String,
+    scheduled_at: DateTime<Utc>,
+    total_recipients: u64,
+    /// Entries that are not valid phones (at most 1,000 listed; `rejected_count` counts all).
+    rejected: Vec<Rejected>,
+    rejected_count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Counts {
+    queued: i64,
+    sending: i64,
+    sent: i64,
+    delivered: i64,
+    read: i64,
+    failed: i64,
+    skipped: i64,
+    waiting_quota: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CampaignView {
+    id: Uuid,
+    name: String,
+    /// `scheduled`, `running`, `paused`, `completed`, `cancelled` or `failed`.
+    status: String,
+    template_id: Uuid,
+    session_id: Uuid,
+    total_recipients: i64,
+    counts: Counts,
+    scheduled_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<CampaignRow> for CampaignView {
+    fn from(r: CampaignRow) -> Self {
+        CampaignView {
+            id: r.id,
+            name: r.name,
+            status: r.status,
+            template_id: r.template_id,
+            session_id: r.session_id,
+            total_recipients: r.total_recipients,
+            counts: Counts {
+                queued: r.count_queued,
+                sending: r.count_sending,
+                sent: r.count_sent,
+                delivered: r.count_delivered,
+                read: r.count_read,
+                failed: r.count_failed,
+                skipped: r.count_skipped,
+                waiting_quota: r.count_waiting_quota,
+            },
+            scheduled_at: r.scheduled_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecipientView {
+    phone: String,
+    /// `queued`, `sending`, `sent`, `delivered`, `read`, `failed` or `skipped`; only moves forward.
+    status: String,
+    message_id: Option<String>,
+    error: Option<String>,
+    attempts: i32,
+    queued_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeliveryRow> for RecipientView {
+    fn from(r: DeliveryRow) -> Self {
+        RecipientView {
+            phone: r.phone,
+            status: r.status,
+            message_id: r.message_id,
+            error: r.error,
+            attempts: r.attempts,
+            queued_at: r.queued_at,
+            sent_at: r.sent_at,
+            delivered_at: r.delivered_at,
+            read_at: r.read_at,
+            failed_at: r.failed_at,
+        }
+    }
+}
+
+fn not_yet(field: &str, what: &str) -> ApiError {
+    ApiError::validation(field, format!("{what} is not available yet"))
+}
+
+/// Creates a campaign and starts sending now. Invalid phones are listed in `rejected`, not fatal;
+/// duplicates are dropped.
+#[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 413, 422), security(["bearer" = []], ["api_key" = []]))]
+pub async fn create(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<Json<CampaignCreatedView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let body: CreateCampaign = json_body(req, CREATE_BODY_LIMIT).await?;
+    let template_id = body
+        .template_id
+        .parse()
+        .map_err(|_| ApiError::validation("template_id", "is not a UUID"))?;
+    let session_id = body
+        .session_id
+        .parse()
+        .map_err(|_| ApiError::validation("session_id", "is not a UUID"))?;
+    if body.audience.is_some() {
+        return Err(not_yet("audience", "sending to an audience"));
+    }
+    match body.send_at.as_deref().map(str::trim) {
+        None | Some("now") => {}
+        Some(_) => return Err(not_yet("send_at", "scheduling (send_at other than `now`)")),
+    }
+    if body.timezone.is_some() {
+        return Err(not_yet("timezone", "scheduling in a time zone"));
+    }
+    if body.recurrence.is_some() {
+        return Err(not_yet("recurrence", "recurring campaigns"));
+    }
+    if body.pacing.is_some() {
+        return Err(not_yet("pacing", "per-campaign pacing"));
+    }
+    let entries = body
+        .recipients
+        .ok_or_else(|| ApiError::validation("recipients", "is required"))?;
+    let accepted = intake::accept(
+        &state.pool,
+        caller.tenant_id,
+        CampaignDraft {
+            name: body.name,
+            template_id,
+            session_id,
+            recipients: entries,
+        },
+    )
+    .await?;
+    state
+        .wait_projected(read::NAME, Campaign::TYPE, &accepted.id.to_string())
+        .await?;
+    res.status_code(StatusCode::CREATED);
+    Ok(Json(CampaignCreatedView {
+        id: accepted.id,
+        name: accepted.name,
+        status: CampaignStatus::Running.as_str().into(),
+        scheduled_at: accepted.scheduled_at,
+        total_recipients: accepted.total_recipients,
+        rejected: accepted.rejected,
+        rejected_count: accepted.rejected_count,
+    }))
+}
+
+/// This tenant's campaigns, newest first, optionally by `status`.
+#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+pub async fn list(
+    status: QueryParam<String, false>,
+    limit: QueryParam<String, false>,
+    cursor: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<Json<ListOf<CampaignView>>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let status = match status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            CampaignStatus::parse(s)
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown campaign status {s:?}"))
+                })?
+                .as_str(),
+        ),
+    };
+    let limit = parse_limit(limit.as_deref())?;
+    let cursor = parse_time_cursor(cursor.as_deref())?;
+    let page = read::list(&state.pool, caller.tenant_id, status, limit, cursor).await?;
+    Ok(Json(ListOf {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+async fn owned_campaign(
+    state: &AppState,
+    tenant_id: Uuid,
+    raw_id: String,
+) -> Result<CampaignRow, ApiError> {
+    let id = parse_id(&raw_id)?;
+    read::get(&state.pool, tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// A campaign with its progress counts. It is `completed` once every recipient is final.
+#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<CampaignView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    Ok(Json(
+        owned_campaign(&state, caller.tenant_id, id.into_inner())
+            .await?
+            .into(),
+    ))
+}
+
+fn parse_delivery_status(raw: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(s) => DeliveryStatus::parse(s)
+            .map(|st| Some(st.as_str()))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("unknown recipient status {s:?}"))
+            }),
+    }
+}
+
+/// A page of the campaign's recipients, ordered by phone, optionally by `status`.
+#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+pub async fn recipients(
+    id: PathParam<String>,
+    status: QueryParam<String, false>,
+    limit: QueryParam<String, false>,
+    cursor: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<Json<ListOf<RecipientView>>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let campaign = owned_campaign(&state, caller.tenant_id, id.into_inner()).await?;
+    let status = parse_delivery_status(status.as_deref())?;
+    let limit = parse_limit(limit.as_deref())?;
+    let after = cursor.as_deref().filter(|c| !c.is_empty());
+    let page = read::recipients(
+        &state.pool,
+        caller.tenant_id,
+        campaign.id,
+        status,
+        limit,
+        after,
+    )
+    .await?;
+    Ok(Json(ListOf {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Keeps spreadsheet programs from running a cell as a formula (gateway errors are outside text).
+fn csv_cell(value: &str) -> String {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_string(),
+    }
+}
+
+fn csv_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn csv_rows(rows: &[DeliveryRow], header: bool) -> Result<Vec<u8>, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 96));
+    let fail = |e: csv::Error| ApiError::Unexpected(e.into());
+    if header {
+        w.write_record([
+            "phone",
+            "status",
+            "message_id",
+            "error",
+            "attempts",
+            "queued_at",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+            "failed_at",
+        ])
+        .map_err(fail)?;
+    }
+    for r in rows {
+        w.write_record([
+            r.phone.clone(),
+            r.status.clone(),
+            r.message_id.clone().unwrap_or_default(),
+            csv_cell(r.error.as_deref().unwrap_or_default()),
+            r.attempts.to_string(),
+            csv_time(Some(r.queued_at)),
+            csv_time(r.sent_at),
+            csv_time(r.delivered_at),
+            csv_time(r.read_at),
+            csv_time(r.failed_at),
+        ])
+        .map_err(fail)?;
+    }
+    w.into_inner()
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))
+}
+
+/// Every recipient as CSV, streamed page by page (constant memory, any campaign size).
+#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+pub async fn recipients_csv(
+    id: PathParam<String>,
+    status: QueryParam<String, false>,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<(), ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let campaign = owned_campaign(&state, caller.tenant_id, id.into_inner()).await?;
+    let status = parse_delivery_status(status.as_deref())?;
+    let tenant_id = caller.tenant_id;
+    let pool = state.pool.clone();
+    // state: (cursor, first page?, done?)
+    let pages = futures::stream::unfold(
+        (None::<String>, true, false),
+        move |(after, first, done)| {
+            let pool = pool.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let page = read::recipients(
+                    &pool,
+                    tenant_id,
+                    campaign.id,
+                    status,
+                    5_000,
+                    after.as_deref(),
+                )
+                .await;
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "CSV export failed mid-stream");
+                        return Some((
+                            Err(std::io::Error::other("export failed")),
+                            (None, false, true),
+                        ));
+                    }
+                };
+                let bytes = csv_rows(&page.items, first)
+                    .map_err(|_| std::io::Error::other("export failed"));
+                let finished = page.next_cursor.is_none();
+                Some((bytes, (page.next_cursor, false, finished)))
+            }
+        },
+    )
+    .map(|r| r.map(salvo::http::body::BytesFrame::from));
+    res.add_header("content-type", "text/csv; charset=utf-8", true)
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    res.add_header(
+        "content-disposition",
+        format!(
+            "attachment; filename=\"campaign-{}-recipients.csv\"",
+            campaign.id
+        ),
+        true,
+    )
+    .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    res.stream(pages);
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! HTTP routes. Each module holds one resource's endpoints and its request/response shapes.
+
+pub mod accounts;
+pub mod campaigns;
+pub mod health;
+pub mod sessions;
+pub mod templates;
+
+use salvo::oapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme};
+use salvo::oapi::{OpenApi, SecurityScheme};
+use salvo::prelude::*;
+use uuid::Uuid;
+
+use crate::auth::require_caller;
+use crate::error::ApiError;
+
+/// Ids in paths: anything that is not a UUID cannot name an object, so it is simply not found.
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// `?limit=` (default 50, 1..=500).
+pub fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(50),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=500).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_query",
+                "limit must be a whole number from 1 to 500",
+            )),
+        },
+    }
+}
+
+/// `?cursor=` of a newest-first list.
+pub fn parse_time_cursor(
+    raw: Option<&str>,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, Uuid)>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(c) => herald_projections::parse_time_cursor(c)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "cursor is not one Herald gave out")
+            }),
+    }
+}
+
+/// A list answer: `{"items": [...], "next_cursor": ...}`.
+#[derive(Debug, serde::Serialize, salvo::oapi::ToSchema)]
+pub struct ListOf<T: salvo::oapi::ToSchema + 'static> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The whole router: public routes, tenant routes behind authentication, the OpenAPI document
+/// and the interactive page at `/docs`.
+pub fn router() -> Router {
+    let tenant = Router::new()
+        .hoop(require_caller)
+        .push(Router::with_path("me").get(accounts::me))
+        .push(
+            Router::with_path("api-keys")
+                .get(accounts::list_api_keys)
+                .post(accounts::create_api_key)
+                .push(Router::with_path("{id}").delete(accounts::delete_api_key)),
+        )
+        .push(
+            Router::with_path("sessions")
+                .get(sessions::list)
+                .post(sessions::create)
+                .push(
+                    Router::with_path("{id}")
+                        .get(sessions::get)
+                        .delete(sessions::delete),
+                ),
+        )
+        .push(
+            Router::with_path("templates")
+                .get(templates::list)
+                .post(templates::create)
+                .push(
+                    Router::with_path("{id}")
+                        .get(templates::get)
+                        .patch(templates::update)
+                        .delete(templates::delete),
+                ),
+        )
+        .push(
+            Router::with_path("campaigns")
+                .get(campaigns::list)
+                .post(campaigns::create)
+                .push(
+                    Router::with_path("{id}")
+                        .get(campaigns::get)
+                        .push(Router::with_path("recipients").get(campaigns::recipients))
+                        .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv)),
+                ),
+        );
+    let api = Router::with_path("api/v1")
+        .push(Router::with_path("auth/register").post(accounts::register))
+        .push(Router::with_path("auth/login").post(accounts::login))
+        .push(tenant);
+    let router = Router::new()
+        .push(Router::with_path("health").get(health::health))
+        .push(Router::with_path("health/ready").get(health::ready))
+        .push(Router::with_path("metrics").get(health::metrics))
+        .push(api);
+
+    let doc = OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
+        )
+        .add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .merge_router(&router);
+    router
+        .push(doc.into_router("/api/v1/openapi.json"))
+        .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))
+}

@@ -1,0 +1,88 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_domain::session::Session;
+use herald_domain::store::{self, HeraldCqrs};
+use herald_domain::template::Template;
+use herald_gateway::Gateway;
+use salvo::prelude::Depot;
+use sqlx::PgPool;
+
+use crate::auth::JwtKeys;
+use crate::config::Settings;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub gateway: Arc<dyn Gateway>,
+    pub jwt: JwtKeys,
+    pub templates: HeraldCqrs<Template>,
+    pub sessions: HeraldCqrs<Session>,
+    /// The base URL the gateway reaches Herald at.
+    pub public_url: String,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        pool: PgPool,
+        settings: Settings,
+        gateway: Arc<dyn Gateway>,
+        public_url: String,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            jwt: JwtKeys::new(&settings.jwt_secret),
+            templates: store::cqrs(pool.clone(), ()),
+            sessions: store::cqrs(pool.clone(), ()),
+            pool,
+            settings,
+            gateway,
+            public_url,
+            metrics,
+        }))
+    }
+
+    pub fn from_depot(depot: &Depot) -> Result<AppState, ApiError> {
+        depot
+            .get_typed::<AppState>()
+            .cloned()
+            .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("application state missing")))
+    }
+
+    /// Read-your-writes: waits (briefly) until `projector` has applied the aggregate's latest
+    /// event, so a GET right after a POST sees what the POST did. Durable either way.
+    pub async fn wait_projected(
+        &self,
+        projector: &str,
+        aggregate_type: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        if let Some(position) = store::latest_position(&self.pool, aggregate_type, id).await? {
+            let caught_up = herald_projections::runtime::wait_for(
+                &self.pool,
+                projector,
+                position,
+                Duration::from_secs(5),
+            )
+            .await?;
+            if !caught_up {
+                tracing::warn!(projector, "read model is lagging more than 5 s behind");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! Herald's domain: value types, aggregates, commands and events, and the event-store layer.
+//! It knows nothing of HTTP or of read models.
+//!
+//! Layout
+//! - [`phone`]: E.164 phone numbers, normalised with the tenant's default region.
+//! - [`template_body`]: message bodies with `{{ variables }}` (minijinja).
+//! - [`template`], [`session`], [`campaign`], [`delivery`]: the aggregates, each small
+//!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
+//! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
+pub mod campaign;
+pub mod delivery;
+mod error;
+pub mod phone;
+pub mod session;
+pub mod store;
+pub mod template;
+pub mod template_body;
+
+pub use error::DomainError;

@@ -1,0 +1,311 @@
+//! The event-store layer: cqrs-es over Herald's `events` table, plus the batch paths.
+//!
+//! Single commands go through [`cqrs`], a `CqrsFramework` on `PersistedEventStore::new_event_store`
+//! (never the snapshot or aggregate stores: in cqrs-es 0.5 they apply each new event twice).
+//! Hot paths (a campaign's 100k `DeliveryQueued`, a batch of dispatch outcomes) go through
+//! [`append_new`] and [`execute_batch`], which write exactly the rows postgres-es writes and reads
+//! back (`aggregate_type`, `aggregate_id`, `sequence` from 1, `event_type`, `event_version`, JSON
+//! `payload`, `{}` metadata) in multi-row `UNNEST` inserts inside the caller's transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
+use postgres_es::PostgresEventRepository;
+use sqlx::{PgConnection, PgPool, Row};
+
+/// The framework Herald runs single commands through. No inline queries: read models are built
+/// by durable projectors (see the `projections` crate).
+pub type HeraldCqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+
+/// A cqrs-es framework for aggregate `A` on the shared pool.
+pub fn cqrs<A: Aggregate>(pool: PgPool, services: A::Services) -> HeraldCqrs<A> {
+    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool));
+    CqrsFramework::new(store, vec![], services)
+}
+
+/// Rows per INSERT statement: large enough to amortise round trips, small enough to keep
+/// parameter arrays and memory modest.
+const INSERT_CHUNK: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event (de)serialization error: {0}")]
+    Serde(#[from] serde_json::Error),
+    #[error("concurrent writers kept conflicting on {0} aggregates")]
+    Conflict(usize),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505"))
+    }
+}
+
+/// One event ready to be inserted.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+}
+
+impl NewEvent {
+    pub fn of<A: Aggregate>(
+        aggregate_id: impl Into<String>,
+        sequence: i64,
+        event: &A::Event,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(NewEvent {
+            aggregate_type: A::TYPE,
+            aggregate_id: aggregate_id.into(),
+            sequence,
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: serde_json::to_string(event)?,
+        })
+    }
+}
+
+/// Inserts events with multi-row inserts. A duplicate (aggregate, sequence) fails with 23505.
+pub async fn insert_events(conn: &mut PgConnection, events: &[NewEvent]) -> Result<(), StoreError> {
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut types = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut seqs = Vec::with_capacity(chunk.len());
+        let mut event_types = Vec::with_capacity(chunk.len());
+        let mut versions = Vec::with_capacity(chunk.len());
+        let mut payloads = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            types.push(e.aggregate_type);
+            ids.push(e.aggregate_id.as_str());
+            seqs.push(e.sequence);
+            event_types.push(e.event_type.as_str());
+            versions.push(e.event_version.as_str());
+            payloads.push(e.payload.as_str());
+        }
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT t, i, s, et, v, p::json, '{}'::json
+               FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                 AS u(t, i, s, et, v, p)",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&event_types)
+        .bind(&versions)
+        .bind(&payloads)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs each command through the handle of a NEW aggregate (no prior events: the caller guarantees
+/// fresh ids, e.g. a new campaign's deliveries) and inserts all resulting events.
+pub async fn append_new<A>(
+    conn: &mut PgConnection,
+    commands: Vec<(String, A::Command)>,
+    services: &A::Services,
+) -> Result<Result<usize, (String, A::Error)>, StoreError>
+where
+    A: Aggregate,
+{
+    let mut rows = Vec::with_capacity(commands.len());
+    for (id, command) in commands {
+        let mut aggregate = A::default();
+        let events = match run_handle(&mut aggregate, command, services).await {
+            Ok(events) => events,
+            Err(e) => return Ok(Err((id, e))),
+        };
+        for (i, event) in events.iter().enumerate() {
+            rows.push(NewEvent::of::<A>(id.clone(), i as i64 + 1, event)?);
+        }
+    }
+    insert_events(conn, &rows).await?;
+    Ok(Ok(rows.len()))
+}
+
+async fn run_handle<A: Aggregate>(
+    aggregate: &mut A,
+    command: A::Command,
+    services: &A::Services,
+) -> Result<Vec<A::Event>, A::Error> {
+    let sink = EventSink::<A>::default();
+    aggregate.handle(command, services, &sink).await?;
+    Ok(sink.collect().await)
+}
+
+/// The current state and version of many aggregates, loaded with one query.
+pub async fn load_many<A: Aggregate>(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<HashMap<String, (A, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT aggregate_id, sequence, payload::text AS payload FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence",
+    )
+    .bind(A::TYPE)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: HashMap<String, (A, i64)> = HashMap::with_capacity(ids.len());
+    for row in rows {
+        let id: String = row.try_get("aggregate_id")?;
+        let sequence: i64 = row.try_get("sequence")?;
+        let payload: String = row.try_get("payload")?;
+        let event: A::Event = serde_json::from_str(&payload)?;
+        let entry = out.entry(id).or_insert_with(|| (A::default(), 0));
+        entry.0.apply(event);
+        entry.1 = sequence;
+    }
+    Ok(out)
+}
+
+/// Loads one aggregate; `None` when it has no events.
+pub async fn load<A: Aggregate>(pool: &PgPool, id: &str) -> Result<Option<(A, i64)>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut map = load_many::<A>(&mut conn, &[id.to_string()]).await?;
+    Ok(map.remove(id))
+}
+
+/// What a command of a batch produced.
+pub type BatchOutcome<A> = Result<Vec<<A as Aggregate>::Event>, <A as Aggregate>::Error>;
+
+/// The batch executor (DESIGN decision 5): loads every aggregate of the batch in one query, runs
+/// each command through the aggregate's own `handle` (several commands for one aggregate apply in
+/// order), and inserts all new events in one statement, inside the caller's transaction. When a
+/// concurrent writer got there first (23505), only the aggregates whose version moved are reloaded
+/// and handled again. Returns one outcome per command, in order.
+pub async fn execute_batch<A>(
+    conn: &mut PgConnection,
+    commands: Vec<(String, A::Command)>,
+    services: &A::Services,
+) -> Result<Vec<BatchOutcome<A>>, StoreError>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
+    let mut ids: Vec<String> = commands.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut loaded = load_many::<A>(conn, &ids).await?;
+    let mut dirty: HashSet<String> = HashSet::new();
+    for attempt in 0..5 {
+        if !dirty.is_empty() {
+            let reload: Vec<String> = dirty.iter().cloned().collect();
+            let mut fresh = load_many::<A>(conn, &reload).await?;
+            for id in &reload {
+                match fresh.remove(id) {
+                    Some(state) => loaded.insert(id.clone(), state),
+                    None => loaded.remove(id),
+                };
+            }
+        }
+        let base_versions: HashMap<String, i64> = ids
+            .iter()
+            .map(|id| (id.clone(), loaded.get(id).map(|(_, v)| *v).unwrap_or(0)))
+            .collect();
+        let mut working: HashMap<String, (A, i64)> = HashMap::with_capacity(ids.len());
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut rows = Vec::new();
+        for (id, command) in commands.iter().cloned() {
+            let entry = match working.entry(id.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let state = match loaded.get(&id) {
+                        Some((a, version)) => (a.clone(), *version),
+                        None => (A::default(), 0),
+                    };
+                    v.insert(state)
+                }
+            };
+            match run_handle(&mut entry.0, command, services).await {
+                Ok(events) => {
+                    for event in &events {
+                        entry.1 += 1;
+                        rows.push(NewEvent::of::<A>(id.clone(), entry.1, event)?);
+                    }
+                    outcomes.push(Ok(events));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        sqlx::query("SAVEPOINT herald_batch")
+            .execute(&mut *conn)
+            .await?;
+        match insert_events(conn, &rows).await {
+            Ok(()) => {
+                sqlx::query("RELEASE SAVEPOINT herald_batch")
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(outcomes);
+            }
+            Err(e) if e.is_unique_violation() => {
+                sqlx::query("ROLLBACK TO SAVEPOINT herald_batch")
+                    .execute(&mut *conn)
+                    .await?;
+                let current = current_versions(conn, A::TYPE, &ids).await?;
+                dirty = ids
+                    .iter()
+                    .filter(|id| current.get(*id).copied().unwrap_or(0) != base_versions[*id])
+                    .cloned()
+                    .collect();
+                tracing::debug!(attempt, conflicts = dirty.len(), "batch conflict, retrying");
+                if dirty.is_empty() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(dirty.len()))
+}
+
+async fn current_versions(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    ids: &[String],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT aggregate_id, max(sequence) AS version FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = ANY($2) GROUP BY aggregate_id",
+    )
+    .bind(aggregate_type)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(row.try_get("aggregate_id")?, row.try_get("version")?);
+    }
+    Ok(out)
+}
+
+/// Where an aggregate's latest event sits in the global order: `(tx_id, global_position)`.
+/// The API waits for a projector to pass it before answering (read-your-writes).
+pub async fn latest_position(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT tx_id::text::bigint AS tx, global_position FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(r) => Ok(Some((r.try_get("tx")?, r.try_get("global_position")?))),
+        None => Ok(None),
+    }
+}

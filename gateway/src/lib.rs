@@ -1,0 +1,180 @@
+//! Herald's side of the WhatsApp gateway: the [`Gateway`] trait the dispatcher sends through, the
+//! WuzAPI adapter that speaks it over HTTP, and a WuzAPI-compatible simulator for the default run,
+//! tests and benchmarks.
+//!
+//! The dispatcher only ever sees [`Gateway`], so tests can fake it and a second gateway (e.g. the
+//! Cloud API) can be added without touching the domain. What the dispatcher needs from a gateway is
+//! small: send one message under an id Herald chose (so receipts and retries match it), point the
+//! gateway's webhooks at Herald, and tell whether the linked number is usable. Failures come back
+//! already classified: [`GatewayError::Transient`] is retried with backoff (honouring
+//! `Retry-After`), [`GatewayError::Permanent`] fails the recipient with the gateway's own message.
+//!
+//! # Layout
+//!
+//! - [`lib.rs`](crate) — the gateway vocabulary: [`OutboundMessage`], [`SendAccepted`],
+//!   [`SessionStatus`], [`GatewayError`] and the [`Gateway`] trait.
+//! - [`wuzapi`] — [`WuzapiClient`], the reqwest adapter for WuzAPI's REST API (see
+//!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
+//! - [`simulator`] — a salvo server answering the WuzAPI subset Herald uses, with fault injection
+//!   (latency, 500s, 429s), duplicate-id detection and `/sim/*` operator endpoints.
+
+use std::time::Duration;
+
+pub mod simulator;
+pub mod wuzapi;
+
+pub use wuzapi::WuzapiClient;
+
+/// What one message says. Kept to the two kinds campaigns send; new kinds are added here first so
+/// every gateway has to decide how to carry them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent {
+    /// A plain text message.
+    Text { body: String },
+    /// An image, carried inline as a `data:image/...;base64,...` URL because WuzAPI only reliably
+    /// accepts data URLs (Herald fetches and caps the image once, not per recipient).
+    Image {
+        data_url: String,
+        caption: Option<String>,
+    },
+}
+
+/// One message to one recipient, as the dispatcher hands it to a gateway.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    /// E.164 digits without `+` (e.g. `6281234567890`), or a full JID containing `@`.
+    pub phone: String,
+    /// Herald's deterministic id for this delivery (uppercase hex, at most 32 characters). Sent as
+    /// WuzAPI's `Id` so receipts carry it and a retry reuses it instead of minting a new message.
+    pub message_id: String,
+    /// What to send.
+    pub content: MessageContent,
+}
+
+/// The gateway took the message.
+#[derive(Debug, Clone)]
+pub struct SendAccepted {
+    /// The id the gateway used; receipts refer to it. Equals the requested id unless the gateway
+    /// chose its own.
+    pub message_id: String,
+    /// When the gateway says it sent the message, when it says so in a form we understand.
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why a gateway call did not succeed, classified so the caller knows whether to retry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    /// Network error, timeout, 5xx, 429 or an answer we could not read: worth retrying later.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        /// The gateway's `Retry-After`, when it gave one; the caller's backoff should not retry
+        /// sooner.
+        retry_after: Option<Duration>,
+    },
+    /// Other 4xx answers, which cannot succeed by retrying: fail with the gateway's message.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl GatewayError {
+    /// The human-readable reason (the gateway's own `error` text when it gave one).
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Transient { message, .. } | Self::Permanent { message } => message,
+        }
+    }
+
+    /// Whether retrying the same call later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        Self::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent {
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a linked number can send right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStatus {
+    /// The gateway holds a websocket to WhatsApp.
+    pub connected: bool,
+    /// The number is paired (QR scanned); sends fail without it.
+    pub logged_in: bool,
+    /// The linked number's JID (`6281...@s.whatsapp.net`), when the gateway reports one.
+    pub jid: Option<String>,
+}
+
+/// A WhatsApp gateway as the dispatcher uses it. `token` selects the linked number (WuzAPI's user
+/// token); implementations must never log it.
+#[async_trait::async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// Sends one message under `message.message_id`. Safe to retry on [`GatewayError::Transient`]:
+    /// the id stays the same, so a duplicate is detectable downstream.
+    async fn send(
+        &self,
+        token: &str,
+        message: &OutboundMessage,
+    ) -> Result<SendAccepted, GatewayError>;
+
+    /// Points the gateway's webhooks for this number at `url`, for the given event types
+    /// (e.g. `["Message", "ReadReceipt"]`).
+    async fn set_webhook(
+        &self,
+        token: &str,
+        url: &str,
+        events: &[&str],
+    ) -> Result<(), GatewayError>;
+
+    /// Reports whether the number is connected and paired.
+    async fn session_status(&self, token: &str) -> Result<SessionStatus, GatewayError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn gateway_is_usable_as_a_trait_object() {
+        // The dispatcher holds `Arc<dyn Gateway>` so tests can swap in a fake.
+        let client = WuzapiClient::new("http://127.0.0.1:8080/", None).expect("valid URL");
+        assert_eq!(client.base_url(), "http://127.0.0.1:8080");
+        let _gateway: Arc<dyn Gateway> = Arc::new(client);
+        assert!(WuzapiClient::new("ftp://example.com", None).is_err());
+        assert!(WuzapiClient::new("not a url", None).is_err());
+    }
+
+    #[test]
+    fn errors_say_whether_to_retry() {
+        let transient = GatewayError::Transient {
+            message: "no session".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert!(transient.is_transient());
+        assert_eq!(transient.message(), "no session");
+        assert_eq!(transient.to_string(), "no session");
+        let permanent = GatewayError::permanent("missing Phone in Payload");
+        assert!(!permanent.is_transient());
+        assert_eq!(permanent.message(), "missing Phone in Payload");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_admin_token() {
+        let client =
+            WuzapiClient::new("http://wuzapi:8080", Some("s3cret".into())).expect("valid URL");
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}

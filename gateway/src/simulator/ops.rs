@@ -1,0 +1,100 @@
+//! The operator endpoints under `/sim/`: stats, accepted messages, fault settings and reset. Not
+//! part of WuzAPI and not authenticated: the simulator is a test tool.
+
+use salvo::http::StatusCode;
+use salvo::{Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::reply;
+use super::state::{FaultSettings, Sim};
+
+/// `/sim/messages` answers this many records unless asked otherwise.
+const DEFAULT_MESSAGE_LIMIT: usize = 1_000;
+/// Keeps one answer (and the copy made under the ledger lock) bounded.
+const MAX_MESSAGE_LIMIT: usize = 100_000;
+
+/// The operator routes this module answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OpsOp {
+    Stats,
+    Messages,
+    GetConfig,
+    PutConfig,
+    Reset,
+}
+
+/// `PUT /sim/config`: only the given knobs change. Unknown keys are refused so a typo does not
+/// silently leave a fault switched off.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigChange {
+    latency_ms: Option<u64>,
+    error_rate: Option<f64>,
+    rate_limit_rate: Option<f64>,
+}
+
+pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op: OpsOp) {
+    match op {
+        OpsOp::Stats => reply::json(res, StatusCode::OK, &sim.ledger.stats()),
+        OpsOp::Messages => messages(sim, req, res),
+        OpsOp::GetConfig => reply::json(res, StatusCode::OK, &sim.faults.get()),
+        OpsOp::PutConfig => put_config(sim, req, res).await,
+        OpsOp::Reset => {
+            sim.ledger.reset();
+            reply::json(res, StatusCode::OK, &sim.ledger.stats());
+        }
+    }
+}
+
+fn messages(sim: &Sim, req: &Request, res: &mut Response) {
+    let limit = match req.queries().get("limit") {
+        None => DEFAULT_MESSAGE_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) => limit.min(MAX_MESSAGE_LIMIT),
+            Err(_) => {
+                return reply::error(res, StatusCode::BAD_REQUEST, "limit must be a number");
+            }
+        },
+    };
+    let filter = |key: &str| {
+        req.queries()
+            .get(key)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    };
+    let phone = filter("phone").map(|phone| phone.trim_start_matches('+'));
+    let items = sim.ledger.messages(phone, filter("token"), limit);
+    reply::json(res, StatusCode::OK, &json!({ "items": items }));
+}
+
+async fn put_config(sim: &Sim, req: &mut Request, res: &mut Response) {
+    let change = match req.payload().await {
+        Ok(bytes) => serde_json::from_slice::<ConfigChange>(bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let change = match change {
+        Ok(change) => change,
+        Err(reason) => {
+            let message = format!("could not decode Payload: {reason}");
+            return reply::error(res, StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let current = sim.faults.get();
+    let next = FaultSettings {
+        latency_ms: change.latency_ms.unwrap_or(current.latency_ms),
+        error_rate: change.error_rate.unwrap_or(current.error_rate),
+        rate_limit_rate: change.rate_limit_rate.unwrap_or(current.rate_limit_rate),
+    };
+    if let Err(reason) = next.validate() {
+        return reply::error(res, StatusCode::BAD_REQUEST, &reason);
+    }
+    sim.faults.set(next);
+    tracing::info!(
+        latency_ms = next.latency_ms,
+        error_rate = next.error_rate,
+        rate_limit_rate = next.rate_limit_rate,
+        "simulator faults changed"
+    );
+    reply::json(res, StatusCode::OK, &next);
+}

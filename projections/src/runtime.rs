@@ -1,0 +1,384 @@
+//! The projector runtime (DESIGN decisions 3 and 4).
+//!
+//! - Reads events in `(tx_id, global_position)` order, only from transactions older than the oldest
+//!   running one (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): identity order is not commit
+//!   order, and this guard is what makes a late-committing insert impossible to skip.
+//! - Applies a batch and moves its checkpoint in ONE transaction: effectively once.
+//! - One instance per projector across all processes: a session advisory lock held on the very
+//!   connection that does the work (if that connection dies, so does the lock and the work).
+//! - Wakes on `NOTIFY herald_events` (a statement trigger on `events`), polls as a fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
+use tokio::sync::watch;
+
+/// One row of the event store as projectors see it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub tx_id: i64,
+    pub global_position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    /// The JSON text of the event, parsed only by projectors interested in it.
+    pub payload: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl StoredEvent {
+    pub fn parse<E: serde::de::DeserializeOwned>(&self) -> anyhow::Result<E> {
+        serde_json::from_str(&self.payload).with_context(|| {
+            format!(
+                "event {} #{} of {} {} does not parse",
+                self.event_type, self.sequence, self.aggregate_type, self.aggregate_id
+            )
+        })
+    }
+}
+
+/// A read-model builder. `apply` runs inside the transaction that also moves the checkpoint.
+#[async_trait::async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// Stable name: the checkpoint row and the advisory lock are keyed by it.
+    fn name(&self) -> &'static str;
+    /// Tables this projector owns; a rebuild truncates them.
+    fn tables(&self) -> &'static [&'static str];
+    async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()>;
+}
+
+/// How a runner behaves; defaults suit production.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub batch_size: i64,
+    /// Fallback poll when no notification arrives (and for rows held back by the xmin guard).
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            batch_size: 2_000,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Wakes projectors in this process when events are written (fed by LISTEN).
+#[derive(Clone)]
+pub struct Wakeup {
+    tx: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Wakeup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Wakeup {
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(0);
+        Wakeup { tx: Arc::new(tx) }
+    }
+    pub fn wake(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// Forwards `NOTIFY herald_events` to this process's projectors until shutdown.
+    pub fn spawn_listener(&self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                };
+                if let Err(e) = listener.listen("herald_events").await {
+                    tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    tokio::select! {
+                        n = listener.recv() => match n {
+                            Ok(_) => this.wake(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost");
+                                break;
+                            }
+                        },
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Stable 64-bit key for a projector's advisory lock (FNV-1a of its name).
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in format!("herald-projector:{name}").bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}
+
+async fn ensure_checkpoint(conn: &mut PgConnection, name: &str) -> anyhow::Result<(i64, i64)> {
+    sqlx::query("INSERT INTO projector_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let row =
+        sqlx::query("SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// The next batch after `checkpoint`, oldest first, committed rows only.
+pub async fn read_batch(
+    conn: &mut PgConnection,
+    checkpoint: (i64, i64),
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, sequence,
+                event_type, payload::text AS payload, recorded_at
+           FROM events
+          WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+            AND (tx_id, global_position) > ($1::text::xid8, $2)
+          ORDER BY tx_id, global_position
+          LIMIT $3",
+    )
+    .bind(checkpoint.0)
+    .bind(checkpoint.1)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                tx_id: r.try_get("tx")?,
+                global_position: r.try_get("global_position")?,
+                aggregate_type: r.try_get("aggregate_type")?,
+                aggregate_id: r.try_get("aggregate_id")?,
+                sequence: r.try_get("sequence")?,
+                event_type: r.try_get("event_type")?,
+                payload: r.try_get("payload")?,
+                recorded_at: r.try_get("recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Applies at most one batch. Returns how many events it applied (0: caught up).
+async fn step(
+    conn: &mut PgConnection,
+    projector: &dyn Projector,
+    checkpoint: &mut (i64, i64),
+    batch_size: i64,
+) -> anyhow::Result<usize> {
+    let events = read_batch(conn, *checkpoint, batch_size).await?;
+    let Some(last) = events.last() else {
+        return Ok(0);
+    };
+    let next = (last.tx_id, last.global_position);
+    let mut tx = conn.begin().await?;
+    projector.apply(&mut tx, &events).await?;
+    let moved = sqlx::query(
+        "UPDATE projector_checkpoints SET tx_id = $2, global_position = $3, updated_at = now()
+          WHERE name = $1 AND tx_id = $4 AND global_position = $5",
+    )
+    .bind(projector.name())
+    .bind(next.0)
+    .bind(next.1)
+    .bind(checkpoint.0)
+    .bind(checkpoint.1)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        // reset by a rebuild (or moved by someone who should not hold our lock): start over from it
+        tx.rollback().await?;
+        *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
+        return Ok(0);
+    }
+    tx.commit().await?;
+    *checkpoint = next;
+    metrics::counter!("herald_projector_events_total", "projector" => projector.name())
+        .increment(events.len() as u64);
+    Ok(events.len())
+}
+
+async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PoolConnection<Postgres>>> {
+    let mut conn = pool.acquire().await?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock_key(name))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(got.then_some(conn))
+}
+
+/// Runs a projector until `shutdown` turns true. Waits its turn while another instance holds it.
+pub async fn run(
+    pool: PgPool,
+    projector: Arc<dyn Projector>,
+    wakeup: Wakeup,
+    config: RunnerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut wake = wakeup.subscribe();
+    let name = projector.name();
+    'outer: while !*shutdown.borrow() {
+        let mut conn = match lock(&pool, name).await {
+            Ok(Some(conn)) => conn,
+            Ok(None) => {
+                // another process runs this projector; check again later (takes over if it dies)
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(projector = name, error = %e, "cannot reach the database");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        tracing::info!(projector = name, "projector running");
+        let mut checkpoint = match ensure_checkpoint(&mut conn, name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(projector = name, error = %e, "cannot read checkpoint");
+                conn.detach();
+                continue;
+            }
+        };
+        let mut failures = 0u32;
+        loop {
+            if *shutdown.borrow() {
+                break 'outer;
+            }
+            match step(
+                &mut conn,
+                projector.as_ref(),
+                &mut checkpoint,
+                config.batch_size,
+            )
+            .await
+            {
+                Ok(0) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(config.poll_interval) => {}
+                        _ = shutdown.changed() => break 'outer,
+                    }
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(projector = name, error = %format!("{e:#}"), failures, "projector batch failed");
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    tokio::time::sleep(backoff).await;
+                    if failures >= 3 {
+                        // drop the connection (and with it the lock): a broken one must not linger
+                        conn.detach();
+                        continue 'outer;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies everything currently visible, on the caller's task (used by `rebuild` and tests).
+pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<usize> {
+    let mut conn = lock(pool, projector.name())
+        .await?
+        .context("the projector is running in another process")?;
+    let mut checkpoint = ensure_checkpoint(&mut conn, projector.name()).await?;
+    let mut total = 0;
+    loop {
+        let n = step(&mut conn, projector, &mut checkpoint, 2_000).await?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key(projector.name()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(total)
+}
+
+/// Truncates the projector's tables and resets its checkpoint, in one transaction. A running
+/// instance notices the reset checkpoint and replays from the start.
+pub async fn reset(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for table in projector.tables() {
+        sqlx::query(&format!("TRUNCATE {table}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO projector_checkpoints (name, tx_id, global_position) VALUES ($1, 0, 0)
+         ON CONFLICT (name) DO UPDATE SET tx_id = 0, global_position = 0, updated_at = now()",
+    )
+    .bind(projector.name())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Waits until projector `name` has applied the event at `position`, or `timeout` passes.
+/// Returns whether it caught up. Used by the API for read-your-writes.
+pub async fn wait_for(
+    pool: &PgPool,
+    name: &str,
+    position: (i64, i64),
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let row =
+            sqlx::query("SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+        if let Some(row) = row {
+            let at: (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if at >= position {
+                return Ok(true);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}

@@ -1,0 +1,492 @@
+//! Dispatch workers (DESIGN decision 6): the write-ahead path from `dispatch_queue` to the gateway.
+//!
+//! 1. Claim a batch with `FOR UPDATE SKIP LOCKED`, mark it leased (attempt + 1, lease deadline),
+//!    append each recipient's `DeliveryDispatched` with its deterministic message id, COMMIT.
+//! 2. Call the gateway for each, with bounded concurrency.
+//! 3. In one transaction: append the outcomes (`DeliverySent` / `DeliveryFailed`) through the batch
+//!    executor, delete finished rows, put retryable ones back with a backoff.
+//! 4. Complete campaigns that have nothing left in the queue.
+//!
+//! A worker that dies between 1 and 3 leaves leased rows; when the lease expires any worker takes
+//! them again as "in doubt" and resends with the SAME message id, so the gateway and the receipts
+//! can tell it is one message. Any number of workers and processes can share one database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use herald_domain::campaign::{Campaign, CampaignCommand, MessageSpec};
+use herald_domain::delivery::{Delivery, DeliveryCommand};
+use herald_domain::store;
+use herald_domain::template::TemplateKind;
+use herald_domain::template_body::CompiledTemplate;
+use herald_gateway::{Gateway, GatewayError, MessageContent, OutboundMessage};
+use sqlx::{PgPool, Row};
+use tokio::sync::{watch, Mutex};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Recipients claimed per batch.
+    pub batch_size: i64,
+    /// Gateway calls in flight per worker.
+    pub concurrency: usize,
+    /// Worker tasks in this process.
+    pub workers: usize,
+    /// How long a claimed recipient stays leased before another worker may take it as in doubt.
+    pub lease: Duration,
+    /// Sleep when the queue has nothing due.
+    pub idle_poll: Duration,
+    /// Attempts before a retryable failure becomes final.
+    pub max_attempts: i32,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            batch_size: 500,
+            concurrency: 64,
+            workers: 4,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(100),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// A campaign's message compiled once and shared by every worker.
+struct CompiledMessage {
+    body: Option<CompiledTemplate>,
+}
+
+/// Shared by the worker tasks of one process.
+pub struct Dispatcher {
+    pool: PgPool,
+    gateway: Arc<dyn Gateway>,
+    config: DispatchConfig,
+    messages: Mutex<HashMap<Uuid, Arc<Result<CompiledMessage, String>>>>,
+    tokens: Mutex<HashMap<Uuid, (Option<String>, tokio::time::Instant)>>,
+}
+
+/// One claimed recipient.
+#[derive(Debug, Clone)]
+struct Claimed {
+    campaign_id: Uuid,
+    phone: String,
+    session_id: Uuid,
+    message_id: String,
+    vars: serde_json::Map<String, serde_json::Value>,
+    attempts: i32,
+    in_doubt: bool,
+}
+
+impl Claimed {
+    fn delivery_id(&self) -> String {
+        format!("{}:{}", self.campaign_id, self.phone)
+    }
+}
+
+enum Outcome {
+    Sent,
+    /// Final failure with the reason shown to the user.
+    Failed(String),
+    /// Put back in the queue to try again after the delay.
+    Retry(String, Duration),
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, gateway: Arc<dyn Gateway>, config: DispatchConfig) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            pool,
+            gateway,
+            config,
+            messages: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts the worker tasks; they stop when `shutdown` turns true.
+    pub fn spawn(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.workers)
+            .map(|i| {
+                let this = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { this.worker(i, shutdown).await })
+            })
+            .collect()
+    }
+
+    async fn worker(self: Arc<Self>, index: usize, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            match self.run_once().await {
+                Ok(0) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(worker = index, error = %format!("{e:#}"), "dispatch batch failed");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims, sends and records one batch. Returns how many recipients it handled.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let claimed = self.claim().await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let n = claimed.len();
+        let sends = futures::stream::iter(claimed.into_iter().map(|c| async move {
+            let outcome = self.send(&c).await;
+            (c, outcome)
+        }))
+        .buffer_unordered(self.config.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        self.record(sends).await?;
+        Ok(n)
+    }
+
+    /// Step 1: claim and lease, with `DeliveryDispatched` appended in the same transaction.
+    async fn claim(&self) -> anyhow::Result<Vec<Claimed>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "WITH c AS (
+               SELECT campaign_id, phone, state FROM dispatch_queue
+                WHERE (state = 'ready' AND not_before <= now())
+                   OR (state = 'leased' AND lease_until < now())
+                ORDER BY not_before
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+             UPDATE dispatch_queue q
+                SET state = 'leased', attempts = q.attempts + 1,
+                    lease_until = now() + make_interval(secs => $2)
+               FROM c
+              WHERE q.campaign_id = c.campaign_id AND q.phone = c.phone
+          RETURNING q.campaign_id, q.phone, q.session_id, q.message_id, q.vars, q.attempts,
+                    c.state = 'leased' AS in_doubt",
+        )
+        .bind(self.config.batch_size)
+        .bind(self.config.lease.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let vars: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> =
+                r.try_get("vars")?;
+            claimed.push(Claimed {
+                campaign_id: r.try_get("campaign_id")?,
+                phone: r.try_get("phone")?,
+                session_id: r.try_get("session_id")?,
+                message_id: r.try_get("message_id")?,
+                vars: vars.0,
+                attempts: r.try_get("attempts")?,
+                in_doubt: r.try_get("in_doubt")?,
+            });
+        }
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(claimed);
+        }
+        let in_doubt = claimed.iter().filter(|c| c.in_doubt).count();
+        if in_doubt > 0 {
+            tracing::warn!(
+                in_doubt,
+                "resending recipients whose lease expired, with their message ids"
+            );
+            metrics::counter!("herald_dispatch_in_doubt_total").increment(in_doubt as u64);
+        }
+        let now = Utc::now();
+        let commands = claimed
+            .iter()
+            .map(|c| {
+                let cmd = DeliveryCommand::Dispatch {
+                    message_id: c.message_id.clone(),
+                    attempt: u32::try_from(c.attempts).unwrap_or(0),
+                    in_doubt: c.in_doubt,
+                    at: now,
+                };
+                (c.delivery_id(), cmd)
+            })
+            .collect();
+        let outcomes = store::execute_batch::<Delivery>(&mut tx, commands, &()).await?;
+        // A recipient that is already final (cancelled, or recorded by an earlier worker whose
+        // queue delete was lost) must not be sent again: drop its queue row.
+        let mut keep = Vec::with_capacity(claimed.len());
+        let mut stale_c = Vec::new();
+        let mut stale_p = Vec::new();
+        for (c, outcome) in claimed.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => keep.push(c),
+                Err(e) => {
+                    tracing::info!(campaign = %c.campaign_id, error = %e, "dropping a queued recipient that cannot be sent");
+                    stale_c.push(c.campaign_id);
+                    stale_p.push(c.phone);
+                }
+            }
+        }
+        if !stale_c.is_empty() {
+            delete_rows(&mut tx, &stale_c, &stale_p).await?;
+        }
+        tx.commit().await?;
+        Ok(keep)
+    }
+
+    /// Step 2: one gateway call, classified.
+    async fn send(&self, c: &Claimed) -> Outcome {
+        let message = match self.message(c.campaign_id).await {
+            Ok(m) => m,
+            Err(passing) => return Outcome::Retry(passing, Duration::from_secs(1)),
+        };
+        let message = match message.as_ref() {
+            Ok(m) => m,
+            Err(reason) => return Outcome::Failed(reason.clone()),
+        };
+        let token = match self.token(c.session_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Outcome::Failed("the campaign's session no longer exists".into()),
+            Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
+        };
+        let content = match render(message, c) {
+            Ok(content) => content,
+            Err(reason) => return Outcome::Failed(reason),
+        };
+        let outbound = OutboundMessage {
+            phone: c.phone.clone(),
+            message_id: c.message_id.clone(),
+            content,
+        };
+        match self.gateway.send(&token, &outbound).await {
+            Ok(_) => Outcome::Sent,
+            Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
+            Err(GatewayError::Transient {
+                message,
+                retry_after,
+            }) => {
+                if c.attempts >= self.config.max_attempts {
+                    Outcome::Failed(format!("{message} (after {} attempts)", c.attempts))
+                } else {
+                    Outcome::Retry(message, retry_after.unwrap_or_else(|| backoff(c.attempts)))
+                }
+            }
+        }
+    }
+
+    /// Step 3: outcomes and queue changes in one transaction.
+    async fn record(&self, sends: Vec<(Claimed, Outcome)>) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let mut commands = Vec::with_capacity(sends.len());
+        let mut done_c = Vec::with_capacity(sends.len());
+        let mut done_p = Vec::with_capacity(sends.len());
+        let mut retry_c = Vec::new();
+        let mut retry_p = Vec::new();
+        let mut retry_after = Vec::new();
+        let mut retry_error = Vec::new();
+        let mut campaigns: Vec<Uuid> = Vec::new();
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for (c, outcome) in sends {
+            campaigns.push(c.campaign_id);
+            match outcome {
+                Outcome::Sent => {
+                    sent += 1;
+                    let cmd = DeliveryCommand::RecordSent {
+                        message_id: c.message_id.clone(),
+                        at: now,
+                    };
+                    commands.push((c.delivery_id(), cmd));
+                    done_c.push(c.campaign_id);
+                    done_p.push(c.phone);
+                }
+                Outcome::Failed(reason) => {
+                    failed += 1;
+                    let cmd = DeliveryCommand::RecordFailed { reason, at: now };
+                    commands.push((c.delivery_id(), cmd));
+                    done_c.push(c.campaign_id);
+                    done_p.push(c.phone);
+                }
+                Outcome::Retry(reason, after) => {
+                    retry_c.push(c.campaign_id);
+                    retry_p.push(c.phone);
+                    retry_after.push(after.as_secs_f64());
+                    retry_error.push(reason);
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let outcomes = store::execute_batch::<Delivery>(&mut tx, commands, &()).await?;
+        for o in outcomes {
+            if let Err(e) = o {
+                tracing::warn!(error = %e, "outcome not recorded");
+            }
+        }
+        delete_rows(&mut tx, &done_c, &done_p).await?;
+        if !retry_c.is_empty() {
+            sqlx::query(
+                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL,
+                        not_before = now() + make_interval(secs => r.after), last_error = r.error
+                   FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS r(c, p, after, error)
+                  WHERE q.campaign_id = r.c AND q.phone = r.p",
+            )
+            .bind(&retry_c)
+            .bind(&retry_p)
+            .bind(&retry_after)
+            .bind(&retry_error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("herald_dispatch_sent_total").increment(sent);
+        metrics::counter!("herald_dispatch_failed_total").increment(failed);
+        metrics::counter!("herald_dispatch_retried_total").increment(retry_c.len() as u64);
+
+        campaigns.sort();
+        campaigns.dedup();
+        self.complete_finished(&campaigns).await
+    }
+
+    /// Step 4: a campaign whose queue is empty has every recipient final.
+    async fn complete_finished(&self, campaigns: &[Uuid]) -> anyhow::Result<()> {
+        let finished: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT c FROM UNNEST($1::uuid[]) AS c
+              WHERE NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.campaign_id = c)",
+        )
+        .bind(campaigns)
+        .fetch_all(&self.pool)
+        .await?;
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        let commands = finished
+            .iter()
+            .map(|id| (id.to_string(), CampaignCommand::Complete { at: now }))
+            .collect();
+        for (id, outcome) in finished
+            .iter()
+            .zip(store::execute_batch::<Campaign>(&mut tx, commands, &()).await?)
+        {
+            match outcome {
+                Ok(events) if !events.is_empty() => {
+                    tracing::info!(campaign = %id, "campaign completed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(campaign = %id, error = %e, "campaign not completed"),
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The campaign's compiled message; compile failures are cached (they are permanent),
+    /// database errors are not (they are passing).
+    async fn message(
+        &self,
+        campaign_id: Uuid,
+    ) -> Result<Arc<Result<CompiledMessage, String>>, String> {
+        if let Some(entry) = self.messages.lock().await.get(&campaign_id) {
+            return Ok(entry.clone());
+        }
+        let loaded = match store::load::<Campaign>(&self.pool, &campaign_id.to_string()).await {
+            Ok(Some((campaign, _))) => compile(campaign.message),
+            Ok(None) => Err("the campaign does not exist".to_string()),
+            Err(e) => return Err(format!("database: {e}")),
+        };
+        let entry = Arc::new(loaded);
+        let mut cache = self.messages.lock().await;
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(campaign_id, entry.clone());
+        Ok(entry)
+    }
+
+    /// The session's gateway token, cached briefly (a deleted session stops sending within 30 s).
+    async fn token(&self, session_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+        let now = tokio::time::Instant::now();
+        if let Some((token, at)) = self.tokens.lock().await.get(&session_id) {
+            if now.duration_since(*at) < Duration::from_secs(30) {
+                return Ok(token.clone());
+            }
+        }
+        let token: Option<String> = sqlx::query_scalar(
+            "SELECT gateway_token FROM session_credentials WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.tokens
+            .lock()
+            .await
+            .insert(session_id, (token.clone(), now));
+        Ok(token)
+    }
+}
+
+fn compile(message: Option<MessageSpec>) -> Result<CompiledMessage, String> {
+    let message = message.ok_or("the campaign has no message")?;
+    match message.kind {
+        TemplateKind::Text => {
+            let body = message.body.ok_or("the campaign's template has no body")?;
+            let compiled = body.compile().map_err(|e| e.to_string())?;
+            Ok(CompiledMessage {
+                body: Some(compiled),
+            })
+        }
+        TemplateKind::Image => Err("image campaigns are not supported yet".to_string()),
+    }
+}
+
+fn render(message: &CompiledMessage, c: &Claimed) -> Result<MessageContent, String> {
+    let body = message
+        .body
+        .as_ref()
+        .ok_or("the campaign has no text")?
+        .render(&c.phone, None, &c.vars)
+        .map_err(|e| e.to_string())?;
+    Ok(MessageContent::Text { body })
+}
+
+/// Exponential backoff with jitter for retryable gateway errors: about 1 s, 2 s, 4 s, ... ≤ 5 min.
+pub fn backoff(attempt: i32) -> Duration {
+    let base = 1000u64.saturating_mul(1u64 << attempt.clamp(0, 8).saturating_sub(1).max(0) as u32);
+    let base = base.min(300_000);
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+async fn delete_rows(
+    conn: &mut sqlx::PgConnection,
+    campaigns: &[Uuid],
+    phones: &[String],
+) -> sqlx::Result<()> {
+    if campaigns.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM dispatch_queue q USING UNNEST($1::uuid[], $2::text[]) AS d(c, p)
+          WHERE q.campaign_id = d.c AND q.phone = d.p",
+    )
+    .bind(campaigns)
+    .bind(phones)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Checks and tests the whole workspace, as CI does (.ci/run runs this):
+#
+#   bash scripts/test.sh [extra arguments for the test runner]
+#
+# 1. makes sure PostgreSQL and NATS run (scripts/services.sh; installs them if needed),
+# 2. drops leftover per-test databases (herald_test_*),
+# 3. cargo fmt --all -- --check
+# 4. cargo clippy --workspace --all-targets --locked -- -D warnings
+# 5. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
+#
+# Every step runs even when an earlier one failed, so one run shows every problem; the exit
+# status is non-zero when any failed. The test runner's output comes last.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
+say() { printf 'test: %s\n' "$*"; }
+
+if [ "${CI:-}" = true ]; then
+    export CARGO_TERM_COLOR=never
+fi
+export HERALD_TEST_DATABASE_URL="${HERALD_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+export HERALD_TEST_NATS_URL="${HERALD_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+
+# Each test creates a throwaway database named herald_test_*; a run that was killed leaves
+# them behind. Drop those nobody is connected to and that are older than a few minutes (so a
+# test run going on at the same time is left alone). Best effort: never fails the run.
+drop_stale_test_databases() {
+    local sql="
+        SELECT format('DROP DATABASE IF EXISTS %I', d.datname)
+        FROM pg_database d
+        WHERE d.datname LIKE 'herald\\_test\\_%'
+          AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+          AND (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification
+              < now() - interval '5 minutes'
+        \\gexec"
+    printf '%s\n' "$sql" | PGCONNECT_TIMEOUT=5 psql -X -q "$HERALD_TEST_DATABASE_URL" >/dev/null 2>&1 || true
+}
+drop_stale_test_databases
+
+failed=()
+
+say "cargo fmt --all -- --check"
+if ! cargo fmt --all -- --check; then
+    failed+=("cargo fmt (run: cargo fmt --all)")
+fi
+
+locked=(--locked)
+if [ ! -f Cargo.lock ]; then
+    locked=()
+fi
+say "cargo clippy --workspace --all-targets${locked:+ ${locked[*]}} -- -D warnings"
+if ! cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings; then
+    failed+=("cargo clippy")
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    say "FAILED so far: ${failed[*]}; running the tests anyway, the exit status will be non-zero"
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    say "cargo nextest run --workspace${*:+ $*}"
+    if ! cargo nextest run --workspace "$@"; then
+        failed+=("tests")
+    fi
+else
+    say "cargo test --workspace${*:+ $*} (cargo-nextest is not installed)"
+    if ! cargo test --workspace "$@"; then
+        failed+=("tests")
+    fi
+fi
+
+# Nothing is printed after the runner's own summary, which stays the last lines of the log.
+[ "${#failed[@]}" -eq 0 ]

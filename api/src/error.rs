@@ -261,13 +261,36 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    if parsed.is_ok() {
+        // trailing garbage after the value is a syntax error too
+        de.end().map_err(|e| ApiError::BadRequest {
+            code: "invalid_json",
+            message: format!(
+                "the body is not valid JSON: {}",
+                strip_position(&e.to_string())
+            ),
+            details: None,
+        })?;
+    }
+    parsed.map_err(|e| {
         use serde_json::error::Category;
-        let details = Some(serde_json::json!({"line": e.line(), "column": e.column()}));
-        match e.classify() {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let details = Some(serde_json::json!({"line": inner.line(), "column": inner.column()}));
+        match inner.classify() {
             Category::Data => {
-                let message = e.to_string();
-                let field = field_of(&message).unwrap_or_else(|| "body".to_string());
+                let message = inner.to_string();
+                // serde's path ends at the unknown field itself, but at the PARENT of a missing one
+                let root = path == "." || path.is_empty();
+                let field = match (message.starts_with("missing field"), field_of(&message)) {
+                    (true, Some(f)) if root => f,
+                    (true, Some(f)) => format!("{path}.{f}"),
+                    _ if !root => path.clone(),
+                    (_, Some(f)) => f,
+                    _ => "body".to_string(),
+                };
                 ApiError::Validation {
                     field,
                     message: strip_position(&message),
@@ -278,7 +301,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
                 code: "invalid_json",
                 message: format!(
                     "the body is not valid JSON: {}",
-                    strip_position(&e.to_string())
+                    strip_position(&inner.to_string())
                 ),
                 details,
             },

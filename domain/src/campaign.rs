@@ -208,3 +208,174 @@ impl Aggregate for Campaign {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplateKind;
+    use cqrs_es::test::TestFramework;
+
+    type CampaignTest = TestFramework<Campaign>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).expect("a valid timestamp")
+    }
+
+    fn later() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_229_200, 0).expect("a valid timestamp")
+    }
+
+    fn message() -> MessageSpec {
+        MessageSpec {
+            kind: TemplateKind::Text,
+            body: Some(TemplateBody::parse("Hi {{ name }}").expect("a valid body")),
+            caption: None,
+            image_url: None,
+        }
+    }
+
+    fn create(name: &str, total_recipients: u64) -> CampaignCommand {
+        CampaignCommand::Create {
+            tenant_id: Uuid::from_u128(1),
+            name: name.to_string(),
+            template_id: Uuid::from_u128(10),
+            session_id: Uuid::from_u128(20),
+            message: message(),
+            total_recipients,
+            at: at(),
+        }
+    }
+
+    fn created() -> CampaignEvent {
+        CampaignEvent::CampaignCreated {
+            tenant_id: Uuid::from_u128(1),
+            name: "Launch".to_string(),
+            template_id: Uuid::from_u128(10),
+            session_id: Uuid::from_u128(20),
+            message: message(),
+            total_recipients: 3,
+            at: at(),
+        }
+    }
+
+    fn running() -> Vec<CampaignEvent> {
+        vec![created(), CampaignEvent::CampaignStarted { at: at() }]
+    }
+
+    fn complete() -> CampaignCommand {
+        CampaignCommand::Complete { at: later() }
+    }
+
+    #[test]
+    fn creating_a_campaign_creates_and_starts_it() {
+        CampaignTest::with(())
+            .given_no_previous_events()
+            .when(create(" Launch ", 3))
+            .then_expect_events(running());
+    }
+
+    #[test]
+    fn a_campaign_without_recipients_is_rejected() {
+        CampaignTest::with(())
+            .given_no_previous_events()
+            .when(create("Launch", 0))
+            .then_expect_error(DomainError::invalid(
+                "recipients",
+                "the campaign has no valid recipient",
+            ));
+    }
+
+    #[test]
+    fn a_blank_name_is_rejected() {
+        CampaignTest::with(())
+            .given_no_previous_events()
+            .when(create(" ", 3))
+            .then_expect_error(DomainError::invalid("name", "must not be empty"));
+    }
+
+    #[test]
+    fn creating_twice_is_already_exists() {
+        CampaignTest::with(())
+            .given(running())
+            .when(create("Launch", 3))
+            .then_expect_error(DomainError::AlreadyExists);
+    }
+
+    #[test]
+    fn a_running_campaign_completes() {
+        CampaignTest::with(())
+            .given(running())
+            .when(complete())
+            .then_expect_events(vec![CampaignEvent::CampaignCompleted { at: later() }]);
+    }
+
+    #[test]
+    fn completing_twice_records_nothing_more() {
+        CampaignTest::with(())
+            .given(running())
+            .and(vec![CampaignEvent::CampaignCompleted { at: later() }])
+            .when(complete())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_campaign_that_never_started_cannot_complete() {
+        CampaignTest::with(())
+            .given(vec![created()])
+            .when(complete())
+            .then_expect_error(DomainError::Conflict(
+                "a scheduled campaign cannot complete".to_string(),
+            ));
+    }
+
+    #[test]
+    fn a_campaign_that_was_never_created_cannot_complete() {
+        let result = CampaignTest::with(())
+            .given_no_previous_events()
+            .when(complete())
+            .inspect_result();
+        assert!(result.is_err(), "{result:?}");
+    }
+
+    #[test]
+    fn events_fold_into_the_lifecycle() {
+        let mut campaign = Campaign::default();
+        campaign.apply(created());
+        assert_eq!(campaign.status, CampaignStatus::Scheduled);
+        assert_eq!(campaign.total_recipients, 3);
+        assert_eq!(campaign.session_id, Some(Uuid::from_u128(20)));
+        assert_eq!(campaign.message, Some(message()));
+        campaign.apply(CampaignEvent::CampaignStarted { at: at() });
+        assert_eq!(campaign.status, CampaignStatus::Running);
+        campaign.apply(CampaignEvent::CampaignCompleted { at: later() });
+        assert_eq!(campaign.status, CampaignStatus::Completed);
+        assert!(campaign.visible_to(Uuid::from_u128(1)));
+        assert!(!campaign.visible_to(Uuid::from_u128(2)));
+    }
+
+    #[test]
+    fn statuses_parse_what_they_print() {
+        for status in [
+            CampaignStatus::Scheduled,
+            CampaignStatus::Running,
+            CampaignStatus::Paused,
+            CampaignStatus::Completed,
+            CampaignStatus::Cancelled,
+            CampaignStatus::Failed,
+        ] {
+            assert_eq!(CampaignStatus::parse(status.as_str()), Some(status));
+            let json = serde_json::to_value(status).expect("serializable");
+            assert_eq!(json, serde_json::Value::from(status.as_str()));
+        }
+        assert_eq!(CampaignStatus::parse("Running"), None);
+    }
+
+    #[test]
+    fn events_survive_a_json_round_trip() {
+        for event in running() {
+            let json = serde_json::to_string(&event).expect("serializable");
+            let back: CampaignEvent = serde_json::from_str(&json).expect("deserializable");
+            assert_eq!(back, event);
+        }
+    }
+}

@@ -269,3 +269,293 @@ impl Delivery {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type DeliveryTest = TestFramework<Delivery>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).expect("a valid timestamp")
+    }
+
+    fn phone() -> Phone {
+        Phone::parse("6281234567890", "ID").expect("a valid Indonesian number")
+    }
+
+    fn other_phone() -> Phone {
+        Phone::parse("6281298765432", "ID").expect("a valid Indonesian number")
+    }
+
+    fn campaign() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn message_id() -> String {
+        message_id_for(campaign(), &phone())
+    }
+
+    fn vars() -> Vars {
+        let mut vars = Vars::new();
+        vars.insert("name".to_string(), serde_json::Value::from("Ayu"));
+        vars
+    }
+
+    fn queue() -> DeliveryCommand {
+        DeliveryCommand::Queue {
+            tenant_id: Uuid::from_u128(1),
+            campaign_id: campaign(),
+            phone: phone(),
+            vars: vars(),
+            at: at(),
+        }
+    }
+
+    fn queued() -> DeliveryEvent {
+        DeliveryEvent::DeliveryQueued {
+            tenant_id: Uuid::from_u128(1),
+            campaign_id: campaign(),
+            phone: phone(),
+            vars: vars(),
+            at: at(),
+        }
+    }
+
+    fn dispatch(attempt: u32) -> DeliveryCommand {
+        DeliveryCommand::Dispatch {
+            message_id: message_id(),
+            attempt,
+            in_doubt: false,
+            at: at(),
+        }
+    }
+
+    fn dispatched(attempt: u32) -> DeliveryEvent {
+        DeliveryEvent::DeliveryDispatched {
+            message_id: message_id(),
+            attempt,
+            in_doubt: false,
+            at: at(),
+        }
+    }
+
+    fn record_sent() -> DeliveryCommand {
+        DeliveryCommand::RecordSent {
+            message_id: message_id(),
+            at: at(),
+        }
+    }
+
+    fn sent() -> DeliveryEvent {
+        DeliveryEvent::DeliverySent {
+            message_id: message_id(),
+            at: at(),
+        }
+    }
+
+    fn record_failed() -> DeliveryCommand {
+        DeliveryCommand::RecordFailed {
+            reason: "number is not on WhatsApp".to_string(),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn queueing_records_the_recipient() {
+        DeliveryTest::with(())
+            .given_no_previous_events()
+            .when(queue())
+            .then_expect_events(vec![queued()]);
+    }
+
+    #[test]
+    fn queueing_twice_is_already_exists() {
+        DeliveryTest::with(())
+            .given(vec![queued()])
+            .when(queue())
+            .then_expect_error(DomainError::AlreadyExists);
+    }
+
+    #[test]
+    fn dispatching_a_queued_recipient_makes_it_sending() {
+        DeliveryTest::with(())
+            .given(vec![queued()])
+            .when(dispatch(1))
+            .then_expect_events(vec![dispatched(1)]);
+        let mut delivery = Delivery::default();
+        delivery.apply(queued());
+        delivery.apply(dispatched(1));
+        assert_eq!(delivery.status, DeliveryStatus::Sending);
+        assert_eq!(delivery.message_id, Some(message_id()));
+        assert_eq!(delivery.attempts, 1);
+    }
+
+    #[test]
+    fn a_sending_recipient_can_be_dispatched_again() {
+        // a retry, or an in-doubt resend after a lease expired: same message id, next attempt
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .when(DeliveryCommand::Dispatch {
+                message_id: message_id(),
+                attempt: 2,
+                in_doubt: true,
+                at: at(),
+            })
+            .then_expect_events(vec![DeliveryEvent::DeliveryDispatched {
+                message_id: message_id(),
+                attempt: 2,
+                in_doubt: true,
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn sent_after_dispatch_is_recorded() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .when(record_sent())
+            .then_expect_events(vec![sent()]);
+    }
+
+    #[test]
+    fn sent_twice_is_recorded_once() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(record_sent())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn failed_after_dispatch_is_recorded_with_the_attempts() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), dispatched(3)])
+            .when(record_failed())
+            .then_expect_events(vec![DeliveryEvent::DeliveryFailed {
+                reason: "number is not on WhatsApp".to_string(),
+                attempts: 3,
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn failed_after_sent_records_nothing() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(record_failed())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn sent_after_failed_records_nothing() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .and(vec![DeliveryEvent::DeliveryFailed {
+                reason: "boom".to_string(),
+                attempts: 1,
+                at: at(),
+            }])
+            .when(record_sent())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn dispatch_after_sent_is_a_conflict() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(dispatch(2))
+            .then_expect_error(DomainError::Conflict(
+                "recipient is already sent".to_string(),
+            ));
+    }
+
+    #[test]
+    fn dispatch_after_failed_is_a_conflict() {
+        DeliveryTest::with(())
+            .given(vec![
+                queued(),
+                DeliveryEvent::DeliveryFailed {
+                    reason: "boom".to_string(),
+                    attempts: 0,
+                    at: at(),
+                },
+            ])
+            .when(dispatch(1))
+            .then_expect_error(DomainError::Conflict(
+                "recipient is already failed".to_string(),
+            ));
+    }
+
+    #[test]
+    fn commands_on_a_recipient_never_queued_are_not_found() {
+        for command in [dispatch(1), record_sent(), record_failed()] {
+            DeliveryTest::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(DomainError::NotFound);
+        }
+    }
+
+    #[test]
+    fn the_delivery_id_is_campaign_and_phone() {
+        assert_eq!(
+            delivery_id(campaign(), &phone()),
+            "00000000-0000-0000-0000-000000000007:6281234567890"
+        );
+    }
+
+    #[test]
+    fn message_ids_are_deterministic_32_uppercase_hex_characters() {
+        let id = message_id_for(campaign(), &phone());
+        assert_eq!(id, message_id_for(campaign(), &phone()));
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.chars().all(|c| matches!(c, '0'..='9' | 'A'..='F')),
+            "{id}"
+        );
+    }
+
+    #[test]
+    fn message_ids_differ_per_phone_and_per_campaign() {
+        let id = message_id_for(campaign(), &phone());
+        assert_ne!(id, message_id_for(campaign(), &other_phone()));
+        assert_ne!(id, message_id_for(Uuid::from_u128(8), &phone()));
+    }
+
+    #[test]
+    fn statuses_parse_what_they_print() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(DeliveryStatus::parse("unknown"), None);
+        assert!(!DeliveryStatus::Queued.is_final());
+        assert!(!DeliveryStatus::Sending.is_final());
+        assert!(DeliveryStatus::Sent.is_final());
+        assert!(DeliveryStatus::Failed.is_final());
+    }
+
+    #[test]
+    fn empty_vars_and_a_false_in_doubt_are_left_out_of_the_payload() {
+        let without_vars = DeliveryEvent::DeliveryQueued {
+            tenant_id: Uuid::from_u128(1),
+            campaign_id: campaign(),
+            phone: phone(),
+            vars: Vars::new(),
+            at: at(),
+        };
+        let json = serde_json::to_value(&without_vars).expect("serializable");
+        assert!(json["DeliveryQueued"].get("vars").is_none(), "{json}");
+        assert_eq!(json["DeliveryQueued"]["phone"], "6281234567890");
+        let json = serde_json::to_value(dispatched(1)).expect("serializable");
+        assert!(
+            json["DeliveryDispatched"].get("in_doubt").is_none(),
+            "{json}"
+        );
+        for event in [without_vars, queued(), dispatched(1), sent()] {
+            let text = serde_json::to_string(&event).expect("serializable");
+            let back: DeliveryEvent = serde_json::from_str(&text).expect("deserializable");
+            assert_eq!(back, event);
+        }
+    }
+}

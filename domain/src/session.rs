@@ -163,3 +163,171 @@ impl Aggregate for Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type SessionTest = TestFramework<Session>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).expect("a valid timestamp")
+    }
+
+    fn owner() -> Uuid {
+        Uuid::from_u128(1)
+    }
+
+    fn link(name: &str) -> SessionCommand {
+        SessionCommand::Link {
+            tenant_id: owner(),
+            name: name.to_string(),
+            status: SessionStatus::QrPending,
+            at: at(),
+        }
+    }
+
+    fn linked() -> SessionEvent {
+        SessionEvent::SessionLinked {
+            tenant_id: owner(),
+            name: "Sales".to_string(),
+            status: SessionStatus::QrPending,
+            at: at(),
+        }
+    }
+
+    fn change(status: SessionStatus) -> SessionCommand {
+        SessionCommand::ChangeStatus { status, at: at() }
+    }
+
+    #[test]
+    fn linking_records_the_session_with_a_trimmed_name() {
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(link(" Sales "))
+            .then_expect_events(vec![linked()]);
+    }
+
+    #[test]
+    fn linking_twice_is_already_exists() {
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(link("Sales"))
+            .then_expect_error(DomainError::AlreadyExists);
+    }
+
+    #[test]
+    fn a_blank_name_is_rejected() {
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(link("  "))
+            .then_expect_error(DomainError::invalid("name", "must not be empty"));
+    }
+
+    #[test]
+    fn a_new_status_is_recorded() {
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(change(SessionStatus::Connected))
+            .then_expect_events(vec![SessionEvent::SessionStatusChanged {
+                status: SessionStatus::Connected,
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn an_unchanged_status_records_nothing() {
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(change(SessionStatus::QrPending))
+            .then_expect_events(vec![]);
+        SessionTest::with(())
+            .given(vec![
+                linked(),
+                SessionEvent::SessionStatusChanged {
+                    status: SessionStatus::Connected,
+                    at: at(),
+                },
+            ])
+            .when(change(SessionStatus::Connected))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn status_of_an_unknown_or_deleted_session_is_not_found() {
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(change(SessionStatus::Connected))
+            .then_expect_error(DomainError::NotFound);
+        SessionTest::with(())
+            .given(vec![linked(), SessionEvent::SessionDeleted { at: at() }])
+            .when(change(SessionStatus::Connected))
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
+    fn the_owner_can_delete_a_session() {
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(SessionCommand::Delete {
+                tenant_id: owner(),
+                at: at(),
+            })
+            .then_expect_events(vec![SessionEvent::SessionDeleted { at: at() }]);
+    }
+
+    #[test]
+    fn deleting_another_tenants_or_a_deleted_session_is_not_found() {
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(SessionCommand::Delete {
+                tenant_id: Uuid::from_u128(2),
+                at: at(),
+            })
+            .then_expect_error(DomainError::NotFound);
+        SessionTest::with(())
+            .given(vec![linked(), SessionEvent::SessionDeleted { at: at() }])
+            .when(SessionCommand::Delete {
+                tenant_id: owner(),
+                at: at(),
+            })
+            .then_expect_error(DomainError::NotFound);
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(SessionCommand::Delete {
+                tenant_id: owner(),
+                at: at(),
+            })
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
+    fn events_fold_into_the_current_session() {
+        let mut session = Session::default();
+        session.apply(linked());
+        session.apply(SessionEvent::SessionStatusChanged {
+            status: SessionStatus::LoggedOut,
+            at: at(),
+        });
+        assert_eq!(session.name, "Sales");
+        assert_eq!(session.status, SessionStatus::LoggedOut);
+        assert!(session.visible_to(owner()));
+        assert!(!session.visible_to(Uuid::from_u128(2)));
+        session.apply(SessionEvent::SessionDeleted { at: at() });
+        assert!(!session.visible_to(owner()));
+    }
+
+    #[test]
+    fn statuses_are_snake_case_on_the_wire() {
+        for status in [
+            SessionStatus::Disconnected,
+            SessionStatus::QrPending,
+            SessionStatus::Connected,
+            SessionStatus::LoggedOut,
+        ] {
+            let json = serde_json::to_value(status).expect("serializable");
+            assert_eq!(json, serde_json::Value::from(status.as_str()));
+        }
+    }
+}

@@ -238,6 +238,10 @@ where
                 Err(e) => outcomes.push(Err(e)),
             }
         }
+        // one global insert order, so concurrent batches cannot wait on each other in a cycle
+        rows.sort_unstable_by(|a, b| {
+            (&a.aggregate_id, a.sequence).cmp(&(&b.aggregate_id, b.sequence))
+        });
         sqlx::query("SAVEPOINT herald_batch")
             .execute(&mut *conn)
             .await?;

@@ -275,3 +275,303 @@ impl Aggregate for Template {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type TemplateTest = TestFramework<Template>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).expect("a valid timestamp")
+    }
+
+    fn owner() -> Uuid {
+        Uuid::from_u128(1)
+    }
+
+    fn body(source: &str) -> TemplateBody {
+        TemplateBody::parse(source).expect("a valid body")
+    }
+
+    fn create_text(name: &str) -> TemplateCommand {
+        TemplateCommand::Create {
+            tenant_id: owner(),
+            name: name.to_string(),
+            kind: TemplateKind::Text,
+            body: Some(body("Hello {{ name }}")),
+            caption: None,
+            image_url: None,
+            at: at(),
+        }
+    }
+
+    fn text_created() -> TemplateEvent {
+        TemplateEvent::TemplateCreated {
+            tenant_id: owner(),
+            name: "Welcome".to_string(),
+            kind: TemplateKind::Text,
+            body: Some(body("Hello {{ name }}")),
+            caption: None,
+            image_url: None,
+            at: at(),
+        }
+    }
+
+    fn image_created() -> TemplateEvent {
+        TemplateEvent::TemplateCreated {
+            tenant_id: owner(),
+            name: "Promo".to_string(),
+            kind: TemplateKind::Image,
+            body: None,
+            caption: Some(body("Look, {{ name }}")),
+            image_url: Some("https://example.com/promo.png".to_string()),
+            at: at(),
+        }
+    }
+
+    fn rename(tenant_id: Uuid, name: &str) -> TemplateCommand {
+        TemplateCommand::Update {
+            tenant_id,
+            name: Some(name.to_string()),
+            body: None,
+            caption: None,
+            status: None,
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn creating_a_text_template_records_it_with_a_trimmed_name() {
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(create_text("  Welcome  "))
+            .then_expect_events(vec![text_created()]);
+    }
+
+    #[test]
+    fn creating_an_image_template_needs_no_body() {
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(TemplateCommand::Create {
+                tenant_id: owner(),
+                name: "Promo".to_string(),
+                kind: TemplateKind::Image,
+                body: None,
+                caption: Some(body("Look, {{ name }}")),
+                image_url: Some("https://example.com/promo.png".to_string()),
+                at: at(),
+            })
+            .then_expect_events(vec![image_created()]);
+    }
+
+    #[test]
+    fn a_text_template_needs_a_body() {
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(TemplateCommand::Create {
+                tenant_id: owner(),
+                name: "Welcome".to_string(),
+                kind: TemplateKind::Text,
+                body: None,
+                caption: None,
+                image_url: None,
+                at: at(),
+            })
+            .then_expect_error(DomainError::invalid("body", "text templates need a body"));
+    }
+
+    #[test]
+    fn an_image_template_needs_an_image() {
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(TemplateCommand::Create {
+                tenant_id: owner(),
+                name: "Promo".to_string(),
+                kind: TemplateKind::Image,
+                body: None,
+                caption: Some(body("Look")),
+                image_url: None,
+                at: at(),
+            })
+            .then_expect_error(DomainError::invalid(
+                "image_url",
+                "image templates need an image",
+            ));
+    }
+
+    #[test]
+    fn a_blank_name_is_rejected() {
+        for name in ["", "   ", "\t\n"] {
+            TemplateTest::with(())
+                .given_no_previous_events()
+                .when(create_text(name))
+                .then_expect_error(DomainError::invalid("name", "must not be empty"));
+        }
+    }
+
+    #[test]
+    fn a_name_over_200_characters_is_rejected() {
+        assert!(validate_name(&"é".repeat(200)).is_ok());
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(create_text(&"é".repeat(201)))
+            .then_expect_error(DomainError::invalid(
+                "name",
+                "must be at most 200 characters",
+            ));
+    }
+
+    #[test]
+    fn creating_twice_is_already_exists() {
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(create_text("Welcome"))
+            .then_expect_error(DomainError::AlreadyExists);
+    }
+
+    #[test]
+    fn the_owner_can_update_a_template() {
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(TemplateCommand::Update {
+                tenant_id: owner(),
+                name: Some(" Hello ".to_string()),
+                body: Some(body("Hi {{ name }}")),
+                caption: None,
+                status: Some(TemplateStatus::Inactive),
+                at: at(),
+            })
+            .then_expect_events(vec![TemplateEvent::TemplateUpdated {
+                name: Some("Hello".to_string()),
+                body: Some(body("Hi {{ name }}")),
+                caption: None,
+                status: Some(TemplateStatus::Inactive),
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_records_nothing() {
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(TemplateCommand::Update {
+                tenant_id: owner(),
+                name: None,
+                body: None,
+                caption: None,
+                status: None,
+                at: at(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_update_with_a_blank_name_is_rejected() {
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(rename(owner(), "  "))
+            .then_expect_error(DomainError::invalid("name", "must not be empty"));
+    }
+
+    #[test]
+    fn an_image_template_gets_no_body() {
+        TemplateTest::with(())
+            .given(vec![image_created()])
+            .when(TemplateCommand::Update {
+                tenant_id: owner(),
+                name: None,
+                body: Some(body("Hi")),
+                caption: None,
+                status: None,
+                at: at(),
+            })
+            .then_expect_error(DomainError::invalid(
+                "body",
+                "image templates have a caption, not a body",
+            ));
+    }
+
+    #[test]
+    fn another_tenants_template_is_not_found() {
+        let stranger = Uuid::from_u128(2);
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(rename(stranger, "Mine now"))
+            .then_expect_error(DomainError::NotFound);
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(TemplateCommand::Delete {
+                tenant_id: stranger,
+                at: at(),
+            })
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
+    fn a_template_that_was_never_created_is_not_found() {
+        TemplateTest::with(())
+            .given_no_previous_events()
+            .when(rename(owner(), "Ghost"))
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
+    fn the_owner_can_delete_a_template() {
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(TemplateCommand::Delete {
+                tenant_id: owner(),
+                at: at(),
+            })
+            .then_expect_events(vec![TemplateEvent::TemplateDeleted { at: at() }]);
+    }
+
+    #[test]
+    fn a_deleted_template_is_not_found() {
+        let deleted = vec![text_created(), TemplateEvent::TemplateDeleted { at: at() }];
+        TemplateTest::with(())
+            .given(deleted.clone())
+            .when(rename(owner(), "Back"))
+            .then_expect_error(DomainError::NotFound);
+        TemplateTest::with(())
+            .given(deleted)
+            .when(TemplateCommand::Delete {
+                tenant_id: owner(),
+                at: at(),
+            })
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
+    fn events_fold_into_the_current_template() {
+        let mut template = Template::default();
+        template.apply(text_created());
+        template.apply(TemplateEvent::TemplateUpdated {
+            name: Some("Renamed".to_string()),
+            body: None,
+            caption: None,
+            status: Some(TemplateStatus::Archived),
+            at: at(),
+        });
+        assert_eq!(template.name, "Renamed");
+        assert_eq!(template.body, Some(body("Hello {{ name }}")));
+        assert_eq!(template.status, TemplateStatus::Archived);
+        assert!(template.visible_to(owner()));
+        assert!(!template.visible_to(Uuid::from_u128(2)));
+        template.apply(TemplateEvent::TemplateDeleted { at: at() });
+        assert!(!template.visible_to(owner()));
+    }
+
+    #[test]
+    fn events_survive_a_json_round_trip() {
+        for event in [text_created(), image_created()] {
+            let json = serde_json::to_string(&event).expect("serializable");
+            let back: TemplateEvent = serde_json::from_str(&json).expect("deserializable");
+            assert_eq!(back, event);
+        }
+        assert_eq!(text_created().event_type(), "TemplateCreated");
+        assert_eq!(text_created().event_version(), "1");
+    }
+}

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
 /// One row of the event store as projectors see it.
@@ -153,6 +152,19 @@ async fn ensure_checkpoint(conn: &mut PgConnection, name: &str) -> anyhow::Resul
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
+/// The checkpoint as stored (a rebuild may have reset it under a running instance).
+async fn stored_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let row =
+        sqlx::query("SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
 /// The next batch after `checkpoint`, oldest first, committed rows only.
 pub async fn read_batch(
     conn: &mut PgConnection,
@@ -198,6 +210,11 @@ async fn step(
 ) -> anyhow::Result<usize> {
     let events = read_batch(conn, *checkpoint, batch_size).await?;
     let Some(last) = events.last() else {
+        // A rebuild may have reset the checkpoint while there was nothing new to apply; without
+        // this the replay would wait for the next event written (a quiet system stays empty).
+        if let Some(stored) = stored_checkpoint(conn, projector.name()).await? {
+            *checkpoint = stored;
+        }
         return Ok(0);
     };
     let next = (last.tx_id, last.global_position);
@@ -228,13 +245,17 @@ async fn step(
     Ok(events.len())
 }
 
-async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PoolConnection<Postgres>>> {
+/// The projector's session lock, and the connection that holds it. That connection is detached
+/// from the pool: the lock lives exactly as long as it, so a runner that stops or fails releases
+/// the lock by dropping it, instead of handing a still-locked connection back to the pool (where
+/// no other instance could take the projector over until this process closed its pool).
+async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PgConnection>> {
     let mut conn = pool.acquire().await?;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(name))
         .fetch_one(&mut *conn)
         .await?;
-    Ok(got.then_some(conn))
+    Ok(got.then(|| conn.detach()))
 }
 
 /// Runs a projector until `shutdown` turns true. Waits its turn while another instance holds it.
@@ -270,7 +291,7 @@ pub async fn run(
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(projector = name, error = %e, "cannot read checkpoint");
-                conn.detach();
+                drop(conn);
                 continue;
             }
         };
@@ -303,7 +324,7 @@ pub async fn run(
                     tokio::time::sleep(backoff).await;
                     if failures >= 3 {
                         // drop the connection (and with it the lock): a broken one must not linger
-                        conn.detach();
+                        drop(conn);
                         continue 'outer;
                     }
                 }
@@ -328,7 +349,7 @@ pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Resul
     }
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(lock_key(projector.name()))
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await?;
     Ok(total)
 }

@@ -167,11 +167,21 @@ impl Dispatcher {
     /// Step 1: claim and lease, with `DeliveryDispatched` appended in the same transaction.
     async fn claim(&self) -> anyhow::Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
+        // Leases whose worker died mid-call go back to `ready`, flagged in doubt; cheap (partial
+        // index on leased rows), and it keeps the claim below on the `ready` index only.
+        sqlx::query(
+            "UPDATE dispatch_queue q SET state = 'ready', in_doubt = true, lease_until = NULL
+               FROM (SELECT campaign_id, phone FROM dispatch_queue
+                      WHERE state = 'leased' AND lease_until < now()
+                      FOR UPDATE SKIP LOCKED) e
+              WHERE q.campaign_id = e.campaign_id AND q.phone = e.phone",
+        )
+        .execute(&mut *tx)
+        .await?;
         let rows = sqlx::query(
             "WITH c AS (
-               SELECT campaign_id, phone, state FROM dispatch_queue
-                WHERE (state = 'ready' AND not_before <= now())
-                   OR (state = 'leased' AND lease_until < now())
+               SELECT campaign_id, phone FROM dispatch_queue
+                WHERE state = 'ready' AND not_before <= now()
                 ORDER BY not_before
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
@@ -180,8 +190,7 @@ impl Dispatcher {
                     lease_until = now() + make_interval(secs => $2)
                FROM c
               WHERE q.campaign_id = c.campaign_id AND q.phone = c.phone
-          RETURNING q.campaign_id, q.phone, q.session_id, q.message_id, q.vars, q.attempts,
-                    c.state = 'leased' AS in_doubt",
+          RETURNING q.campaign_id, q.phone, q.session_id, q.message_id, q.vars, q.attempts, q.in_doubt",
         )
         .bind(self.config.batch_size)
         .bind(self.config.lease.as_secs_f64())
@@ -339,7 +348,7 @@ impl Dispatcher {
         delete_rows(&mut tx, &done_c, &done_p).await?;
         if !retry_c.is_empty() {
             sqlx::query(
-                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL,
+                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,
                         not_before = now() + make_interval(secs => r.after), last_error = r.error
                    FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS r(c, p, after, error)
                   WHERE q.campaign_id = r.c AND q.phone = r.p",

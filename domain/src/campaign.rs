@@ -168,6 +168,9 @@ impl Aggregate for Campaign {
                 sink.write(CampaignEvent::CampaignStarted { at }, self)
                     .await;
             }
+            CampaignCommand::Complete { .. } if self.tenant_id.is_none() => {
+                return Err(DomainError::NotFound)
+            }
             CampaignCommand::Complete { at } => match self.status {
                 CampaignStatus::Running | CampaignStatus::Paused => {
                     sink.write(CampaignEvent::CampaignCompleted { at }, self)
@@ -334,7 +337,7 @@ mod tests {
             .given_no_previous_events()
             .when(complete())
             .inspect_result();
-        assert!(result.is_err(), "{result:?}");
+        assert_eq!(result, Err(DomainError::NotFound));
     }
 
     #[test]

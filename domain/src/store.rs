@@ -37,6 +37,20 @@ pub enum StoreError {
     Serde(#[from] serde_json::Error),
     #[error("concurrent writers kept conflicting on {0} aggregates")]
     Conflict(usize),
+    /// This transaction is older than one whose event it read: appending now would place its
+    /// events BEFORE that one in the projectors' `(tx_id, global_position)` order. Nothing was
+    /// written; retry the whole unit of work in a new transaction.
+    #[error(
+        "an older transaction tried to append after a younger one; retry in a new transaction"
+    )]
+    OutOfOrder,
+}
+
+impl StoreError {
+    /// Passing conditions that a fresh transaction resolves.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::OutOfOrder | StoreError::Conflict(_))
+    }
 }
 
 impl StoreError {
@@ -148,8 +162,16 @@ pub async fn load_many<A: Aggregate>(
     conn: &mut PgConnection,
     ids: &[String],
 ) -> Result<HashMap<String, (A, i64)>, StoreError> {
+    Ok(load_many_with_newest_tx::<A>(conn, ids).await?.0)
+}
+
+/// [`load_many`], plus the newest `tx_id` among the loaded events.
+async fn load_many_with_newest_tx<A: Aggregate>(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<(HashMap<String, (A, i64)>, i64), StoreError> {
     let rows = sqlx::query(
-        "SELECT aggregate_id, sequence, payload::text AS payload FROM events
+        "SELECT aggregate_id, sequence, payload::text AS payload, tx_id::text::bigint AS tx FROM events
           WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence",
     )
     .bind(A::TYPE)
@@ -157,7 +179,9 @@ pub async fn load_many<A: Aggregate>(
     .fetch_all(&mut *conn)
     .await?;
     let mut out: HashMap<String, (A, i64)> = HashMap::with_capacity(ids.len());
+    let mut newest_tx = 0i64;
     for row in rows {
+        newest_tx = newest_tx.max(row.try_get("tx")?);
         let id: String = row.try_get("aggregate_id")?;
         let sequence: i64 = row.try_get("sequence")?;
         let payload: String = row.try_get("payload")?;
@@ -166,7 +190,24 @@ pub async fn load_many<A: Aggregate>(
         entry.0.apply(event);
         entry.1 = sequence;
     }
-    Ok(out)
+    Ok((out, newest_tx))
+}
+
+/// Refuses to append when this transaction already has an id older than an event it read
+/// (see [`StoreError::OutOfOrder`]). A transaction that has written nothing yet gets its id at the
+/// insert, after every committed event it could have read, so the common case costs one query.
+async fn ensure_appends_in_order(
+    conn: &mut PgConnection,
+    newest_read_tx: i64,
+) -> Result<(), StoreError> {
+    let own: Option<i64> =
+        sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned()::text::bigint")
+            .fetch_one(&mut *conn)
+            .await?;
+    match own {
+        Some(own) if own < newest_read_tx => Err(StoreError::OutOfOrder),
+        _ => Ok(()),
+    }
 }
 
 /// Loads one aggregate; `None` when it has no events.
@@ -196,12 +237,13 @@ where
     let mut ids: Vec<String> = commands.iter().map(|(id, _)| id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let mut loaded = load_many::<A>(conn, &ids).await?;
+    let (mut loaded, mut newest_tx) = load_many_with_newest_tx::<A>(conn, &ids).await?;
     let mut dirty: HashSet<String> = HashSet::new();
     for attempt in 0..5 {
         if !dirty.is_empty() {
             let reload: Vec<String> = dirty.iter().cloned().collect();
-            let mut fresh = load_many::<A>(conn, &reload).await?;
+            let (mut fresh, tx) = load_many_with_newest_tx::<A>(conn, &reload).await?;
+            newest_tx = newest_tx.max(tx);
             for id in &reload {
                 match fresh.remove(id) {
                     Some(state) => loaded.insert(id.clone(), state),
@@ -242,6 +284,7 @@ where
         rows.sort_unstable_by(|a, b| {
             (&a.aggregate_id, a.sequence).cmp(&(&b.aggregate_id, b.sequence))
         });
+        ensure_appends_in_order(conn, newest_tx).await?;
         sqlx::query("SAVEPOINT herald_batch")
             .execute(&mut *conn)
             .await?;

@@ -539,3 +539,56 @@ async fn latest_position_is_the_newest_events_place_in_the_global_order() {
         None
     );
 }
+
+/// DESIGN decision 3 orders projections by (tx_id, global_position). A transaction that got its id
+/// before a younger one committed an event to the same stream must not append behind it: its
+/// event would sort first and projectors would see sequence 3 before 2. The batch executor refuses
+/// (retryable, nothing written); the same work in a new transaction succeeds.
+#[tokio::test]
+async fn an_older_transaction_cannot_append_behind_a_younger_commit() {
+    let pool = fresh_pool().await;
+    let campaign = Uuid::new_v4();
+    let ids = queue_all(&pool, campaign, [0]).await;
+    let p = phone(0);
+
+    let mut old = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *old)
+        .await
+        .expect("the old transaction takes its id now");
+
+    let mut young = pool.begin().await.expect("begin");
+    store::execute_batch::<Delivery>(
+        &mut young,
+        vec![(ids[0].clone(), dispatch(campaign, &p, 1))],
+        &(),
+    )
+    .await
+    .expect("the young transaction appends");
+    young.commit().await.expect("commit");
+
+    let refused = store::execute_batch::<Delivery>(
+        &mut old,
+        vec![(ids[0].clone(), record_sent(campaign, &p))],
+        &(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ref e) if e.is_retryable() && matches!(e, store::StoreError::OutOfOrder)),
+        "{refused:?}"
+    );
+    old.rollback().await.expect("rollback");
+    assert_eq!(sequences(&pool, &ids[0]).await, vec![1, 2]);
+
+    let mut retry = pool.begin().await.expect("begin");
+    let outcomes = store::execute_batch::<Delivery>(
+        &mut retry,
+        vec![(ids[0].clone(), record_sent(campaign, &p))],
+        &(),
+    )
+    .await
+    .expect("a new transaction may append");
+    retry.commit().await.expect("commit");
+    assert!(matches!(outcomes.as_slice(), [Ok(events)] if events.len() == 1));
+    assert_eq!(sequences(&pool, &ids[0]).await, vec![1, 2, 3]);
+}

@@ -216,3 +216,25 @@ async fn api_keys_authenticate_integrators_until_revoked() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oversize_bodies_are_413() {
+    let app = spawn_app().await;
+    let huge = format!(
+        "{{\"email\": \"a@b.co\", \"password\": \"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await.0,
+        "payload_too_large"
+    );
+    app.stop().await;
+}

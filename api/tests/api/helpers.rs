@@ -42,6 +42,18 @@ fn init_tracing() {
 }
 
 pub async fn spawn_app_with(sim_config: SimulatorConfig) -> TestApp {
+    spawn(sim_config, None).await
+}
+
+/// Herald pointed at a gateway URL where nothing answers (the simulator still runs, unused).
+pub async fn spawn_app_with_dead_gateway() -> TestApp {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    spawn(SimulatorConfig::default(), Some(url)).await
+}
+
+async fn spawn(sim_config: SimulatorConfig, gateway_url: Option<String>) -> TestApp {
     init_tracing();
     let sim = simulator::spawn("127.0.0.1:0", sim_config)
         .await
@@ -49,7 +61,8 @@ pub async fn spawn_app_with(sim_config: SimulatorConfig) -> TestApp {
     let db_url = herald_migrations::testing::fresh_database_url()
         .await
         .expect("fresh database");
-    let settings = Settings::for_tests(&db_url, &sim.base_url());
+    let gateway_url = gateway_url.unwrap_or_else(|| sim.base_url());
+    let settings = Settings::for_tests(&db_url, &gateway_url);
     let dispatch = DispatchConfig {
         idle_poll: Duration::from_millis(20),
         ..DispatchConfig::default()

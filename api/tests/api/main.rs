@@ -6,4 +6,5 @@ mod campaigns;
 mod dispatch;
 mod health;
 mod helpers;
+mod sessions;
 mod templates;

@@ -68,9 +68,17 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
 
 impl Application {
     pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Application> {
-        Self::build_with_dispatch(settings, role, DispatchConfig::default()).await
+        let dispatch = DispatchConfig {
+            batch_size: settings.dispatch_batch_size,
+            concurrency: settings.dispatch_concurrency,
+            lease: Duration::from_secs(settings.dispatch_lease_secs),
+            ..DispatchConfig::default()
+        };
+        Self::build_with_dispatch(settings, role, dispatch).await
     }
 
+    /// [`Application::build`] with an explicit dispatch configuration (tests, the benchmark);
+    /// the number of workers still comes from `settings`.
     pub async fn build_with_dispatch(
         settings: Settings,
         role: Role,

@@ -50,6 +50,13 @@ pub struct Settings {
     pub dispatch_workers: usize,
     /// Database connections of this process (`HERALD_DB_POOL`, default 32).
     pub db_pool_size: u32,
+    /// Recipients a dispatch worker claims at once (`HERALD_DISPATCH_BATCH`, default 500).
+    pub dispatch_batch_size: i64,
+    /// Gateway calls in flight per worker (`HERALD_DISPATCH_CONCURRENCY`, default 64).
+    pub dispatch_concurrency: usize,
+    /// Seconds a claimed recipient stays leased before it counts as in doubt and is resent with
+    /// its message id (`HERALD_DISPATCH_LEASE_SECS`, default 60).
+    pub dispatch_lease_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -117,6 +124,10 @@ impl Settings {
             environment,
             dispatch_workers: parse_num("HERALD_DISPATCH_WORKERS", 4)?.clamp(0, 64) as usize,
             db_pool_size: parse_num("HERALD_DB_POOL", 32)?.clamp(4, 500) as u32,
+            dispatch_batch_size: parse_num("HERALD_DISPATCH_BATCH", 500)?.clamp(1, 10_000) as i64,
+            dispatch_concurrency: parse_num("HERALD_DISPATCH_CONCURRENCY", 64)?.clamp(1, 1_024)
+                as usize,
+            dispatch_lease_secs: parse_num("HERALD_DISPATCH_LEASE_SECS", 60)?.clamp(1, 3_600),
         })
     }
 
@@ -136,6 +147,9 @@ impl Settings {
             environment: Environment::Development,
             dispatch_workers: 2,
             db_pool_size: 16,
+            dispatch_batch_size: 500,
+            dispatch_concurrency: 64,
+            dispatch_lease_secs: 60,
         }
     }
 }

@@ -1,0 +1,209 @@
+//! kill -9 in the middle of a campaign, then restart: every recipient ends final, none is lost,
+//! and only recipients whose lease was in flight are sent again, with the same message id.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use herald_gateway::simulator::{self, SimulatorConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::phones;
+
+const JWT_SECRET: &str = "crash-test-secret-crash-test-secret-0123";
+
+/// Starts the real `herald serve` binary; returns the child and its base URL.
+async fn start_herald(
+    db_url: &str,
+    gateway_url: &str,
+    workdir: &std::path::Path,
+) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .current_dir(workdir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_WUZAPI_URL", gateway_url)
+        .env("HERALD_JWT_SECRET", JWT_SECRET)
+        .env("HERALD_DISPATCH_WORKERS", "2")
+        .env("HERALD_DISPATCH_BATCH", "20")
+        .env("HERALD_DISPATCH_CONCURRENCY", "4")
+        .env("HERALD_DISPATCH_LEASE_SECS", "2")
+        .env("HERALD_DB_POOL", "8")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("herald starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let base = loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("herald logs its address in time")
+            .expect("stdout readable")
+            .expect("herald exited before listening");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == ':')
+                .collect();
+            break format!("http://{addr}");
+        }
+    };
+    // keep draining its output so the pipe never fills
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+async fn json_post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut req = client.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("sent");
+    assert!(res.status().is_success(), "{}", res.status());
+    res.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_campaign_loses_nobody_and_resends_only_in_doubt_leases() {
+    let sim = simulator::spawn(
+        "127.0.0.1:0",
+        SimulatorConfig {
+            latency_ms: 25,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await
+    .expect("simulator");
+    let db_url = herald_migrations::testing::fresh_database_url()
+        .await
+        .expect("db");
+    let workdir = std::env::temp_dir();
+    let client = reqwest::Client::new();
+
+    let (mut herald, base) = start_herald(&db_url, &sim.base_url(), &workdir).await;
+    let account = json_post(
+        &client,
+        format!("{base}/api/v1/auth/register"),
+        None,
+        json!({"email": "crash@b.co", "password": "long enough"}),
+    )
+    .await;
+    let token = account["access_token"].as_str().expect("token").to_string();
+    let session = json_post(
+        &client,
+        format!("{base}/api/v1/sessions"),
+        Some(&token),
+        json!({"name": "n", "gateway_token": "crash-token"}),
+    )
+    .await;
+    let template = json_post(
+        &client,
+        format!("{base}/api/v1/templates"),
+        Some(&token),
+        json!({"name": "t", "type": "text", "body": "Hi {{ phone }}"}),
+    )
+    .await;
+    let total = 400;
+    let campaign = json_post(
+        &client,
+        format!("{base}/api/v1/campaigns"),
+        Some(&token),
+        json!({"name": "crash", "template_id": template["id"], "session_id": session["id"], "recipients": phones(total)}),
+    )
+    .await;
+    let id = campaign["id"].as_str().expect("id").to_string();
+
+    // let it get going, then kill -9
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().accepted < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the campaign never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    herald.kill().await.expect("SIGKILL");
+    let at_kill = sim.stats().accepted;
+    assert!(
+        at_kill < total as u64,
+        "killed mid-campaign ({at_kill} sent)"
+    );
+
+    let (mut herald, base) = start_herald(&db_url, &sim.base_url(), &workdir).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let res = client
+            .get(format!("{base}/api/v1/campaigns/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(res.status(), StatusCode::OK);
+        let c: Value = res.json().await.expect("json");
+        if c["status"] == "completed" || tokio::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["counts"]["sent"], total, "{done}");
+
+    // every phone reached the gateway; any phone sent twice kept one message id
+    let res: Value = client
+        .get(format!("{}/sim/messages?limit=100000", sim.base_url()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+    for m in res["items"].as_array().expect("items") {
+        ids.entry(m["phone"].as_str().expect("phone").to_string())
+            .or_default()
+            .push(m["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(ids.len(), total, "nobody lost");
+    for (phone, sent) in &ids {
+        assert!(
+            sent.iter().all(|i| i == &sent[0]),
+            "{phone} was sent with different ids: {sent:?}"
+        );
+    }
+    let resent: usize = ids.values().map(|v| v.len() - 1).sum();
+    let in_doubt: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'DeliveryDispatched' AND payload->'DeliveryDispatched'->>'in_doubt' = 'true'",
+    )
+    .fetch_one(&sqlx::PgPool::connect(&db_url).await.expect("pool"))
+    .await
+    .expect("count");
+    // at most the leases in flight at the kill: 2 workers × 20 recipients
+    assert!(
+        resent as i64 <= in_doubt,
+        "resends ({resent}) only for in-doubt leases ({in_doubt})"
+    );
+    assert!(
+        in_doubt <= 40,
+        "only the leases in flight were in doubt ({in_doubt})"
+    );
+    assert_eq!(sim.stats().duplicate_ids as usize, resent);
+
+    herald.kill().await.expect("stop");
+    sim.stop().await;
+}

@@ -146,6 +146,17 @@ impl From<herald_domain::DomainError> for ApiError {
     }
 }
 
+impl From<herald_scheduler::control::ControlError> for ApiError {
+    fn from(e: herald_scheduler::control::ControlError) -> Self {
+        use herald_scheduler::control::ControlError as C;
+        match e {
+            C::Domain(d) => d.into(),
+            C::Store(s) => s.into(),
+            C::Database(d) => d.into(),
+        }
+    }
+}
+
 impl From<cqrs_es::AggregateError<herald_domain::DomainError>> for ApiError {
     fn from(e: cqrs_es::AggregateError<herald_domain::DomainError>) -> Self {
         match e {

@@ -71,6 +71,18 @@ pub enum CampaignCommand {
     Complete {
         at: DateTime<Utc>,
     },
+    Pause {
+        tenant_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    Resume {
+        tenant_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    Cancel {
+        tenant_id: Uuid,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +102,15 @@ pub enum CampaignEvent {
     CampaignCompleted {
         at: DateTime<Utc>,
     },
+    CampaignPaused {
+        at: DateTime<Utc>,
+    },
+    CampaignResumed {
+        at: DateTime<Utc>,
+    },
+    CampaignCancelled {
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for CampaignEvent {
@@ -98,6 +119,9 @@ impl DomainEvent for CampaignEvent {
             CampaignEvent::CampaignCreated { .. } => "CampaignCreated",
             CampaignEvent::CampaignStarted { .. } => "CampaignStarted",
             CampaignEvent::CampaignCompleted { .. } => "CampaignCompleted",
+            CampaignEvent::CampaignPaused { .. } => "CampaignPaused",
+            CampaignEvent::CampaignResumed { .. } => "CampaignResumed",
+            CampaignEvent::CampaignCancelled { .. } => "CampaignCancelled",
         }
         .to_string()
     }
@@ -120,6 +144,18 @@ impl Campaign {
     pub fn visible_to(&self, tenant_id: Uuid) -> bool {
         self.tenant_id == Some(tenant_id)
     }
+
+    fn require_owner(&self, tenant_id: Uuid) -> Result<(), DomainError> {
+        if self.visible_to(tenant_id) {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound)
+        }
+    }
+}
+
+fn cannot(action: &str, status: CampaignStatus) -> DomainError {
+    DomainError::Conflict(format!("a {} campaign cannot {action}", status.as_str()))
 }
 
 impl Aggregate for Campaign {
@@ -185,6 +221,40 @@ impl Aggregate for Campaign {
                     )))
                 }
             },
+            CampaignCommand::Pause { tenant_id, at } => {
+                self.require_owner(tenant_id)?;
+                match self.status {
+                    CampaignStatus::Running => {
+                        sink.write(CampaignEvent::CampaignPaused { at }, self).await
+                    }
+                    CampaignStatus::Paused => {}
+                    other => return Err(cannot("pause", other)),
+                }
+            }
+            CampaignCommand::Resume { tenant_id, at } => {
+                self.require_owner(tenant_id)?;
+                match self.status {
+                    CampaignStatus::Paused => {
+                        sink.write(CampaignEvent::CampaignResumed { at }, self)
+                            .await
+                    }
+                    CampaignStatus::Running => {}
+                    other => return Err(cannot("resume", other)),
+                }
+            }
+            CampaignCommand::Cancel { tenant_id, at } => {
+                self.require_owner(tenant_id)?;
+                match self.status {
+                    CampaignStatus::Scheduled
+                    | CampaignStatus::Running
+                    | CampaignStatus::Paused => {
+                        sink.write(CampaignEvent::CampaignCancelled { at }, self)
+                            .await
+                    }
+                    CampaignStatus::Cancelled => {}
+                    other => return Err(cannot("cancel", other)),
+                }
+            }
         }
         Ok(())
     }
@@ -208,6 +278,9 @@ impl Aggregate for Campaign {
             }
             CampaignEvent::CampaignStarted { .. } => self.status = CampaignStatus::Running,
             CampaignEvent::CampaignCompleted { .. } => self.status = CampaignStatus::Completed,
+            CampaignEvent::CampaignPaused { .. } => self.status = CampaignStatus::Paused,
+            CampaignEvent::CampaignResumed { .. } => self.status = CampaignStatus::Running,
+            CampaignEvent::CampaignCancelled { .. } => self.status = CampaignStatus::Cancelled,
         }
     }
 }
@@ -380,5 +453,117 @@ mod tests {
             let back: CampaignEvent = serde_json::from_str(&json).expect("deserializable");
             assert_eq!(back, event);
         }
+    }
+
+    fn owner() -> Uuid {
+        Uuid::from_u128(1)
+    }
+
+    #[test]
+    fn a_running_campaign_pauses_resumes_and_pausing_twice_records_nothing() {
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Pause {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_events(vec![CampaignEvent::CampaignPaused { at: later() }]);
+        let mut paused = running();
+        paused.push(CampaignEvent::CampaignPaused { at: later() });
+        CampaignTest::with(())
+            .given(paused.clone())
+            .when(CampaignCommand::Pause {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_events(vec![]);
+        CampaignTest::with(())
+            .given(paused)
+            .when(CampaignCommand::Resume {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_events(vec![CampaignEvent::CampaignResumed { at: later() }]);
+    }
+
+    #[test]
+    fn another_tenant_cannot_control_a_campaign() {
+        for command in [
+            CampaignCommand::Pause {
+                tenant_id: Uuid::from_u128(2),
+                at: later(),
+            },
+            CampaignCommand::Resume {
+                tenant_id: Uuid::from_u128(2),
+                at: later(),
+            },
+            CampaignCommand::Cancel {
+                tenant_id: Uuid::from_u128(2),
+                at: later(),
+            },
+        ] {
+            CampaignTest::with(())
+                .given(running())
+                .when(command)
+                .then_expect_error(DomainError::NotFound);
+        }
+    }
+
+    #[test]
+    fn cancel_is_final_and_idempotent() {
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Cancel {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_events(vec![CampaignEvent::CampaignCancelled { at: later() }]);
+        let mut cancelled = running();
+        cancelled.push(CampaignEvent::CampaignCancelled { at: later() });
+        CampaignTest::with(())
+            .given(cancelled.clone())
+            .when(CampaignCommand::Cancel {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_events(vec![]);
+        CampaignTest::with(())
+            .given(cancelled.clone())
+            .when(CampaignCommand::Resume {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::Conflict(
+                "a cancelled campaign cannot resume".into(),
+            ));
+        // the last in-flight send finishing does not turn it into "completed"
+        CampaignTest::with(())
+            .given(cancelled)
+            .when(complete())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_completed_campaign_cannot_be_paused_or_cancelled() {
+        let mut completed = running();
+        completed.push(CampaignEvent::CampaignCompleted { at: later() });
+        CampaignTest::with(())
+            .given(completed.clone())
+            .when(CampaignCommand::Pause {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::Conflict(
+                "a completed campaign cannot pause".into(),
+            ));
+        CampaignTest::with(())
+            .given(completed)
+            .when(CampaignCommand::Cancel {
+                tenant_id: owner(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::Conflict(
+                "a completed campaign cannot cancel".into(),
+            ));
     }
 }

@@ -98,6 +98,11 @@ pub enum DeliveryCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// Not sent on purpose (the campaign was cancelled before this recipient's turn).
+    Skip {
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +131,10 @@ pub enum DeliveryEvent {
         attempts: u32,
         at: DateTime<Utc>,
     },
+    DeliverySkipped {
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for DeliveryEvent {
@@ -135,6 +144,7 @@ impl DomainEvent for DeliveryEvent {
             DeliveryEvent::DeliveryDispatched { .. } => "DeliveryDispatched",
             DeliveryEvent::DeliverySent { .. } => "DeliverySent",
             DeliveryEvent::DeliveryFailed { .. } => "DeliveryFailed",
+            DeliveryEvent::DeliverySkipped { .. } => "DeliverySkipped",
         }
         .to_string()
     }
@@ -226,6 +236,13 @@ impl Aggregate for Delivery {
                     sink.write(event, self).await;
                 }
             }
+            DeliveryCommand::Skip { reason, at } => {
+                self.require_queued()?;
+                if !self.status.is_final() {
+                    sink.write(DeliveryEvent::DeliverySkipped { reason, at }, self)
+                        .await;
+                }
+            }
         }
         Ok(())
     }
@@ -257,6 +274,7 @@ impl Aggregate for Delivery {
                 self.message_id = Some(message_id);
             }
             DeliveryEvent::DeliveryFailed { .. } => self.status = DeliveryStatus::Failed,
+            DeliveryEvent::DeliverySkipped { .. } => self.status = DeliveryStatus::Skipped,
         }
     }
 }
@@ -557,5 +575,33 @@ mod tests {
             let back: DeliveryEvent = serde_json::from_str(&text).expect("deserializable");
             assert_eq!(back, event);
         }
+    }
+
+    #[test]
+    fn a_queued_or_retrying_recipient_can_be_skipped_but_a_sent_one_cannot() {
+        let skip = || DeliveryCommand::Skip {
+            reason: "campaign cancelled".into(),
+            at: at(),
+        };
+        let skipped = DeliveryEvent::DeliverySkipped {
+            reason: "campaign cancelled".into(),
+            at: at(),
+        };
+        DeliveryTest::with(())
+            .given(vec![queued()])
+            .when(skip())
+            .then_expect_events(vec![skipped.clone()]);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .when(skip())
+            .then_expect_events(vec![skipped.clone()]);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(skip())
+            .then_expect_events(vec![]);
+        DeliveryTest::with(())
+            .given(vec![queued(), skipped])
+            .when(record_sent())
+            .then_expect_events(vec![]);
     }
 }

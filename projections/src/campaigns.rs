@@ -80,8 +80,21 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
                 .await?;
         }
         CampaignEvent::CampaignCompleted { at } => {
+            // a cancelled campaign whose last in-flight sends finished stays cancelled
             sqlx::query(
-                "UPDATE campaigns SET status = 'completed', completed_at = $2 WHERE id = $1",
+                "UPDATE campaigns SET status = CASE WHEN status = 'cancelled' THEN status ELSE 'completed' END,
+                        completed_at = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        CampaignEvent::CampaignPaused { .. } => set_status(conn, id, "paused").await?,
+        CampaignEvent::CampaignResumed { .. } => set_status(conn, id, "running").await?,
+        CampaignEvent::CampaignCancelled { at } => {
+            sqlx::query(
+                "UPDATE campaigns SET status = 'cancelled', completed_at = $2 WHERE id = $1",
             )
             .bind(id)
             .bind(at)
@@ -89,6 +102,15 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             .await?;
         }
     }
+    Ok(())
+}
+
+async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE campaigns SET status = $2 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -220,6 +242,12 @@ async fn apply_deliveries(conn: &mut PgConnection, events: &[&StoredEvent]) -> a
                         }
                         row.error = Some(reason);
                         row.failed_at = Some(at);
+                    }
+                    DeliveryEvent::DeliverySkipped { reason, .. } => {
+                        if !row.status.is_final() {
+                            row.status = DeliveryStatus::Skipped;
+                        }
+                        row.error = Some(reason);
                     }
                 }
             }

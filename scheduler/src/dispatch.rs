@@ -148,6 +148,7 @@ impl Dispatcher {
 
     /// Claims, sends and records one batch. Returns how many recipients it handled.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
+        crate::control::sweep_cancelled(&self.pool).await?;
         let claimed = self.claim().await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -182,6 +183,8 @@ impl Dispatcher {
             "WITH c AS (
                SELECT campaign_id, phone FROM dispatch_queue
                 WHERE state = 'ready' AND not_before <= now()
+                  AND NOT EXISTS (SELECT 1 FROM campaign_holds h
+                                   WHERE h.campaign_id = dispatch_queue.campaign_id)
                 ORDER BY not_before
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
@@ -384,6 +387,10 @@ impl Dispatcher {
         }
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = ANY($1)")
+            .bind(&finished)
+            .execute(&mut *tx)
+            .await?;
         let commands = finished
             .iter()
             .map(|id| (id.to_string(), CampaignCommand::Complete { at: now }))

@@ -414,3 +414,63 @@ pub async fn recipients_csv(
     res.stream(pages);
     Ok(())
 }
+
+async fn control(
+    depot: &mut Depot,
+    raw_id: String,
+    action: fn(&sqlx::PgPool, Uuid, Uuid) -> futures::future::BoxFuture<'_, Result<(), ApiError>>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let id = parse_id(&raw_id)?;
+    action(&state.pool, caller.tenant_id, id).await?;
+    state
+        .wait_projected(read::NAME, Campaign::TYPE, &id.to_string())
+        .await?;
+    Ok(Json(
+        owned_campaign(&state, caller.tenant_id, raw_id)
+            .await?
+            .into(),
+    ))
+}
+
+/// Pauses a running campaign: nothing more is sent until it is resumed (sends already on their
+/// way finish). Pausing a paused campaign changes nothing.
+#[endpoint(tags("campaigns"), status_codes(200, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+pub async fn pause(
+    id: PathParam<String>,
+    depot: &mut Depot,
+) -> Result<Json<CampaignView>, ApiError> {
+    control(depot, id.into_inner(), |pool, tenant, id| {
+        Box::pin(async move { Ok(herald_scheduler::control::pause(pool, tenant, id).await?) })
+    })
+    .await
+}
+
+/// Resumes a paused campaign where it stopped; nobody already sent is sent again.
+#[endpoint(tags("campaigns"), status_codes(200, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+pub async fn resume(
+    id: PathParam<String>,
+    depot: &mut Depot,
+) -> Result<Json<CampaignView>, ApiError> {
+    control(depot, id.into_inner(), |pool, tenant, id| {
+        Box::pin(async move { Ok(herald_scheduler::control::resume(pool, tenant, id).await?) })
+    })
+    .await
+}
+
+/// Cancels a campaign: every recipient not yet sent becomes `skipped`. Sends already on their
+/// way to the gateway finish and are recorded.
+#[endpoint(tags("campaigns"), status_codes(200, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+pub async fn cancel(
+    id: PathParam<String>,
+    depot: &mut Depot,
+) -> Result<Json<CampaignView>, ApiError> {
+    control(depot, id.into_inner(), |pool, tenant, id| {
+        Box::pin(async move {
+            herald_scheduler::control::cancel(pool, tenant, id).await?;
+            Ok(())
+        })
+    })
+    .await
+}

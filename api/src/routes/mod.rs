@@ -95,7 +95,10 @@ pub fn router() -> Router {
                     Router::with_path("{id}")
                         .get(campaigns::get)
                         .push(Router::with_path("recipients").get(campaigns::recipients))
-                        .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv)),
+                        .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv))
+                        .push(Router::with_path("pause").post(campaigns::pause))
+                        .push(Router::with_path("resume").post(campaigns::resume))
+                        .push(Router::with_path("cancel").post(campaigns::cancel)),
                 ),
         );
     let api = Router::with_path("api/v1")

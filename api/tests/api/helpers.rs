@@ -42,7 +42,25 @@ fn init_tracing() {
 }
 
 pub async fn spawn_app_with(sim_config: SimulatorConfig) -> TestApp {
-    spawn(sim_config, None).await
+    spawn(sim_config, None, fast_dispatch()).await
+}
+
+/// Herald with a deliberately slow dispatch (small batches, little concurrency), so a test can
+/// act in the middle of a campaign.
+pub async fn spawn_app_slow_dispatch(sim_config: SimulatorConfig) -> TestApp {
+    let dispatch = DispatchConfig {
+        batch_size: 10,
+        concurrency: 2,
+        ..fast_dispatch()
+    };
+    spawn(sim_config, None, dispatch).await
+}
+
+fn fast_dispatch() -> DispatchConfig {
+    DispatchConfig {
+        idle_poll: Duration::from_millis(20),
+        ..DispatchConfig::default()
+    }
 }
 
 /// Herald pointed at a gateway URL where nothing answers (the simulator still runs, unused).
@@ -50,10 +68,14 @@ pub async fn spawn_app_with_dead_gateway() -> TestApp {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    spawn(SimulatorConfig::default(), Some(url)).await
+    spawn(SimulatorConfig::default(), Some(url), fast_dispatch()).await
 }
 
-async fn spawn(sim_config: SimulatorConfig, gateway_url: Option<String>) -> TestApp {
+async fn spawn(
+    sim_config: SimulatorConfig,
+    gateway_url: Option<String>,
+    dispatch: DispatchConfig,
+) -> TestApp {
     init_tracing();
     let sim = simulator::spawn("127.0.0.1:0", sim_config)
         .await
@@ -63,10 +85,6 @@ async fn spawn(sim_config: SimulatorConfig, gateway_url: Option<String>) -> Test
         .expect("fresh database");
     let gateway_url = gateway_url.unwrap_or_else(|| sim.base_url());
     let settings = Settings::for_tests(&db_url, &gateway_url);
-    let dispatch = DispatchConfig {
-        idle_poll: Duration::from_millis(20),
-        ..DispatchConfig::default()
-    };
     let app = Application::build_with_dispatch(settings, Role::All, dispatch)
         .await
         .expect("herald starts");

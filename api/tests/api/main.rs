@@ -3,6 +3,7 @@
 
 mod accounts;
 mod campaigns;
+mod control;
 mod crash;
 mod dispatch;
 mod health;

@@ -1,0 +1,197 @@
+//! Pause, resume and cancel: the campaign event and the dispatch queue change in ONE transaction.
+//!
+//! - Pause: `CampaignPaused`, a `paused` hold, and the campaign's ready rows parked at
+//!   `not_before = 'infinity'` (out of the claim index's range, so a paused 1M-row campaign costs
+//!   other campaigns nothing). Leases in flight finish; a retry of a held campaign is never claimed.
+//! - Resume: `CampaignResumed`, the hold removed, parked rows due now. Nothing already sent is
+//!   sent again: sent recipients have no queue row.
+//! - Cancel: `CampaignCancelled` and a `cancelled` hold, then a sweep that deletes every ready row
+//!   of the campaign and appends `DeliverySkipped` for it, in chunks. Workers sweep again before
+//!   each claim, so a retry that comes back after the cancel is skipped too.
+
+use chrono::Utc;
+use herald_domain::campaign::{Campaign, CampaignCommand};
+use herald_domain::delivery::{Delivery, DeliveryCommand};
+use herald_domain::store::{self, StoreError};
+use herald_domain::DomainError;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// What a control action can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const SWEEP_CHUNK: i64 = 5_000;
+const CANCEL_REASON: &str = "campaign cancelled";
+
+async fn campaign_command(
+    conn: &mut sqlx::PgConnection,
+    campaign_id: Uuid,
+    command: CampaignCommand,
+) -> Result<bool, ControlError> {
+    let mut outcomes =
+        store::execute_batch::<Campaign>(conn, vec![(campaign_id.to_string(), command)], &())
+            .await?;
+    match outcomes.pop() {
+        Some(Ok(events)) => Ok(!events.is_empty()),
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(false),
+    }
+}
+
+pub async fn pause(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), ControlError> {
+    let mut tx = pool.begin().await?;
+    let changed = campaign_command(
+        &mut tx,
+        campaign_id,
+        CampaignCommand::Pause {
+            tenant_id,
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    if changed {
+        sqlx::query(
+            "INSERT INTO campaign_holds (campaign_id, reason) VALUES ($1, 'paused')
+             ON CONFLICT (campaign_id) DO UPDATE SET reason = 'paused', since = now()",
+        )
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE dispatch_queue SET not_before = 'infinity'
+              WHERE campaign_id = $1 AND state = 'ready'",
+        )
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn resume(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), ControlError> {
+    let mut tx = pool.begin().await?;
+    let changed = campaign_command(
+        &mut tx,
+        campaign_id,
+        CampaignCommand::Resume {
+            tenant_id,
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    if changed {
+        sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = $1")
+            .bind(campaign_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE dispatch_queue SET not_before = now()
+              WHERE campaign_id = $1 AND not_before = 'infinity'",
+        )
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Cancels and skips every recipient not yet sent. Returns how many were skipped now.
+pub async fn cancel(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    campaign_id: Uuid,
+) -> Result<u64, ControlError> {
+    let mut tx = pool.begin().await?;
+    campaign_command(
+        &mut tx,
+        campaign_id,
+        CampaignCommand::Cancel {
+            tenant_id,
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO campaign_holds (campaign_id, reason) VALUES ($1, 'cancelled')
+         ON CONFLICT (campaign_id) DO UPDATE SET reason = 'cancelled', since = now()",
+    )
+    .bind(campaign_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sweep(pool, campaign_id).await
+}
+
+/// Skips the ready rows of one cancelled campaign, chunk by chunk. Rows leased right now are
+/// left to finish (they may be on their way to the phone already).
+pub async fn sweep(pool: &PgPool, campaign_id: Uuid) -> Result<u64, ControlError> {
+    let mut skipped = 0u64;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(
+            "DELETE FROM dispatch_queue q USING (
+                 SELECT campaign_id, phone FROM dispatch_queue
+                  WHERE campaign_id = $1 AND state = 'ready'
+                  LIMIT $2 FOR UPDATE SKIP LOCKED) d
+              WHERE q.campaign_id = d.campaign_id AND q.phone = d.phone
+          RETURNING q.phone",
+        )
+        .bind(campaign_id)
+        .bind(SWEEP_CHUNK)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            // nothing left in flight either: the hold has done its job
+            sqlx::query(
+                "DELETE FROM campaign_holds WHERE campaign_id = $1
+                    AND NOT EXISTS (SELECT 1 FROM dispatch_queue WHERE campaign_id = $1)",
+            )
+            .bind(campaign_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(skipped);
+        }
+        let now = Utc::now();
+        let mut commands = Vec::with_capacity(rows.len());
+        for r in rows {
+            let phone: String = r.try_get("phone")?;
+            commands.push((
+                format!("{campaign_id}:{phone}"),
+                DeliveryCommand::Skip {
+                    reason: CANCEL_REASON.to_string(),
+                    at: now,
+                },
+            ));
+        }
+        skipped += commands.len() as u64;
+        store::execute_batch::<Delivery>(&mut tx, commands, &()).await?;
+        tx.commit().await?;
+    }
+}
+
+/// Sweeps every cancelled campaign that still has ready rows (cheap when there is none).
+pub async fn sweep_cancelled(pool: &PgPool) -> Result<u64, ControlError> {
+    let cancelled: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT h.campaign_id FROM campaign_holds h
+          WHERE h.reason = 'cancelled'
+            AND EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.campaign_id = h.campaign_id AND q.state = 'ready')",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut total = 0;
+    for id in cancelled {
+        total += sweep(pool, id).await?;
+    }
+    Ok(total)
+}

@@ -112,6 +112,7 @@ impl Application {
             dispatch.workers = settings.dispatch_workers;
             let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
             tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
+            tasks.push(herald_scheduler::ticker::spawn(pool.clone(), shutdown_rx.clone()).await?);
         }
 
         let mut addr = None;

@@ -60,6 +60,8 @@ pub struct Accepted {
     pub rejected: Vec<Rejected>,
     pub rejected_count: usize,
     pub scheduled_at: DateTime<Utc>,
+    /// Waiting for its time (else running).
+    pub scheduled: bool,
 }
 
 pub struct CampaignDraft {
@@ -67,6 +69,8 @@ pub struct CampaignDraft {
     pub template_id: Uuid,
     pub session_id: Uuid,
     pub recipients: Vec<RecipientInput>,
+    /// `None`: send now.
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 fn phone_reason(e: &PhoneError) -> String {
@@ -203,6 +207,7 @@ pub async fn accept(
                 session_id: draft.session_id,
                 message,
                 total_recipients: total,
+                scheduled_at: draft.scheduled_at,
                 at: now,
             },
         )],
@@ -239,8 +244,8 @@ pub async fn accept(
         .zip(vars_json.chunks(5_000))
     {
         sqlx::query(
-            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars)
-             SELECT $1, p, $2, $3, m, v::jsonb FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
+            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before)
+             SELECT $1, p, $2, $3, m, v::jsonb, $7 FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
         )
         .bind(id)
         .bind(tenant_id)
@@ -248,6 +253,17 @@ pub async fn accept(
         .bind(p)
         .bind(m)
         .bind(v)
+        .bind(draft.scheduled_at.unwrap_or(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(due) = draft.scheduled_at {
+        // nothing is claimed before the ticker starts the campaign
+        sqlx::query(
+            "INSERT INTO campaign_holds (campaign_id, reason, release_at) VALUES ($1, 'scheduled', $2)",
+        )
+        .bind(id)
+        .bind(due)
         .execute(&mut *tx)
         .await?;
     }
@@ -259,7 +275,8 @@ pub async fn accept(
         total_recipients: total,
         rejected,
         rejected_count,
-        scheduled_at: now,
+        scheduled_at: draft.scheduled_at.unwrap_or(now),
+        scheduled: draft.scheduled_at.is_some(),
     })
 }
 

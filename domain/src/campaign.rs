@@ -66,6 +66,12 @@ pub enum CampaignCommand {
         session_id: Uuid,
         message: MessageSpec,
         total_recipients: u64,
+        /// `None`: start now. Otherwise the campaign waits, scheduled, until the ticker starts it.
+        scheduled_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The scheduler's ticker: the scheduled time has come.
+    Start {
         at: DateTime<Utc>,
     },
     Complete {
@@ -94,6 +100,9 @@ pub enum CampaignEvent {
         session_id: Uuid,
         message: MessageSpec,
         total_recipients: u64,
+        /// When it is due; `None` for a campaign sent at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     CampaignStarted {
@@ -179,6 +188,7 @@ impl Aggregate for Campaign {
                 session_id,
                 message,
                 total_recipients,
+                scheduled_at,
                 at,
             } => {
                 if self.tenant_id.is_some() {
@@ -198,12 +208,24 @@ impl Aggregate for Campaign {
                     session_id,
                     message,
                     total_recipients,
+                    scheduled_at,
                     at,
                 };
                 sink.write(created, self).await;
-                sink.write(CampaignEvent::CampaignStarted { at }, self)
-                    .await;
+                if scheduled_at.is_none() {
+                    sink.write(CampaignEvent::CampaignStarted { at }, self)
+                        .await;
+                }
             }
+            CampaignCommand::Start { at } => match self.status {
+                CampaignStatus::Scheduled if self.tenant_id.is_some() => {
+                    sink.write(CampaignEvent::CampaignStarted { at }, self)
+                        .await;
+                }
+                // started already, or cancelled before its time: nothing to do
+                _ if self.tenant_id.is_some() => {}
+                _ => return Err(DomainError::NotFound),
+            },
             CampaignCommand::Complete { .. } if self.tenant_id.is_none() => {
                 return Err(DomainError::NotFound)
             }
@@ -318,6 +340,7 @@ mod tests {
             session_id: Uuid::from_u128(20),
             message: message(),
             total_recipients,
+            scheduled_at: None,
             at: at(),
         }
     }
@@ -330,6 +353,7 @@ mod tests {
             session_id: Uuid::from_u128(20),
             message: message(),
             total_recipients: 3,
+            scheduled_at: None,
             at: at(),
         }
     }
@@ -565,5 +589,45 @@ mod tests {
             .then_expect_error(DomainError::Conflict(
                 "a completed campaign cannot cancel".into(),
             ));
+    }
+
+    #[test]
+    fn a_scheduled_campaign_waits_for_the_ticker() {
+        let due = later();
+        let mut command = create("Later", 3);
+        if let CampaignCommand::Create { scheduled_at, .. } = &mut command {
+            *scheduled_at = Some(due);
+        }
+        let mut expected = created();
+        if let CampaignEvent::CampaignCreated {
+            scheduled_at, name, ..
+        } = &mut expected
+        {
+            *scheduled_at = Some(due);
+            *name = "Later".into();
+        }
+        CampaignTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_events(vec![expected.clone()]);
+        CampaignTest::with(())
+            .given(vec![expected.clone()])
+            .when(CampaignCommand::Start { at: due })
+            .then_expect_events(vec![CampaignEvent::CampaignStarted { at: due }]);
+        // a second firing (another instance) or a firing after cancel changes nothing
+        CampaignTest::with(())
+            .given(vec![
+                expected.clone(),
+                CampaignEvent::CampaignStarted { at: due },
+            ])
+            .when(CampaignCommand::Start { at: due })
+            .then_expect_events(vec![]);
+        CampaignTest::with(())
+            .given(vec![
+                expected,
+                CampaignEvent::CampaignCancelled { at: at() },
+            ])
+            .when(CampaignCommand::Start { at: due })
+            .then_expect_events(vec![]);
     }
 }

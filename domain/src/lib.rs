@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod delivery;
 mod error;
 pub mod phone;
+pub mod schedule;
 pub mod session;
 pub mod store;
 pub mod template;

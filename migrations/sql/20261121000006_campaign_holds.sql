@@ -1,9 +1,12 @@
--- Campaigns that must not send right now, written in the same transaction as CampaignPaused /
--- CampaignCancelled. Dispatch consults it when it claims and when it re-queues a retry, so a
--- paused campaign sends nothing more and a cancelled one nothing at all.
+-- Campaigns that must not send right now, written in the same transaction as the event that
+-- holds them: CampaignCreated for a later time ('scheduled', released at release_at by the
+-- scheduler's ticker), CampaignPaused ('paused'), CampaignCancelled ('cancelled'). Dispatch
+-- consults it when it claims, so a held campaign sends nothing.
 CREATE TABLE campaign_holds
 (
     campaign_id uuid PRIMARY KEY,
-    reason      text        NOT NULL CHECK (reason IN ('paused', 'cancelled')),
-    since       timestamptz NOT NULL DEFAULT now()
+    reason      text        NOT NULL CHECK (reason IN ('scheduled', 'paused', 'cancelled')),
+    since       timestamptz NOT NULL DEFAULT now(),
+    release_at  timestamptz
 );
+CREATE INDEX campaign_holds_due ON campaign_holds (release_at) WHERE reason = 'scheduled';

@@ -55,12 +55,13 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             template_id,
             session_id,
             total_recipients,
+            scheduled_at,
             at,
             ..
         } => {
             sqlx::query(
                 "INSERT INTO campaigns (id, tenant_id, name, status, template_id, session_id, total_recipients, scheduled_at, created_at)
-                 VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
+                 VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(tenant_id)
@@ -68,6 +69,7 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             .bind(template_id)
             .bind(session_id)
             .bind(i64::try_from(total_recipients)?)
+            .bind(scheduled_at.unwrap_or(at))
             .bind(at)
             .execute(&mut *conn)
             .await?;

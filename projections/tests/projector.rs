@@ -382,6 +382,7 @@ async fn create_campaign(pool: &PgPool, tenant: Uuid, n: usize) -> anyhow::Resul
             image_url: None,
         },
         total_recipients: n as u64,
+        scheduled_at: None,
         at: now,
     };
     store::append_new::<Campaign>(&mut tx, vec![(id.to_string(), create)], &())

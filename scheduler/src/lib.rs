@@ -3,7 +3,9 @@
 //! Layout
 //! - [`dispatch`]: the write-ahead dispatch queue, leases, outcomes, campaign completion.
 //! - [`control`]: pause, resume and cancel, each one transaction with its queue changes.
+//! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
 pub mod control;
 pub mod dispatch;
+pub mod ticker;
 
 pub use dispatch::{DispatchConfig, Dispatcher};

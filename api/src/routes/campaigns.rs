@@ -32,8 +32,12 @@ pub struct CreateCampaign {
     /// Contacts with a tag (not available yet).
     #[salvo(schema(value_type = Object))]
     audience: Option<serde_json::Value>,
-    /// `now` (default). Scheduled sends are not available yet.
+    /// `now` (default), `YYYY-MM-DD HH:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]`, RFC 3339 with an offset,
+    /// `DD/MM/YYYY HH:MM`, a date alone (09:00 that day) or a time alone (`HH:MM`, today or
+    /// tomorrow), read in `timezone`.
     send_at: Option<String>,
+    /// IANA name (`Asia/Jakarta`) or offset (`+07:00`); required unless `send_at` is `now` or
+    /// carries its own offset.
     timezone: Option<String>,
     recurrence: Option<String>,
     #[salvo(schema(value_type = Object))]
@@ -143,8 +147,8 @@ fn not_yet(field: &str, what: &str) -> ApiError {
     ApiError::validation(field, format!("{what} is not available yet"))
 }
 
-/// Creates a campaign and starts sending now. Invalid phones are listed in `rejected`, not fatal;
-/// duplicates are dropped.
+/// Creates a campaign that starts now or at `send_at` (then `status` is `scheduled`). Invalid
+/// phones are listed in `rejected`, not fatal; duplicates are dropped.
 #[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 413, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
@@ -165,13 +169,16 @@ pub async fn create(
     if body.audience.is_some() {
         return Err(not_yet("audience", "sending to an audience"));
     }
-    match body.send_at.as_deref().map(str::trim) {
-        None | Some("now") => {}
-        Some(_) => return Err(not_yet("send_at", "scheduling (send_at other than `now`)")),
-    }
-    if body.timezone.is_some() {
-        return Err(not_yet("timezone", "scheduling in a time zone"));
-    }
+    let scheduled_at = match herald_domain::schedule::parse_send_at(
+        body.send_at.as_deref(),
+        body.timezone.as_deref(),
+        chrono::Utc::now(),
+    )
+    .map_err(|e| ApiError::validation(e.field(), e.to_string()))?
+    {
+        herald_domain::schedule::SendAt::Now => None,
+        herald_domain::schedule::SendAt::At(t) => Some(t),
+    };
     if body.recurrence.is_some() {
         return Err(not_yet("recurrence", "recurring campaigns"));
     }
@@ -189,6 +196,7 @@ pub async fn create(
             template_id,
             session_id,
             recipients: entries,
+            scheduled_at,
         },
     )
     .await?;
@@ -199,7 +207,13 @@ pub async fn create(
     Ok(Json(CampaignCreatedView {
         id: accepted.id,
         name: accepted.name,
-        status: CampaignStatus::Running.as_str().into(),
+        status: if accepted.scheduled {
+            CampaignStatus::Scheduled
+        } else {
+            CampaignStatus::Running
+        }
+        .as_str()
+        .into(),
         scheduled_at: accepted.scheduled_at,
         total_recipients: accepted.total_recipients,
         rejected: accepted.rejected,

@@ -259,7 +259,7 @@ async fn bad_campaigns_get_clear_errors() {
         (with("recipients", json!([])), "recipients"),
         (with("recipients", json!(["abc", "123"])), "recipients"),
         (with("name", json!("")), "name"),
-        (with("send_at", json!("2031-01-01 09:00")), "send_at"),
+        (with("recurrence", json!("0 9 * * MON")), "recurrence"),
         (with("audience", json!({"tag": "vip"})), "audience"),
         (with("surprise", json!(true)), "surprise"),
     ];

@@ -14,6 +14,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub sim: RunningSimulator,
     pub pool: PgPool,
+    pub db_url: String,
     app: Option<Application>,
 }
 
@@ -93,6 +94,7 @@ async fn spawn(
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         pool: app.pool().clone(),
+        db_url,
         sim,
         app: Some(app),
     }
@@ -227,6 +229,14 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+
+    /// A second Herald instance (all roles) on the same database and gateway.
+    pub async fn second_instance(&self) -> Application {
+        let settings = Settings::for_tests(&self.db_url, &self.sim.base_url());
+        Application::build_with_dispatch(settings, Role::All, fast_dispatch())
+            .await
+            .expect("second instance starts")
     }
 
     pub async fn stop(mut self) {

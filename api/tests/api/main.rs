@@ -8,5 +8,6 @@ mod crash;
 mod dispatch;
 mod health;
 mod helpers;
+mod schedule;
 mod sessions;
 mod templates;

@@ -57,6 +57,9 @@ pub struct Settings {
     /// Seconds a claimed recipient stays leased before it counts as in doubt and is resent with
     /// its message id (`HERALD_DISPATCH_LEASE_SECS`, default 60).
     pub dispatch_lease_secs: u64,
+    /// How late a recurring campaign's occurrence may still fire after downtime
+    /// (`HERALD_RECURRENCE_GRACE_SECS`, default 3600); older ones are recorded as missed.
+    pub recurrence_grace_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -128,6 +131,7 @@ impl Settings {
             dispatch_concurrency: parse_num("HERALD_DISPATCH_CONCURRENCY", 64)?.clamp(1, 1_024)
                 as usize,
             dispatch_lease_secs: parse_num("HERALD_DISPATCH_LEASE_SECS", 60)?.clamp(1, 3_600),
+            recurrence_grace_secs: parse_num("HERALD_RECURRENCE_GRACE_SECS", 3_600)?,
         })
     }
 
@@ -150,6 +154,7 @@ impl Settings {
             dispatch_batch_size: 500,
             dispatch_concurrency: 64,
             dispatch_lease_secs: 60,
+            recurrence_grace_secs: 3_600,
         }
     }
 }

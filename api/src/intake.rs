@@ -7,15 +7,15 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use herald_domain::campaign::{Campaign, CampaignCommand, MessageSpec};
-use herald_domain::delivery::{message_id_for, Delivery, DeliveryCommand, Vars};
+use herald_domain::delivery::Vars;
 use herald_domain::phone::{Phone, PhoneError};
+use herald_domain::schedule::Recurrence;
 use herald_domain::session::Session;
 use herald_domain::store;
-use herald_domain::template::{Template, TemplateStatus};
+use herald_scheduler::campaigns::{self, NewCampaign, Recipient};
 use salvo::oapi::ToSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{Acquire, PgPool};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -71,6 +71,8 @@ pub struct CampaignDraft {
     pub recipients: Vec<RecipientInput>,
     /// `None`: send now.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// Repeat at each occurrence of this schedule instead of sending once.
+    pub recurrence: Option<Recurrence>,
 }
 
 fn phone_reason(e: &PhoneError) -> String {
@@ -135,7 +137,8 @@ pub fn normalise(
     (valid, rejected, rejected_count)
 }
 
-/// Validates a campaign against the store and writes it, all recipients included, in one transaction.
+/// Validates a campaign against the store and writes it, all recipients included, in one
+/// transaction (see `herald_scheduler::campaigns`).
 pub async fn accept(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -147,21 +150,12 @@ pub async fn accept(
         )));
     }
     let name = herald_domain::template::validate_name(&draft.name)?;
+    let mut conn = pool.acquire().await?;
     // The template and session are read from the store itself, not the read models, so a campaign
     // can use a template created a millisecond ago.
-    let template = match store::load::<Template>(pool, &draft.template_id.to_string()).await? {
-        Some((t, _)) if t.visible_to(tenant_id) => t,
-        _ => return Err(ApiError::validation("template_id", "no such template")),
-    };
-    if template.status != TemplateStatus::Active {
-        return Err(ApiError::validation(
-            "template_id",
-            format!(
-                "the template is {}; only active templates can start a campaign",
-                template.status.as_str()
-            ),
-        ));
-    }
+    let message = campaigns::message_from_template(&mut conn, tenant_id, draft.template_id)
+        .await?
+        .map_err(|reason| ApiError::validation("template_id", reason))?;
     match store::load::<Session>(pool, &draft.session_id.to_string()).await? {
         Some((s, _)) if s.visible_to(tenant_id) => {}
         _ => return Err(ApiError::validation("session_id", "no such session")),
@@ -179,94 +173,41 @@ pub async fn accept(
             details: Some(serde_json::json!({ "rejected": rejected })),
         });
     }
-    let Some(kind) = template.kind else {
-        return Err(ApiError::validation(
-            "template_id",
-            "the template has no type",
-        ));
-    };
-    let message = MessageSpec {
-        kind,
-        body: template.body,
-        caption: template.caption,
-        image_url: template.image_url,
-    };
-    let id = Uuid::new_v4();
     let now = Utc::now();
+    // a recurring campaign's first run is its first occurrence at or after send_at (or now)
+    let scheduled_at =
+        match &draft.recurrence {
+            Some(r) => {
+                let from = draft.scheduled_at.unwrap_or(now) - chrono::Duration::seconds(1);
+                Some(r.next_after(from).ok_or_else(|| {
+                    ApiError::validation("recurrence", "the schedule never fires")
+                })?)
+            }
+            None => draft.scheduled_at,
+        };
+    let id = Uuid::new_v4();
     let total = valid.len() as u64;
-
-    let mut tx = pool.begin().await?;
-    let created = store::append_new::<Campaign>(
+    let mut tx = conn.begin().await?;
+    campaigns::write(
         &mut tx,
-        vec![(
-            id.to_string(),
-            CampaignCommand::Create {
-                tenant_id,
-                name: name.clone(),
-                template_id: draft.template_id,
-                session_id: draft.session_id,
-                message,
-                total_recipients: total,
-                scheduled_at: draft.scheduled_at,
-                at: now,
-            },
-        )],
-        &(),
+        NewCampaign {
+            id,
+            tenant_id,
+            name: name.clone(),
+            template_id: draft.template_id,
+            session_id: draft.session_id,
+            message,
+            recipients: valid
+                .into_iter()
+                .map(|(phone, vars)| Recipient { phone, vars })
+                .collect(),
+            scheduled_at,
+            parent_id: None,
+            recurrence: draft.recurrence,
+            at: now,
+        },
     )
     .await?;
-    created.map_err(|(_, e)| ApiError::from(e))?;
-
-    let mut phones = Vec::with_capacity(valid.len());
-    let mut message_ids = Vec::with_capacity(valid.len());
-    let mut vars_json = Vec::with_capacity(valid.len());
-    let mut commands = Vec::with_capacity(valid.len());
-    for (phone, vars) in valid {
-        message_ids.push(message_id_for(id, &phone));
-        vars_json.push(serde_json::Value::Object(vars.clone()).to_string());
-        phones.push(phone.as_str().to_string());
-        commands.push((
-            herald_domain::delivery::delivery_id(id, &phone),
-            DeliveryCommand::Queue {
-                tenant_id,
-                campaign_id: id,
-                phone,
-                vars,
-                at: now,
-            },
-        ));
-    }
-    store::append_new::<Delivery>(&mut tx, commands, &())
-        .await?
-        .map_err(|(_, e)| ApiError::from(e))?;
-    for ((p, m), v) in phones
-        .chunks(5_000)
-        .zip(message_ids.chunks(5_000))
-        .zip(vars_json.chunks(5_000))
-    {
-        sqlx::query(
-            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before)
-             SELECT $1, p, $2, $3, m, v::jsonb, $7 FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
-        )
-        .bind(id)
-        .bind(tenant_id)
-        .bind(draft.session_id)
-        .bind(p)
-        .bind(m)
-        .bind(v)
-        .bind(draft.scheduled_at.unwrap_or(now))
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some(due) = draft.scheduled_at {
-        // nothing is claimed before the ticker starts the campaign
-        sqlx::query(
-            "INSERT INTO campaign_holds (campaign_id, reason, release_at) VALUES ($1, 'scheduled', $2)",
-        )
-        .bind(id)
-        .bind(due)
-        .execute(&mut *tx)
-        .await?;
-    }
     tx.commit().await?;
     tracing::info!(campaign = %id, recipients = total, rejected = rejected_count, "campaign accepted");
     Ok(Accepted {
@@ -275,8 +216,8 @@ pub async fn accept(
         total_recipients: total,
         rejected,
         rejected_count,
-        scheduled_at: draft.scheduled_at.unwrap_or(now),
-        scheduled: draft.scheduled_at.is_some(),
+        scheduled_at: scheduled_at.unwrap_or(now),
+        scheduled: scheduled_at.is_some(),
     })
 }
 

@@ -7,6 +7,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::schedule::Recurrence;
 use crate::template_body::TemplateBody;
 use crate::DomainError;
 
@@ -57,6 +58,9 @@ pub struct MessageSpec {
     pub image_url: Option<String>,
 }
 
+// `Create` is much larger than the other commands; commands live for one call, so boxing its
+// fields would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum CampaignCommand {
     Create {
@@ -68,6 +72,10 @@ pub enum CampaignCommand {
         total_recipients: u64,
         /// `None`: start now. Otherwise the campaign waits, scheduled, until the ticker starts it.
         scheduled_at: Option<DateTime<Utc>>,
+        /// The recurring campaign this is one run of.
+        parent_id: Option<Uuid>,
+        /// A recurring campaign: it sends nothing itself; each occurrence starts a run.
+        recurrence: Option<Recurrence>,
         at: DateTime<Utc>,
     },
     /// The scheduler's ticker: the scheduled time has come.
@@ -91,6 +99,9 @@ pub enum CampaignCommand {
     },
 }
 
+// `CampaignCreated` happens once per campaign; the small lifecycle events do not pay for its size
+// in any collection that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CampaignEvent {
     CampaignCreated {
@@ -103,6 +114,10 @@ pub enum CampaignEvent {
         /// When it is due; `None` for a campaign sent at once.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scheduled_at: Option<DateTime<Utc>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recurrence: Option<Recurrence>,
         at: DateTime<Utc>,
     },
     CampaignStarted {
@@ -147,6 +162,7 @@ pub struct Campaign {
     pub message: Option<MessageSpec>,
     pub total_recipients: u64,
     pub status: CampaignStatus,
+    pub recurrence: Option<Recurrence>,
 }
 
 impl Campaign {
@@ -189,6 +205,8 @@ impl Aggregate for Campaign {
                 message,
                 total_recipients,
                 scheduled_at,
+                parent_id,
+                recurrence,
                 at,
             } => {
                 if self.tenant_id.is_some() {
@@ -209,10 +227,13 @@ impl Aggregate for Campaign {
                     message,
                     total_recipients,
                     scheduled_at,
+                    parent_id,
+                    recurrence: recurrence.clone(),
                     at,
                 };
                 sink.write(created, self).await;
-                if scheduled_at.is_none() {
+                // a recurring campaign never runs itself: its occurrences do
+                if scheduled_at.is_none() && recurrence.is_none() {
                     sink.write(CampaignEvent::CampaignStarted { at }, self)
                         .await;
                 }
@@ -289,8 +310,10 @@ impl Aggregate for Campaign {
                 session_id,
                 message,
                 total_recipients,
+                recurrence,
                 ..
             } => {
+                self.recurrence = recurrence;
                 self.tenant_id = Some(tenant_id);
                 self.name = name;
                 self.session_id = Some(session_id);
@@ -341,6 +364,8 @@ mod tests {
             message: message(),
             total_recipients,
             scheduled_at: None,
+            parent_id: None,
+            recurrence: None,
             at: at(),
         }
     }
@@ -354,6 +379,8 @@ mod tests {
             message: message(),
             total_recipients: 3,
             scheduled_at: None,
+            parent_id: None,
+            recurrence: None,
             at: at(),
         }
     }

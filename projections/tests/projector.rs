@@ -383,6 +383,8 @@ async fn create_campaign(pool: &PgPool, tenant: Uuid, n: usize) -> anyhow::Resul
         },
         total_recipients: n as u64,
         scheduled_at: None,
+        parent_id: None,
+        recurrence: None,
         at: now,
     };
     store::append_new::<Campaign>(&mut tx, vec![(id.to_string(), create)], &())

@@ -128,6 +128,11 @@ pub async fn cancel(
     .bind(campaign_id)
     .execute(&mut *tx)
     .await?;
+    // a recurring campaign starts no more runs (runs already started go on unless cancelled)
+    sqlx::query("UPDATE recurring_campaigns SET active = false WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     sweep(pool, campaign_id).await
 }

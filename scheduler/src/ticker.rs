@@ -6,11 +6,16 @@
 //! `FOR UPDATE SKIP LOCKED`, gets `CampaignStarted`, and loses its hold in one transaction, so any
 //! number of instances start it exactly once; its queue rows, due at the same time, are then
 //! claimed by the dispatch workers.
+//!
+//! Recurring campaigns: see [`fire_recurrences`].
 
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use herald_domain::campaign::{Campaign, CampaignCommand};
+use herald_domain::schedule::Recurrence;
 use herald_domain::store;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
@@ -55,9 +60,187 @@ pub async fn start_due(pool: &PgPool) -> anyhow::Result<usize> {
     Ok(started)
 }
 
-/// Runs the ticker until `shutdown` turns true.
+/// Most missed occurrences recorded one by one for a single campaign after a long downtime.
+const MAX_MISSED_RECORDED: usize = 1_000;
+
+/// What happened to the occurrences of one recurring campaign in one firing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub runs: Vec<Uuid>,
+    pub missed: usize,
+    pub failed: usize,
+}
+
+/// Fires the due occurrences of recurring campaigns at `now`. Each occurrence is recorded once in
+/// `campaign_occurrences` (its primary key is the claim, so N instances fire it once). After a
+/// downtime only the latest due occurrence may fire, and only if it is at most `grace` late; every
+/// other one is recorded as missed, never silently dropped.
+pub async fn fire_recurrences(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> anyhow::Result<Fired> {
+    let mut fired = Fired::default();
+    let mut tx = pool.begin().await?;
+    let due = sqlx::query(
+        "SELECT campaign_id, tenant_id, name, template_id, session_id, recipients::text AS recipients,
+                recurrence::text AS recurrence, next_at
+           FROM recurring_campaigns
+          WHERE active AND next_at <= $1
+          ORDER BY next_at LIMIT 20
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in due {
+        let parent: Uuid = row.try_get("campaign_id")?;
+        let recurrence: Recurrence = serde_json::from_str(row.try_get("recurrence")?)?;
+        let mut occurrences = vec![row.try_get::<DateTime<Utc>, _>("next_at")?];
+        while let Some(next) = occurrences.last().and_then(|t| recurrence.next_after(*t)) {
+            if next > now || occurrences.len() > 100_000 {
+                break;
+            }
+            occurrences.push(next);
+        }
+        let Some(latest) = occurrences.pop() else {
+            continue;
+        };
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::hours(1));
+        let mut missed: Vec<DateTime<Utc>> = occurrences;
+        let fire = if now - latest <= grace {
+            Some(latest)
+        } else {
+            missed.push(latest);
+            None
+        };
+        fired.missed += missed.len();
+        for at in missed.iter().rev().take(MAX_MISSED_RECORDED) {
+            record(
+                &mut tx,
+                parent,
+                *at,
+                "missed",
+                None,
+                Some("Herald was not running at that time"),
+            )
+            .await?;
+        }
+        if let Some(at) = fire {
+            // the claim: a second instance that got here too records nothing and starts nothing
+            let claimed = sqlx::query(
+                "INSERT INTO campaign_occurrences (campaign_id, occurrence_at, status) VALUES ($1, $2, 'fired')
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(parent)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if claimed {
+                match start_run(&mut tx, &row, parent, &recurrence, at).await? {
+                    Ok(run) => {
+                        sqlx::query("UPDATE campaign_occurrences SET run_id = $3 WHERE campaign_id = $1 AND occurrence_at = $2")
+                            .bind(parent)
+                            .bind(at)
+                            .bind(run)
+                            .execute(&mut *tx)
+                            .await?;
+                        tracing::info!(campaign = %parent, run = %run, late_s = (now - at).num_seconds(), "recurring campaign run started");
+                        fired.runs.push(run);
+                    }
+                    Err(reason) => {
+                        sqlx::query("UPDATE campaign_occurrences SET status = 'failed', reason = $3 WHERE campaign_id = $1 AND occurrence_at = $2")
+                            .bind(parent)
+                            .bind(at)
+                            .bind(&reason)
+                            .execute(&mut *tx)
+                            .await?;
+                        tracing::warn!(campaign = %parent, %reason, "recurring campaign run not started");
+                        fired.failed += 1;
+                    }
+                }
+            }
+        }
+        let next = recurrence.next_after(latest.max(now));
+        sqlx::query("UPDATE recurring_campaigns SET next_at = COALESCE($2, 'infinity'), active = $3 WHERE campaign_id = $1")
+            .bind(parent)
+            .bind(next)
+            .bind(next.is_some())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(fired)
+}
+
+async fn record(
+    conn: &mut sqlx::PgConnection,
+    parent: Uuid,
+    at: DateTime<Utc>,
+    status: &str,
+    run: Option<Uuid>,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO campaign_occurrences (campaign_id, occurrence_at, status, run_id, reason)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(parent)
+    .bind(at)
+    .bind(status)
+    .bind(run)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One run of a recurring campaign: its audience, with the template as it is now.
+async fn start_run(
+    conn: &mut sqlx::PgConnection,
+    row: &sqlx::postgres::PgRow,
+    parent: Uuid,
+    recurrence: &Recurrence,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Result<Uuid, String>> {
+    let tenant_id: Uuid = row.try_get("tenant_id")?;
+    let template_id: Uuid = row.try_get("template_id")?;
+    let message =
+        match crate::campaigns::message_from_template(conn, tenant_id, template_id).await? {
+            Ok(m) => m,
+            Err(reason) => return Ok(Err(reason)),
+        };
+    let recipients: Vec<crate::campaigns::Recipient> =
+        serde_json::from_str(row.try_get("recipients")?)?;
+    let name: String = row.try_get("name")?;
+    let local = recurrence.zone().to_local(at).format("%Y-%m-%d %H:%M");
+    let run = Uuid::new_v4();
+    crate::campaigns::write(
+        conn,
+        crate::campaigns::NewCampaign {
+            id: run,
+            tenant_id,
+            name: format!("{name} · {local}"),
+            template_id,
+            session_id: row.try_get("session_id")?,
+            message,
+            recipients,
+            scheduled_at: None,
+            parent_id: Some(parent),
+            recurrence: None,
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    Ok(Ok(run))
+}
+
+/// Runs the ticker until `shutdown` turns true. `grace`: how late a missed occurrence may still fire.
 pub async fn spawn(
     pool: PgPool,
+    grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut scheduler = JobScheduler::new().await?;
@@ -66,6 +249,9 @@ pub async fn spawn(
         Box::pin(async move {
             if let Err(e) = start_due(&pool).await {
                 tracing::warn!(error = %format!("{e:#}"), "starting due campaigns failed; next tick retries");
+            }
+            if let Err(e) = fire_recurrences(&pool, Utc::now(), grace).await {
+                tracing::warn!(error = %format!("{e:#}"), "firing recurring campaigns failed; next tick retries");
             }
         })
     })?;

@@ -39,6 +39,8 @@ pub struct CreateCampaign {
     /// IANA name (`Asia/Jakarta`) or offset (`+07:00`); required unless `send_at` is `now` or
     /// carries its own offset.
     timezone: Option<String>,
+    /// A 5-field cron (`0 9 * * MON`) read in `timezone` (required): each occurrence starts a run
+    /// with the same template (as it is then) and audience, listed with `?parent_id=`.
     recurrence: Option<String>,
     #[salvo(schema(value_type = Object))]
     pacing: Option<serde_json::Value>,
@@ -82,6 +84,16 @@ pub struct CampaignView {
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// The recurring campaign this is a run of.
+    parent_id: Option<Uuid>,
+    /// For a recurring campaign: its cron and time zone. Its runs are listed with `?parent_id=`.
+    recurrence: Option<RecurrenceView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecurrenceView {
+    cron: String,
+    timezone: String,
 }
 
 impl From<CampaignRow> for CampaignView {
@@ -107,6 +119,11 @@ impl From<CampaignRow> for CampaignView {
             started_at: r.started_at,
             completed_at: r.completed_at,
             created_at: r.created_at,
+            parent_id: r.parent_id,
+            recurrence: r.recurrence.map(|cron| RecurrenceView {
+                cron,
+                timezone: r.recurrence_timezone.unwrap_or_default(),
+            }),
         }
     }
 }
@@ -179,9 +196,12 @@ pub async fn create(
         herald_domain::schedule::SendAt::Now => None,
         herald_domain::schedule::SendAt::At(t) => Some(t),
     };
-    if body.recurrence.is_some() {
-        return Err(not_yet("recurrence", "recurring campaigns"));
-    }
+    let recurrence = body
+        .recurrence
+        .as_deref()
+        .map(|cron| herald_domain::schedule::parse_recurrence(cron, body.timezone.as_deref()))
+        .transpose()
+        .map_err(|e| ApiError::validation(e.field(), e.to_string()))?;
     if body.pacing.is_some() {
         return Err(not_yet("pacing", "per-campaign pacing"));
     }
@@ -197,6 +217,7 @@ pub async fn create(
             session_id,
             recipients: entries,
             scheduled_at,
+            recurrence,
         },
     )
     .await?;
@@ -221,10 +242,12 @@ pub async fn create(
     }))
 }
 
-/// This tenant's campaigns, newest first, optionally by `status`.
+/// This tenant's campaigns, newest first, optionally by `status`, or the runs of a recurring
+/// campaign with `parent_id`.
 #[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     status: QueryParam<String, false>,
+    parent_id: QueryParam<String, false>,
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
     depot: &mut Depot,
@@ -243,7 +266,22 @@ pub async fn list(
     };
     let limit = parse_limit(limit.as_deref())?;
     let cursor = parse_time_cursor(cursor.as_deref())?;
-    let page = read::list(&state.pool, caller.tenant_id, status, limit, cursor).await?;
+    let parent_id = match parent_id.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(
+            p.parse()
+                .map_err(|_| ApiError::bad_request("invalid_query", "parent_id is not a UUID"))?,
+        ),
+    };
+    let page = read::list(
+        &state.pool,
+        caller.tenant_id,
+        status,
+        parent_id,
+        limit,
+        cursor,
+    )
+    .await?;
     Ok(Json(ListOf {
         items: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -487,4 +525,39 @@ pub async fn cancel(
         })
     })
     .await
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct OccurrenceView {
+    occurrence_at: DateTime<Utc>,
+    /// `fired` (a run started), `missed` (Herald was down past the grace period) or `failed`
+    /// (e.g. the template was no longer active).
+    status: String,
+    run_id: Option<Uuid>,
+    reason: Option<String>,
+}
+
+/// Every occurrence of a recurring campaign so far, newest first: fired, missed or failed.
+#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+pub async fn occurrences(
+    id: PathParam<String>,
+    limit: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<Json<ListOf<OccurrenceView>>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let campaign = owned_campaign(&state, caller.tenant_id, id.into_inner()).await?;
+    let limit = parse_limit(limit.as_deref())?;
+    let items: Vec<OccurrenceView> = sqlx::query_as(
+        "SELECT occurrence_at, status, run_id, reason FROM campaign_occurrences
+          WHERE campaign_id = $1 ORDER BY occurrence_at DESC LIMIT $2",
+    )
+    .bind(campaign.id)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(ListOf {
+        items,
+        next_cursor: None,
+    }))
 }

@@ -259,7 +259,7 @@ async fn bad_campaigns_get_clear_errors() {
         (with("recipients", json!([])), "recipients"),
         (with("recipients", json!(["abc", "123"])), "recipients"),
         (with("name", json!("")), "name"),
-        (with("recurrence", json!("0 9 * * MON")), "recurrence"),
+        (with("recurrence", json!("0 9 * * MON")), "timezone"),
         (with("audience", json!({"tag": "vip"})), "audience"),
         (with("surprise", json!(true)), "surprise"),
     ];

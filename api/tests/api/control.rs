@@ -56,8 +56,13 @@ async fn a_paused_campaign_sends_nothing_more_and_resume_finishes_without_resend
     let paused: Value = res.json().await.expect("json");
     assert_eq!(paused["status"], "paused");
 
-    // sends already on their way finish; then nothing more goes out
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // sends already on their way finish and are recorded; then nothing more goes out
+    let quiet = app
+        .wait_campaign(&account, &id, Duration::from_secs(20), |c| {
+            c["counts"]["sending"] == 0
+        })
+        .await;
+    assert_eq!(quiet["counts"]["sending"], 0, "{quiet}");
     let settled = app.sim.stats().accepted;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(

@@ -25,7 +25,7 @@ use crate::state::AppState;
 pub enum Role {
     /// The HTTP API only.
     Api,
-    /// Projectors and dispatch workers only.
+    /// Projectors, dispatch workers, the ticker and the webhook inbox processor only.
     Worker,
     /// Everything (the default).
     All,
@@ -112,7 +112,19 @@ impl Application {
             dispatch.workers = settings.dispatch_workers;
             let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
             tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
-            tasks.push(herald_scheduler::ticker::spawn(pool.clone(), shutdown_rx.clone()).await?);
+            tasks.push(crate::inbox::spawn(
+                pool.clone(),
+                crate::inbox::InboxConfig::default(),
+                shutdown_rx.clone(),
+            ));
+            tasks.push(
+                herald_scheduler::ticker::spawn(
+                    pool.clone(),
+                    Duration::from_secs(settings.recurrence_grace_secs),
+                    shutdown_rx.clone(),
+                )
+                .await?,
+            );
         }
 
         let mut addr = None;

@@ -146,6 +146,18 @@ impl From<herald_domain::DomainError> for ApiError {
     }
 }
 
+impl From<herald_scheduler::campaigns::WriteError> for ApiError {
+    fn from(e: herald_scheduler::campaigns::WriteError) -> Self {
+        use herald_scheduler::campaigns::WriteError as W;
+        match e {
+            W::Domain(d) => d.into(),
+            W::Store(s) => s.into(),
+            W::Database(d) => d.into(),
+            W::Json(j) => ApiError::Unexpected(j.into()),
+        }
+    }
+}
+
 impl From<herald_scheduler::control::ControlError> for ApiError {
     fn from(e: herald_scheduler::control::ControlError) -> Self {
         use herald_scheduler::control::ControlError as C;

@@ -5,11 +5,13 @@
 //! - [`config`]: settings from the environment; secrets never print.
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
 //! - [`intake`]: accepting a campaign in one batch transaction.
+//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries).
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod inbox;
 pub mod intake;
 pub mod routes;
 pub mod state;

@@ -36,6 +36,18 @@ enum Command {
         /// Fraction (0..1) of sends answered 429.
         #[arg(long, default_value_t = 0.0)]
         rate_limit_rate: f64,
+        /// Do not post Delivered and Read receipts back to the users' webhooks.
+        #[arg(long)]
+        no_receipts: bool,
+        /// After an accepted send, when its Delivered receipt is posted, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        receipt_delivered_after_ms: u64,
+        /// After an accepted send, when its Read receipt is posted, in milliseconds.
+        #[arg(long, default_value_t = 150)]
+        receipt_read_after_ms: u64,
+        /// How receipts are encoded: `form` (WuzAPI's default) or `json`.
+        #[arg(long, default_value = "form", value_parser = ["form", "json"])]
+        receipt_encoding: String,
     },
     /// Read-model maintenance.
     Projections {
@@ -91,13 +103,32 @@ async fn main() -> anyhow::Result<()> {
             latency_ms,
             error_rate,
             rate_limit_rate,
+            no_receipts,
+            receipt_delivered_after_ms,
+            receipt_read_after_ms,
+            receipt_encoding,
         } => {
+            use herald_gateway::simulator::ReceiptSettings;
+            use herald_gateway::webhook::Encoding;
+            // on by default here, so a campaign run through `run.sh` shows delivered and read
+            let receipts = ReceiptSettings {
+                enabled: !no_receipts,
+                delivered_after_ms: receipt_delivered_after_ms,
+                read_after_ms: receipt_read_after_ms,
+                encoding: if receipt_encoding == "json" {
+                    Encoding::Json
+                } else {
+                    Encoding::Form
+                },
+                ..ReceiptSettings::on()
+            };
             let config = herald_gateway::simulator::SimulatorConfig {
                 latency_ms,
                 error_rate,
                 rate_limit_rate,
                 admin_token: std::env::var("HERALD_WUZAPI_ADMIN_TOKEN").ok(),
                 seed: None,
+                receipts,
             };
             herald_gateway::simulator::run(&listen, config).await?;
         }

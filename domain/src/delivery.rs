@@ -1,6 +1,20 @@
-//! `Delivery`: one recipient of one campaign, id `<campaign_id>:<phone>`. Two to five small events.
+//! `Delivery`: one recipient of one campaign, id `<campaign_id>:<phone>`. Two to seven small events.
 //!
 //! Status only moves forward: queued → sending → sent → delivered → read, or → failed / skipped.
+//!
+//! Receipts (`MarkDelivered`, `MarkRead`) come from the gateway's webhooks, at least once and in
+//! any order, so their rules are what makes the final state independent of arrival order
+//! (docs/decisions/0008-receipt-ordering.md):
+//! - each of `delivered_at` and `read_at` is recorded once, by the first receipt of its kind;
+//!   a duplicate records nothing;
+//! - status is the furthest point reached: a late Delivered after Read records its time but the
+//!   status stays `read`; Read without Delivered makes the status `read` and leaves
+//!   `delivered_at` empty until (if ever) the Delivered receipt arrives;
+//! - a receipt may beat the send's outcome (status `sending`): the later `DeliverySent` still
+//!   records `sent_at` but never moves the status back;
+//! - a receipt is the gateway's proof that the message arrived, so it also moves a `failed` or
+//!   `skipped` recipient (the send call failed or timed out, yet WhatsApp delivered it) to
+//!   `delivered` / `read`. The recorded error stays for the record.
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -103,6 +117,14 @@ pub enum DeliveryCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The gateway's Delivered receipt: the message reached the recipient's phone at `at`.
+    MarkDelivered {
+        at: DateTime<Utc>,
+    },
+    /// The gateway's Read receipt: the recipient opened the message at `at`.
+    MarkRead {
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +157,12 @@ pub enum DeliveryEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    DeliveryDelivered {
+        at: DateTime<Utc>,
+    },
+    DeliveryRead {
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for DeliveryEvent {
@@ -145,6 +173,8 @@ impl DomainEvent for DeliveryEvent {
             DeliveryEvent::DeliverySent { .. } => "DeliverySent",
             DeliveryEvent::DeliveryFailed { .. } => "DeliveryFailed",
             DeliveryEvent::DeliverySkipped { .. } => "DeliverySkipped",
+            DeliveryEvent::DeliveryDelivered { .. } => "DeliveryDelivered",
+            DeliveryEvent::DeliveryRead { .. } => "DeliveryRead",
         }
         .to_string()
     }
@@ -161,6 +191,13 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub message_id: Option<String>,
     pub attempts: u32,
+    /// Whether `DeliverySent` was recorded (a receipt can come first; see the module doc).
+    #[serde(default)]
+    pub sent: bool,
+    #[serde(default)]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 impl Aggregate for Delivery {
@@ -219,8 +256,14 @@ impl Aggregate for Delivery {
             }
             DeliveryCommand::RecordSent { message_id, at } => {
                 self.require_queued()?;
-                // an outcome for a recipient already final is a duplicate: nothing to record
-                if !self.status.is_final() {
+                // Recorded once. A receipt may have come first (status delivered or read): the
+                // send time is still worth recording, and applying it never moves the status
+                // back. After failed or skipped it is a stale duplicate.
+                let stale = matches!(
+                    self.status,
+                    DeliveryStatus::Failed | DeliveryStatus::Skipped
+                );
+                if !self.sent && !stale {
                     sink.write(DeliveryEvent::DeliverySent { message_id, at }, self)
                         .await;
                 }
@@ -241,6 +284,19 @@ impl Aggregate for Delivery {
                 if !self.status.is_final() {
                     sink.write(DeliveryEvent::DeliverySkipped { reason, at }, self)
                         .await;
+                }
+            }
+            DeliveryCommand::MarkDelivered { at } => {
+                self.require_queued()?;
+                if self.delivered_at.is_none() {
+                    sink.write(DeliveryEvent::DeliveryDelivered { at }, self)
+                        .await;
+                }
+            }
+            DeliveryCommand::MarkRead { at } => {
+                self.require_queued()?;
+                if self.read_at.is_none() {
+                    sink.write(DeliveryEvent::DeliveryRead { at }, self).await;
                 }
             }
         }
@@ -265,16 +321,32 @@ impl Aggregate for Delivery {
                 attempt,
                 ..
             } => {
-                self.status = DeliveryStatus::Sending;
+                if !self.status.is_final() {
+                    self.status = DeliveryStatus::Sending;
+                }
                 self.message_id = Some(message_id);
                 self.attempts = attempt;
             }
             DeliveryEvent::DeliverySent { message_id, .. } => {
-                self.status = DeliveryStatus::Sent;
+                // never back from delivered or read when the receipt came first
+                if !self.status.is_final() {
+                    self.status = DeliveryStatus::Sent;
+                }
+                self.sent = true;
                 self.message_id = Some(message_id);
             }
             DeliveryEvent::DeliveryFailed { .. } => self.status = DeliveryStatus::Failed,
             DeliveryEvent::DeliverySkipped { .. } => self.status = DeliveryStatus::Skipped,
+            DeliveryEvent::DeliveryDelivered { at } => {
+                self.delivered_at.get_or_insert(at);
+                if self.status != DeliveryStatus::Read {
+                    self.status = DeliveryStatus::Delivered;
+                }
+            }
+            DeliveryEvent::DeliveryRead { at } => {
+                self.read_at.get_or_insert(at);
+                self.status = DeliveryStatus::Read;
+            }
         }
     }
 }
@@ -570,10 +642,222 @@ mod tests {
             json["DeliveryDispatched"].get("in_doubt").is_none(),
             "{json}"
         );
-        for event in [without_vars, queued(), dispatched(1), sent()] {
+        for event in [
+            without_vars,
+            queued(),
+            dispatched(1),
+            sent(),
+            DeliveryEvent::DeliveryDelivered { at: at() },
+            DeliveryEvent::DeliveryRead { at: at() },
+        ] {
             let text = serde_json::to_string(&event).expect("serializable");
             let back: DeliveryEvent = serde_json::from_str(&text).expect("deserializable");
             assert_eq!(back, event);
+        }
+    }
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        at() + chrono::Duration::seconds(seconds)
+    }
+
+    fn delivered(seconds: i64) -> DeliveryEvent {
+        DeliveryEvent::DeliveryDelivered { at: t(seconds) }
+    }
+
+    fn read(seconds: i64) -> DeliveryEvent {
+        DeliveryEvent::DeliveryRead { at: t(seconds) }
+    }
+
+    fn mark_delivered(seconds: i64) -> DeliveryCommand {
+        DeliveryCommand::MarkDelivered { at: t(seconds) }
+    }
+
+    fn mark_read(seconds: i64) -> DeliveryCommand {
+        DeliveryCommand::MarkRead { at: t(seconds) }
+    }
+
+    fn state(events: &[DeliveryEvent]) -> Delivery {
+        let mut delivery = Delivery::default();
+        for event in events {
+            delivery.apply(event.clone());
+        }
+        delivery
+    }
+
+    #[test]
+    fn a_delivered_receipt_after_sent_is_recorded() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![delivered(5)]);
+        let d = state(&[queued(), dispatched(1), sent(), delivered(5)]);
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        assert_eq!(d.delivered_at, Some(t(5)));
+    }
+
+    #[test]
+    fn a_read_receipt_after_delivered_is_recorded() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), delivered(5)])
+            .when(mark_read(9))
+            .then_expect_events(vec![read(9)]);
+        let d = state(&[queued(), dispatched(1), sent(), delivered(5), read(9)]);
+        assert_eq!(d.status, DeliveryStatus::Read);
+        assert_eq!((d.delivered_at, d.read_at), (Some(t(5)), Some(t(9))));
+    }
+
+    #[test]
+    fn duplicate_receipts_record_nothing() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), delivered(5)])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![]);
+        // a duplicate with another time does not move the first one either
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), delivered(5)])
+            .when(mark_delivered(7))
+            .then_expect_events(vec![]);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), delivered(5), read(9)])
+            .when(mark_read(9))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_late_delivered_after_delivered_and_read_changes_nothing() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), delivered(5), read(9)])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn read_without_delivered_is_read_and_the_late_delivered_only_fills_its_time() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(mark_read(9))
+            .then_expect_events(vec![read(9)]);
+        let d = state(&[queued(), dispatched(1), sent(), read(9)]);
+        assert_eq!(d.status, DeliveryStatus::Read);
+        assert_eq!((d.delivered_at, d.read_at), (None, Some(t(9))));
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), read(9)])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![delivered(5)]);
+        let d = state(&[queued(), dispatched(1), sent(), read(9), delivered(5)]);
+        assert_eq!(d.status, DeliveryStatus::Read, "never back from read");
+        assert_eq!((d.delivered_at, d.read_at), (Some(t(5)), Some(t(9))));
+    }
+
+    #[test]
+    fn a_receipt_that_beats_the_outcome_keeps_its_status_when_sent_is_recorded() {
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![delivered(5)]);
+        // the outcome still records the send time, once
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), delivered(5), read(9)])
+            .when(record_sent())
+            .then_expect_events(vec![sent()]);
+        let d = state(&[queued(), dispatched(1), delivered(5), read(9), sent()]);
+        assert_eq!(d.status, DeliveryStatus::Read);
+        assert!(d.sent);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), delivered(5), sent()])
+            .when(record_sent())
+            .then_expect_events(vec![]);
+        // a failed outcome after a receipt is wrong: the message arrived
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), delivered(5)])
+            .when(record_failed())
+            .then_expect_events(vec![]);
+        // and a retry of a delivered recipient is refused, so it is never sent twice
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), delivered(5)])
+            .when(dispatch(2))
+            .then_expect_error(DomainError::Conflict(
+                "recipient is already delivered".to_string(),
+            ));
+    }
+
+    #[test]
+    fn a_receipt_moves_a_failed_or_skipped_recipient_because_the_message_arrived() {
+        let failed = DeliveryEvent::DeliveryFailed {
+            reason: "gateway timed out (after 5 attempts)".to_string(),
+            attempts: 5,
+            at: at(),
+        };
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(5), failed.clone()])
+            .when(mark_delivered(5))
+            .then_expect_events(vec![delivered(5)]);
+        let d = state(&[queued(), dispatched(5), failed, delivered(5)]);
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        let skipped = DeliveryEvent::DeliverySkipped {
+            reason: "campaign cancelled".to_string(),
+            at: at(),
+        };
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), skipped.clone()])
+            .when(mark_read(9))
+            .then_expect_events(vec![read(9)]);
+        let d = state(&[queued(), dispatched(1), skipped, read(9)]);
+        assert_eq!(d.status, DeliveryStatus::Read);
+    }
+
+    #[test]
+    fn receipts_for_a_recipient_never_queued_are_not_found() {
+        for command in [mark_delivered(1), mark_read(1)] {
+            DeliveryTest::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(DomainError::NotFound);
+        }
+    }
+
+    /// Every order of the outcome, both receipts and their duplicates ends in the same state.
+    #[tokio::test]
+    async fn any_order_of_receipts_and_outcome_ends_in_the_same_state() {
+        let commands = [
+            record_sent(),
+            mark_delivered(5),
+            mark_read(9),
+            mark_delivered(5),
+            mark_read(9),
+        ];
+        let mut orders: Vec<Vec<usize>> = vec![vec![]];
+        for _ in 0..commands.len() {
+            let mut longer = Vec::new();
+            for order in &orders {
+                for i in (0..commands.len()).filter(|i| !order.contains(i)) {
+                    let mut next = order.clone();
+                    next.push(i);
+                    longer.push(next);
+                }
+            }
+            orders = longer;
+        }
+        assert_eq!(orders.len(), 120);
+        for order in orders {
+            let mut delivery = state(&[queued(), dispatched(1)]);
+            let mut events = 0;
+            for i in &order {
+                let sink = EventSink::<Delivery>::default();
+                delivery
+                    .handle(commands[*i].clone(), &(), &sink)
+                    .await
+                    .expect("receipts and outcomes are accepted");
+                for event in sink.collect().await {
+                    delivery.apply(event);
+                    events += 1;
+                }
+            }
+            assert_eq!(delivery.status, DeliveryStatus::Read, "{order:?}");
+            assert!(delivery.sent, "{order:?}");
+            assert_eq!(delivery.delivered_at, Some(t(5)), "{order:?}");
+            assert_eq!(delivery.read_at, Some(t(9)), "{order:?}");
+            assert_eq!(events, 3, "each fact recorded once: {order:?}");
         }
     }
 

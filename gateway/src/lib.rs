@@ -15,12 +15,15 @@
 //!   [`SessionStatus`], [`GatewayError`] and the [`Gateway`] trait.
 //! - [`wuzapi`] — [`WuzapiClient`], the reqwest adapter for WuzAPI's REST API (see
 //!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
+//! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`simulator`] — a salvo server answering the WuzAPI subset Herald uses, with fault injection
-//!   (latency, 500s, 429s), duplicate-id detection and `/sim/*` operator endpoints.
+//!   (latency, 500s, 429s), duplicate-id detection, receipts posted back to the webhook, and
+//!   `/sim/*` operator endpoints.
 
 use std::time::Duration;
 
 pub mod simulator;
+pub mod webhook;
 pub mod wuzapi;
 
 pub use wuzapi::WuzapiClient;
@@ -138,6 +141,10 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// Reports whether the number is connected and paired.
     async fn session_status(&self, token: &str) -> Result<SessionStatus, GatewayError>;
+
+    /// Makes the gateway sign this number's webhooks with `key` (at least 32 characters), so
+    /// Herald can tell its posts from forgeries. Implementations must never log the key.
+    async fn set_hmac_key(&self, token: &str, key: &str) -> Result<(), GatewayError>;
 }
 
 #[cfg(test)]

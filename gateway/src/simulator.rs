@@ -7,7 +7,11 @@
 //!   latency per send, a fraction of sends answered 500, a fraction answered 429 with
 //!   `Retry-After: 1`; a seed makes the draws reproducible;
 //! - a ledger of accepted sends with duplicate-`Id` detection (`GET /sim/stats`,
-//!   `GET /sim/messages`, `POST /sim/reset`). A rejected (429/5xx) send is not recorded.
+//!   `GET /sim/messages`, `POST /sim/reset`). A rejected (429/5xx) send is not recorded;
+//! - receipts posted back like WuzAPI (`Delivered`, then `Read`) to the user's webhook, form or
+//!   JSON encoded, signed with the user's HMAC key when it set one, with knobs for duplicates and
+//!   read-before-delivered ([`ReceiptSettings`], also `PUT /sim/config`; `GET /sim/receipts`
+//!   counts them). Off in [`SimulatorConfig::default`], on in `herald sim`.
 //!
 //! Users: any non-empty `Token` header is a user, created on first sight already connected and
 //! paired, so anything can send at once. Users made with `POST /admin/users` start disconnected
@@ -18,12 +22,10 @@
 //! fault knobs are atomics, random draws are lock-free, the ledger and the users each take one
 //! short mutex per send, and nothing is logged per request.
 //!
-//! Not simulated yet: posting receipts (Delivered, then Read) back to the configured webhook.
-//! The webhook URL, events and HMAC key are stored per user for that.
-
 mod admin;
 mod ledger;
 mod ops;
+mod receipts;
 mod reply;
 mod send;
 mod session;
@@ -40,6 +42,7 @@ use salvo::server::ServerHandle;
 use salvo::{async_trait, Depot, FlowCtrl, Handler, Request, Response, Router, Server};
 
 pub use ledger::SimStats;
+pub use receipts::{ReceiptSettings, ReceiptStats};
 
 use admin::AdminOp;
 use ledger::Kind;
@@ -63,6 +66,8 @@ pub struct SimulatorConfig {
     pub admin_token: Option<String>,
     /// Seeds the random source (fault draws, generated ids) for reproducible runs.
     pub seed: Option<u64>,
+    /// Receipts posted back to users' webhooks; off by default (see [`ReceiptSettings::on`]).
+    pub receipts: ReceiptSettings,
 }
 
 /// A simulator serving in a background task. Dropping it leaves the server running until the
@@ -94,6 +99,18 @@ impl RunningSimulator {
         self.sim.ledger.stats()
     }
 
+    /// The same counters as `GET /sim/receipts`, without a round trip.
+    pub fn receipt_stats(&self) -> ReceiptStats {
+        self.sim.receipts.stats()
+    }
+
+    /// Changes the receipt settings at run time (like `PUT /sim/config`).
+    pub fn set_receipts(&self, settings: ReceiptSettings) -> anyhow::Result<()> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        self.sim.receipts.set(settings);
+        Ok(())
+    }
+
     /// Stops accepting connections, lets in-flight requests finish (briefly), and waits for the
     /// server task to end.
     pub async fn stop(self) {
@@ -112,12 +129,13 @@ pub async fn spawn(listen: &str, config: SimulatorConfig) -> anyhow::Result<Runn
         rate_limit_rate: config.rate_limit_rate,
     };
     faults.validate().map_err(anyhow::Error::msg)?;
+    config.receipts.validate().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("simulator could not listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let acceptor = TcpAcceptor::try_from(listener)?;
-    let sim = Arc::new(Sim::new(&config));
+    let sim = Arc::new(Sim::new(&config)?);
     let server = Server::new(acceptor);
     let handle = server.handle();
     let router = router(&sim);
@@ -214,6 +232,7 @@ fn router(sim: &Arc<Sim>) -> Router {
                 .get(ops(OpsOp::GetConfig))
                 .put(ops(OpsOp::PutConfig)),
         )
+        .push(Router::with_path("sim/receipts").get(ops(OpsOp::Receipts)))
         .push(Router::with_path("sim/reset").post(ops(OpsOp::Reset)))
 }
 

@@ -79,6 +79,12 @@ struct SetWebhookRequest<'a> {
     events: &'a [&'a str],
 }
 
+/// `POST /session/hmac/config`.
+#[derive(Serialize)]
+struct HmacConfigRequest<'a> {
+    hmac_key: &'a str,
+}
+
 /// `POST /admin/users`; WuzAPI takes the event list as one comma-separated string here.
 #[derive(Serialize)]
 struct CreateUserRequest<'a> {
@@ -270,6 +276,15 @@ impl Gateway for WuzapiClient {
                     webhook_url: url,
                     events,
                 });
+        self.call_data(request).await.map(|_| ())
+    }
+
+    // skip_all: the key is a secret
+    #[tracing::instrument(skip_all)]
+    async fn set_hmac_key(&self, token: &str, key: &str) -> Result<(), GatewayError> {
+        let request = self
+            .user_request(Method::POST, "/session/hmac/config", token)?
+            .json(&HmacConfigRequest { hmac_key: key });
         self.call_data(request).await.map(|_| ())
     }
 

@@ -56,12 +56,15 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             session_id,
             total_recipients,
             scheduled_at,
+            parent_id,
+            recurrence,
             at,
             ..
         } => {
             sqlx::query(
-                "INSERT INTO campaigns (id, tenant_id, name, status, template_id, session_id, total_recipients, scheduled_at, created_at)
-                 VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO campaigns (id, tenant_id, name, status, template_id, session_id, total_recipients,
+                                       scheduled_at, created_at, parent_id, recurrence, recurrence_timezone)
+                 VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(tenant_id)
@@ -71,6 +74,9 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             .bind(i64::try_from(total_recipients)?)
             .bind(scheduled_at.unwrap_or(at))
             .bind(at)
+            .bind(parent_id)
+            .bind(recurrence.as_ref().map(|r| r.cron().to_string()))
+            .bind(recurrence.as_ref().map(|r| r.zone().name()))
             .execute(&mut *conn)
             .await?;
         }
@@ -251,6 +257,19 @@ async fn apply_deliveries(conn: &mut PgConnection, events: &[&StoredEvent]) -> a
                         }
                         row.error = Some(reason);
                     }
+                    // Receipts: the same forward-only rules as the aggregate (see
+                    // `herald_domain::delivery`): each time kept once, read never goes back,
+                    // and a receipt outranks a failed or skipped send.
+                    DeliveryEvent::DeliveryDelivered { at } => {
+                        row.delivered_at.get_or_insert(at);
+                        if row.status != DeliveryStatus::Read {
+                            row.status = DeliveryStatus::Delivered;
+                        }
+                    }
+                    DeliveryEvent::DeliveryRead { at } => {
+                        row.read_at.get_or_insert(at);
+                        row.status = DeliveryStatus::Read;
+                    }
                 }
             }
         }
@@ -379,6 +398,9 @@ pub struct CampaignRow {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub parent_id: Option<Uuid>,
+    pub recurrence: Option<String>,
+    pub recurrence_timezone: Option<String>,
 }
 
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {
@@ -389,10 +411,12 @@ pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Optio
         .await
 }
 
+/// Newest first, optionally by status, or only the runs of one recurring campaign.
 pub async fn list(
     pool: &PgPool,
     tenant_id: Uuid,
     status: Option<&str>,
+    parent_id: Option<Uuid>,
     limit: i64,
     cursor: Option<(DateTime<Utc>, Uuid)>,
 ) -> sqlx::Result<Page<CampaignRow>> {
@@ -401,6 +425,7 @@ pub async fn list(
         "SELECT * FROM campaigns WHERE tenant_id = $1
             AND ($2::text IS NULL OR status = $2)
             AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+            AND ($6::uuid IS NULL OR parent_id = $6)
           ORDER BY created_at DESC, id DESC LIMIT $5",
     )
     .bind(tenant_id)
@@ -408,6 +433,7 @@ pub async fn list(
     .bind(at)
     .bind(id)
     .bind(limit + 1)
+    .bind(parent_id)
     .fetch_all(pool)
     .await?;
     Ok(Page::from_rows(rows, limit, |r| {

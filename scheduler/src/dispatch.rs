@@ -1,7 +1,8 @@
 //! Dispatch workers (DESIGN decision 6): the write-ahead path from `dispatch_queue` to the gateway.
 //!
 //! 1. Claim a batch with `FOR UPDATE SKIP LOCKED`, mark it leased (attempt + 1, lease deadline),
-//!    append each recipient's `DeliveryDispatched` with its deterministic message id, COMMIT.
+//!    append each recipient's `DeliveryDispatched` with its deterministic message id (indexed in
+//!    `message_index`, where webhook receipts find their delivery), COMMIT.
 //! 2. Call the gateway for each, with bounded concurrency.
 //! 3. In one transaction: append the outcomes (`DeliverySent` / `DeliveryFailed`) through the batch
 //!    executor, delete finished rows, put retryable ones back with a backoff.
@@ -257,7 +258,20 @@ impl Dispatcher {
         if !stale_c.is_empty() {
             delete_rows(&mut tx, &stale_c, &stale_p).await?;
         }
+        // Receipts find their delivery through this index, written before the gateway is
+        // called, so it is always there before any receipt can be.
+        index_messages(&mut tx, &keep).await?;
         tx.commit().await?;
+        if !stale_c.is_empty() {
+            // A dropped row may have been its campaign's last (e.g. a receipt proved a retried
+            // message delivered): such a campaign is finished now.
+            // Never fatal here: the kept rows are leased already and must be sent now.
+            stale_c.sort();
+            stale_c.dedup();
+            if let Err(e) = self.complete_finished(&stale_c).await {
+                tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
+            }
+        }
         Ok(keep)
     }
 
@@ -486,6 +500,28 @@ pub fn backoff(attempt: i32) -> Duration {
     let base = base.min(300_000);
     let jitter = rand::random::<u64>() % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
+}
+
+/// Records the message id of each claimed recipient in `message_index` (webhook receipts are
+/// matched there), in one statement for the batch. A resend reuses the id: nothing to add.
+async fn index_messages(conn: &mut sqlx::PgConnection, claimed: &[Claimed]) -> sqlx::Result<()> {
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let campaigns: Vec<Uuid> = claimed.iter().map(|c| c.campaign_id).collect();
+    let phones: Vec<&str> = claimed.iter().map(|c| c.phone.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO message_index (message_id, delivery_id, tenant_id, session_id)
+         SELECT q.message_id, q.campaign_id::text || ':' || q.phone, q.tenant_id, q.session_id
+           FROM dispatch_queue q JOIN UNNEST($1::uuid[], $2::text[]) AS k(c, p)
+             ON q.campaign_id = k.c AND q.phone = k.p
+         ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(&campaigns)
+    .bind(&phones)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn delete_rows(

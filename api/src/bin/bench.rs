@@ -619,6 +619,7 @@ async fn phase_accept(
                 session_id: t.session_id,
                 recipients: parsed.recipients,
                 scheduled_at: None,
+                recurrence: None,
             },
         )
         .await

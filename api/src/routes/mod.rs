@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod health;
 pub mod sessions;
 pub mod templates;
+pub mod webhooks;
 
 use salvo::oapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme};
 use salvo::oapi::{OpenApi, SecurityScheme};
@@ -98,12 +99,15 @@ pub fn router() -> Router {
                         .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv))
                         .push(Router::with_path("pause").post(campaigns::pause))
                         .push(Router::with_path("resume").post(campaigns::resume))
-                        .push(Router::with_path("cancel").post(campaigns::cancel)),
+                        .push(Router::with_path("cancel").post(campaigns::cancel))
+                        .push(Router::with_path("occurrences").get(campaigns::occurrences)),
                 ),
         );
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
+        // the gateway calls this one: authenticated by the session's HMAC key, not a JWT
+        .push(Router::with_path("webhooks/wuzapi/{session_id}").post(webhooks::wuzapi))
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

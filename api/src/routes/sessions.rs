@@ -1,5 +1,6 @@
 //! Linked WhatsApp numbers (sessions). Linking with an existing WuzAPI user token points that
-//! user's webhook at Herald; the token is stored apart from the event store.
+//! user's webhook at Herald and gives it a webhook signing key; token and key are stored apart
+//! from the event store.
 
 use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
@@ -56,6 +57,15 @@ fn view(state: &AppState, row: SessionRow) -> SessionView {
     }
 }
 
+/// 32 random bytes as 64 hex characters (WuzAPI wants at least 32 characters), from the OS's
+/// cryptographic generator. Stored like the gateway token (docs/decisions/0007).
+fn new_hmac_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 fn webhook_url(state: &AppState, id: Uuid) -> String {
     format!("{}/api/v1/webhooks/wuzapi/{id}", state.public_url)
 }
@@ -99,6 +109,20 @@ pub async fn create(
                 e.message()
             ))
         })?;
+    // A per-session key from now on: WuzAPI signs every post with it, and Herald refuses posts
+    // to this session that are unsigned or forged. Set on the gateway BEFORE it is stored, so
+    // Herald never demands a signature the gateway does not make.
+    let hmac_key = new_hmac_key();
+    state
+        .gateway
+        .set_hmac_key(&token, &hmac_key)
+        .await
+        .map_err(|e| {
+            ApiError::Gateway(format!(
+                "the gateway refused the webhook signing key: {}",
+                e.message()
+            ))
+        })?;
     let status = match state.gateway.session_status(&token).await {
         Ok(s) if s.logged_in && s.connected => SessionStatus::Connected,
         Ok(_) => SessionStatus::Disconnected,
@@ -107,12 +131,16 @@ pub async fn create(
             SessionStatus::Disconnected
         }
     };
-    sqlx::query("INSERT INTO session_credentials (session_id, tenant_id, gateway_token) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .bind(&token)
-        .execute(&state.pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .bind(&token)
+    .bind(&hmac_key)
+    .execute(&state.pool)
+    .await?;
     let now = Utc::now();
     state
         .sessions

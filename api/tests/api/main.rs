@@ -8,6 +8,8 @@ mod crash;
 mod dispatch;
 mod health;
 mod helpers;
+mod recurrence;
 mod schedule;
 mod sessions;
 mod templates;
+mod webhooks;

@@ -1,13 +1,16 @@
-//! The operator endpoints under `/sim/`: stats, accepted messages, fault settings and reset. Not
-//! part of WuzAPI and not authenticated: the simulator is a test tool.
+//! The operator endpoints under `/sim/`: stats, accepted messages, fault and receipt settings,
+//! receipt counters and reset. Not part of WuzAPI and not authenticated: the simulator is a test
+//! tool.
 
 use salvo::http::StatusCode;
 use salvo::{Request, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::receipts::ReceiptSettings;
 use super::reply;
 use super::state::{FaultSettings, Sim};
+use crate::webhook::Encoding;
 
 /// `/sim/messages` answers this many records unless asked otherwise.
 const DEFAULT_MESSAGE_LIMIT: usize = 1_000;
@@ -21,6 +24,7 @@ pub(crate) enum OpsOp {
     Messages,
     GetConfig,
     PutConfig,
+    Receipts,
     Reset,
 }
 
@@ -32,16 +36,52 @@ struct ConfigChange {
     latency_ms: Option<u64>,
     error_rate: Option<f64>,
     rate_limit_rate: Option<f64>,
+    receipts: Option<bool>,
+    receipt_delivered_after_ms: Option<u64>,
+    receipt_read_after_ms: Option<u64>,
+    receipt_encoding: Option<Encoding>,
+    receipt_duplicates: Option<bool>,
+    receipt_read_first: Option<bool>,
+}
+
+/// Every knob, flat, as `GET` and `PUT /sim/config` answer.
+#[derive(Serialize)]
+struct ConfigView {
+    #[serde(flatten)]
+    faults: FaultSettings,
+    receipts: bool,
+    receipt_delivered_after_ms: u64,
+    receipt_read_after_ms: u64,
+    receipt_encoding: Encoding,
+    receipt_duplicates: bool,
+    receipt_read_first: bool,
+}
+
+fn view(faults: FaultSettings, receipts: ReceiptSettings) -> ConfigView {
+    ConfigView {
+        faults,
+        receipts: receipts.enabled,
+        receipt_delivered_after_ms: receipts.delivered_after_ms,
+        receipt_read_after_ms: receipts.read_after_ms,
+        receipt_encoding: receipts.encoding,
+        receipt_duplicates: receipts.duplicates,
+        receipt_read_first: receipts.read_first,
+    }
 }
 
 pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op: OpsOp) {
     match op {
         OpsOp::Stats => reply::json(res, StatusCode::OK, &sim.ledger.stats()),
         OpsOp::Messages => messages(sim, req, res),
-        OpsOp::GetConfig => reply::json(res, StatusCode::OK, &sim.faults.get()),
+        OpsOp::GetConfig => {
+            let config = view(sim.faults.get(), sim.receipts.get());
+            reply::json(res, StatusCode::OK, &config)
+        }
         OpsOp::PutConfig => put_config(sim, req, res).await,
+        OpsOp::Receipts => reply::json(res, StatusCode::OK, &sim.receipts.stats()),
         OpsOp::Reset => {
             sim.ledger.reset();
+            sim.receipts.reset_stats();
             reply::json(res, StatusCode::OK, &sim.ledger.stats());
         }
     }
@@ -86,15 +126,34 @@ async fn put_config(sim: &Sim, req: &mut Request, res: &mut Response) {
         error_rate: change.error_rate.unwrap_or(current.error_rate),
         rate_limit_rate: change.rate_limit_rate.unwrap_or(current.rate_limit_rate),
     };
-    if let Err(reason) = next.validate() {
+    let current_receipts = sim.receipts.get();
+    let next_receipts = ReceiptSettings {
+        enabled: change.receipts.unwrap_or(current_receipts.enabled),
+        delivered_after_ms: change
+            .receipt_delivered_after_ms
+            .unwrap_or(current_receipts.delivered_after_ms),
+        read_after_ms: change
+            .receipt_read_after_ms
+            .unwrap_or(current_receipts.read_after_ms),
+        encoding: change.receipt_encoding.unwrap_or(current_receipts.encoding),
+        duplicates: change
+            .receipt_duplicates
+            .unwrap_or(current_receipts.duplicates),
+        read_first: change
+            .receipt_read_first
+            .unwrap_or(current_receipts.read_first),
+    };
+    if let Err(reason) = next.validate().and(next_receipts.validate()) {
         return reply::error(res, StatusCode::BAD_REQUEST, &reason);
     }
     sim.faults.set(next);
+    sim.receipts.set(next_receipts);
     tracing::info!(
         latency_ms = next.latency_ms,
         error_rate = next.error_rate,
         rate_limit_rate = next.rate_limit_rate,
-        "simulator faults changed"
+        receipts = next_receipts.enabled,
+        "simulator settings changed"
     );
-    reply::json(res, StatusCode::OK, &next);
+    reply::json(res, StatusCode::OK, &view(next, next_receipts));
 }

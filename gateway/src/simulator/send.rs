@@ -1,5 +1,5 @@
 //! `POST /chat/send/text` and `/chat/send/image`: WuzAPI's validation order and messages, then the
-//! injected faults, then the ledger.
+//! injected faults, then the ledger, then (in the background) the receipts.
 
 use std::fmt;
 
@@ -9,6 +9,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{Accepted, Kind};
+use super::receipts;
 use super::reply;
 use super::state::Sim;
 
@@ -76,10 +77,17 @@ pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind:
     let Some(token) = super::user_token(req) else {
         return reply::error(res, StatusCode::UNAUTHORIZED, "unauthorized");
     };
-    // WuzAPI checks the session before it reads the body.
-    let (token, ready) = sim
-        .users
-        .with(token, |user| (user.token.clone(), user.can_send()));
+    // WuzAPI checks the session before it reads the body. The receipt target is copied out
+    // under the same lock, only when receipts are on.
+    let receipts_on = sim.receipts.enabled();
+    let (token, ready, hook) = sim.users.with(token, |user| {
+        let hook = if receipts_on {
+            user.receipt_hook()
+        } else {
+            None
+        };
+        (user.token.clone(), user.can_send(), hook)
+    });
     if !ready {
         sim.ledger.count_failed();
         return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "no session");
@@ -165,6 +173,10 @@ pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind:
         kind,
         text,
     });
+    if let Some(hook) = hook {
+        // in its own task: the send is answered now, the receipts follow
+        receipts::spawn(&sim.receipts, hook, id.to_string(), phone);
+    }
     reply::ok(
         res,
         StatusCode::OK,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::Ledger;
+use super::receipts::Receipts;
 use super::users::Users;
 use super::SimulatorConfig;
 
@@ -17,13 +18,15 @@ pub(crate) struct Sim {
     pub(crate) rng: Rng,
     pub(crate) users: Users,
     pub(crate) ledger: Ledger,
+    /// Receipts posted back to users' webhooks.
+    pub(crate) receipts: Receipts,
     /// When set, `/admin/*` requires `Authorization: <admin_token>`.
     pub(crate) admin_token: Option<String>,
 }
 
 impl Sim {
-    pub(crate) fn new(config: &SimulatorConfig) -> Self {
-        Self {
+    pub(crate) fn new(config: &SimulatorConfig) -> anyhow::Result<Self> {
+        Ok(Self {
             faults: Faults::new(FaultSettings {
                 latency_ms: config.latency_ms,
                 error_rate: config.error_rate,
@@ -32,8 +35,9 @@ impl Sim {
             rng: Rng::new(config.seed.unwrap_or_else(rand::random)),
             users: Users::default(),
             ledger: Ledger::default(),
+            receipts: Receipts::new(config.receipts)?,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
-        }
+        })
     }
 }
 

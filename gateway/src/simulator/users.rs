@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::receipts::Hook;
 use super::state::lock;
 
 /// One simulated user.
@@ -26,8 +27,7 @@ pub(crate) struct User {
     pub(crate) jid: String,
     pub(crate) webhook: String,
     pub(crate) events: Vec<String>,
-    /// Set through `/session/hmac/config`; kept so webhook signing can be added without new
-    /// plumbing.
+    /// Set through `/session/hmac/config`; receipts posted to `webhook` are signed with it.
     pub(crate) hmac_key: Option<String>,
 }
 
@@ -44,6 +44,23 @@ impl User {
             events: Vec::new(),
             hmac_key: None,
         }
+    }
+
+    /// Where this user's receipts go: its webhook, when it has one and subscribes to
+    /// `ReadReceipt` (an empty subscription list means every event, as in the simulator's
+    /// default users).
+    pub(crate) fn receipt_hook(&self) -> Option<Hook> {
+        let subscribed = self.events.is_empty()
+            || self
+                .events
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case("ReadReceipt") || e.eq_ignore_ascii_case("All"));
+        (!self.webhook.is_empty() && subscribed).then(|| Hook {
+            url: self.webhook.clone(),
+            hmac_key: self.hmac_key.clone(),
+            user_id: self.id.clone(),
+            instance_name: self.name.clone(),
+        })
     }
 
     /// Sends need a connected, paired session; otherwise WuzAPI answers 500 `no session`.

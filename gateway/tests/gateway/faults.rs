@@ -62,7 +62,9 @@ async fn faults_can_be_changed_at_run_time() {
     assert_eq!(status, 200);
     assert_eq!(
         config,
-        json!({"latency_ms": 0, "error_rate": 1.0, "rate_limit_rate": 0.0})
+        json!({"latency_ms": 0, "error_rate": 1.0, "rate_limit_rate": 0.0,
+               "receipts": false, "receipt_delivered_after_ms": 50, "receipt_read_after_ms": 150,
+               "receipt_encoding": "form", "receipt_duplicates": false, "receipt_read_first": false})
     );
     let failed = t
         .client

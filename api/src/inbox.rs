@@ -1,0 +1,602 @@
+//! The webhook inbox processor (DESIGN decision 11): turns stored gateway posts into commands.
+//!
+//! The endpoint (`routes::webhooks`) only stores a post and answers; this worker does the rest,
+//! so a slow or failing step never makes the gateway wait or lose a post:
+//!
+//! 1. In one transaction: claim pending rows (`FOR UPDATE SKIP LOCKED`, so any number of
+//!    processes share the work), find the deliveries of every receipt's message ids in
+//!    `message_index` (one query), apply every receipt through the `Delivery` batch executor
+//!    (one load and one insert for the batch), and mark the rows processed.
+//! 2. If the batch fails, it is rolled back and each row is tried alone, so one bad row cannot
+//!    hold the others back; a row that still fails records its error and is tried again later
+//!    with exponential backoff (1 s doubling, at most 15 min), forever: nothing is dropped.
+//! 3. Receipts for message ids not (yet) in `message_index` are retried for
+//!    [`InboxConfig::unmatched_grace`] (a gateway that chose its own id may be recorded after its
+//!    receipt), then kept in `unmatched_receipts` and the row is done.
+//!
+//! Event types other than `ReadReceipt` (messages, session events, presence, ...) are marked
+//! processed with the note `ignored: <type>`; their rows stay, so a later feature can replay them
+//! (`UPDATE webhook_inbox SET processed_at = NULL WHERE event_type = ...`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_domain::delivery::{Delivery, DeliveryCommand};
+use herald_domain::store::{self, StoreError};
+use herald_gateway::webhook::{self, Receipt, ReceiptState};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row};
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+/// How the processor behaves; defaults suit production.
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    /// Rows claimed per transaction.
+    pub batch_size: i64,
+    /// Fallback poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long a receipt for unknown message ids is retried before it is kept as unmatched.
+    /// Herald indexes its own ids before calling the gateway, so only a foreign id (sent from
+    /// the phone, before linking) or a gateway-chosen id can be unknown; five minutes covers a
+    /// dispatch lease and its retries with room to spare.
+    pub unmatched_grace: Duration,
+    /// Processed rows older than this are deleted (their dedup window is over by then).
+    pub retention: Duration,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+            unmatched_grace: Duration::from_secs(5 * 60),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Backoff before the `attempts`-th retry of a failed row: 1 s, 2 s, 4 s, ... at most 15 min.
+fn failure_backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(1, 11) - 1;
+    Duration::from_secs((1u64 << exp).min(15 * 60))
+}
+
+/// Backoff while waiting for unknown message ids: 1 s doubling, at most 60 s.
+fn unmatched_backoff(attempts: i32) -> Duration {
+    failure_backoff(attempts).min(Duration::from_secs(60))
+}
+
+/// Starts the processor; it stops when `shutdown` turns true.
+pub fn spawn(
+    pool: PgPool,
+    config: InboxConfig,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let wake = Arc::new(Notify::new());
+    spawn_listener(pool.clone(), wake.clone(), shutdown.clone());
+    tokio::spawn(run(pool, config, wake, shutdown))
+}
+
+async fn run(
+    pool: PgPool,
+    config: InboxConfig,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    let mut last_prune = tokio::time::Instant::now();
+    while !*shutdown.borrow() {
+        match process_once(&pool, &config).await {
+            Ok(0) => {
+                failures = 0;
+                if last_prune.elapsed() > Duration::from_secs(600) {
+                    last_prune = tokio::time::Instant::now();
+                    if let Err(e) = prune(&pool, config.retention).await {
+                        tracing::warn!(error = %e, "webhook inbox prune failed");
+                    }
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                // the database itself is unreachable: rows stay pending, try again shortly
+                failures += 1;
+                tracing::error!(error = %format!("{e:#}"), failures, "webhook inbox processing failed");
+                let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Forwards `NOTIFY herald_webhooks` (an insert trigger on the inbox) to the processor.
+fn spawn_listener(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook LISTEN connection failed; polling meanwhile");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen("herald_webhooks").await {
+                tracing::warn!(error = %e, "webhook LISTEN failed; polling meanwhile");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+            loop {
+                tokio::select! {
+                    n = listener.recv() => match n {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook LISTEN connection lost");
+                            break;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    });
+}
+
+/// Processes at most one batch (and, if it failed, each of its rows alone). Returns how many
+/// rows it handled; 0 when nothing was due. An `Err` means the database could not be used.
+pub async fn process_once(pool: &PgPool, config: &InboxConfig) -> anyhow::Result<usize> {
+    let mut failure = None;
+    // a retryable store error (a concurrent writer, or an older transaction) clears on retry
+    for _ in 0..3 {
+        match process_batch(pool, config, None).await {
+            Ok(n) => return Ok(n),
+            Err(f) if f.retryable => failure = Some(f),
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    let Some(failure) = failure else {
+        return Ok(0);
+    };
+    let Some(ids) = failure.ids else {
+        return Err(failure.error);
+    };
+    tracing::warn!(rows = ids.len(), error = %format!("{:#}", failure.error), "webhook batch failed; trying its rows one by one");
+    for id in &ids {
+        let mut last = None;
+        for _ in 0..3 {
+            match process_batch(pool, config, Some(*id)).await {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(f) => {
+                    let retryable = f.retryable;
+                    last = Some(f);
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(f) = last {
+            record_failure(pool, *id, &f.error).await?;
+        }
+    }
+    Ok(ids.len())
+}
+
+/// Why a batch did not commit.
+struct BatchFailure {
+    /// The rows it had claimed (`None`: it failed before claiming any).
+    ids: Option<Vec<i64>>,
+    error: anyhow::Error,
+    retryable: bool,
+}
+
+impl BatchFailure {
+    fn before_claim(error: impl Into<anyhow::Error>) -> Self {
+        BatchFailure {
+            ids: None,
+            error: error.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// One claimed row, parsed.
+struct Claimed {
+    id: i64,
+    session_id: Uuid,
+    received_at: DateTime<Utc>,
+    attempts: i32,
+    action: Action,
+}
+
+enum Action {
+    Receipt(Receipt),
+    /// Nothing to do; the note says why.
+    Done(String),
+}
+
+/// What became of a row in this batch.
+enum Disposition {
+    Processed(String),
+    /// Unknown message ids, still within the grace period: try again after the delay.
+    Wait(String, Duration),
+}
+
+async fn process_batch(
+    pool: &PgPool,
+    config: &InboxConfig,
+    only: Option<i64>,
+) -> Result<usize, BatchFailure> {
+    let mut tx = pool.begin().await.map_err(BatchFailure::before_claim)?;
+    let rows = match only {
+        None => sqlx::query(
+            "SELECT id, session_id, event::text AS event, event_type, received_at, attempts
+               FROM webhook_inbox
+              WHERE processed_at IS NULL AND next_attempt_at <= now()
+              ORDER BY next_attempt_at, id
+              LIMIT $1
+              FOR UPDATE SKIP LOCKED",
+        )
+        .bind(config.batch_size),
+        Some(id) => sqlx::query(
+            "SELECT id, session_id, event::text AS event, event_type, received_at, attempts
+               FROM webhook_inbox
+              WHERE id = $1 AND processed_at IS NULL
+              FOR UPDATE SKIP LOCKED",
+        )
+        .bind(id),
+    }
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(BatchFailure::before_claim)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get("id").map_err(BatchFailure::before_claim)?;
+        ids.push(id);
+    }
+    let fail = |ids: &Vec<i64>, error: anyhow::Error| {
+        let retryable = error
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_retryable);
+        BatchFailure {
+            ids: Some(ids.clone()),
+            error,
+            retryable,
+        }
+    };
+    for row in rows {
+        let parsed = (|| -> anyhow::Result<Claimed> {
+            let event: String = row.try_get("event")?;
+            let event_type: String = row.try_get("event_type")?;
+            Ok(Claimed {
+                id: row.try_get("id")?,
+                session_id: row.try_get("session_id")?,
+                received_at: row.try_get("received_at")?,
+                attempts: row.try_get("attempts")?,
+                action: classify(&event_type, &event),
+            })
+        })();
+        claimed.push(parsed.map_err(|e| fail(&ids, e))?);
+    }
+    let dispositions = apply(&mut tx, config, &claimed)
+        .await
+        .map_err(|e| fail(&ids, e))?;
+    finish(&mut tx, &dispositions)
+        .await
+        .map_err(|e| fail(&ids, e.into()))?;
+    tx.commit().await.map_err(|e| fail(&ids, e.into()))?;
+    Ok(claimed.len())
+}
+
+/// What a stored event asks for. The endpoint validated its shape already; a receipt that
+/// still cannot be understood is done (retrying cannot fix it), with the reason as its note.
+fn classify(event_type: &str, event: &str) -> Action {
+    if event_type != "ReadReceipt" {
+        return Action::Done(format!("ignored: {event_type}"));
+    }
+    let value: serde_json::Value = match serde_json::from_str(event) {
+        Ok(v) => v,
+        Err(e) => return Action::Done(format!("malformed ReadReceipt: {e}")),
+    };
+    match webhook::parse_receipt(&value) {
+        Ok(Some(receipt)) => Action::Receipt(receipt),
+        Ok(None) => {
+            let state = value
+                .get("state")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown");
+            Action::Done(format!("ignored: ReadReceipt {state}"))
+        }
+        Err(e) => Action::Done(format!("malformed ReadReceipt: {e}")),
+    }
+}
+
+/// Applies every receipt of the batch and says what became of each row.
+async fn apply(
+    tx: &mut sqlx::PgConnection,
+    config: &InboxConfig,
+    claimed: &[Claimed],
+) -> anyhow::Result<HashMap<i64, Disposition>> {
+    let mut dispositions = HashMap::with_capacity(claimed.len());
+    // 1. every (message id, session) of the batch, matched in one query
+    let mut keys_id: Vec<&str> = Vec::new();
+    let mut keys_session: Vec<Uuid> = Vec::new();
+    for c in claimed {
+        match &c.action {
+            Action::Done(note) => {
+                dispositions.insert(c.id, Disposition::Processed(note.clone()));
+            }
+            Action::Receipt(r) => {
+                for id in &r.message_ids {
+                    keys_id.push(id);
+                    keys_session.push(c.session_id);
+                }
+            }
+        }
+    }
+    if keys_id.is_empty() {
+        return Ok(dispositions);
+    }
+    let matched: HashMap<(String, Uuid), String> = sqlx::query(
+        "SELECT m.message_id, m.session_id, m.delivery_id
+           FROM message_index m JOIN UNNEST($1::text[], $2::uuid[]) AS k(id, s)
+             ON m.message_id = k.id AND m.session_id = k.s",
+    )
+    .bind(&keys_id)
+    .bind(&keys_session)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| -> anyhow::Result<_> {
+        Ok((
+            (r.try_get("message_id")?, r.try_get("session_id")?),
+            r.try_get("delivery_id")?,
+        ))
+    })
+    .collect::<anyhow::Result<_>>()?;
+
+    // 2. the commands, and what is left unmatched
+    let now = Utc::now();
+    let mut commands = Vec::new();
+    let mut unmatched_rows: Vec<(i64, Uuid, String, &'static str, DateTime<Utc>)> = Vec::new();
+    for c in claimed {
+        let Action::Receipt(r) = &c.action else {
+            continue;
+        };
+        let at = r.timestamp.unwrap_or(c.received_at);
+        let mut applied = 0usize;
+        let mut missing = Vec::new();
+        for id in &r.message_ids {
+            match matched.get(&(id.clone(), c.session_id)) {
+                Some(delivery) => {
+                    let command = match r.state {
+                        ReceiptState::Delivered => DeliveryCommand::MarkDelivered { at },
+                        ReceiptState::Read => DeliveryCommand::MarkRead { at },
+                    };
+                    commands.push((delivery.clone(), command));
+                    applied += 1;
+                }
+                None => missing.push(id.clone()),
+            }
+        }
+        let state = r.state.as_str();
+        let disposition = if missing.is_empty() {
+            Disposition::Processed(format!("{state} receipt for {applied} message(s)"))
+        } else {
+            let age = (now - c.received_at).to_std().unwrap_or_default();
+            if age < config.unmatched_grace {
+                // applied ones are applied again next time: receipts are idempotent
+                let delay = unmatched_backoff(c.attempts + 1);
+                Disposition::Wait(
+                    format!(
+                        "waiting for {} message id(s) Herald does not know yet",
+                        missing.len()
+                    ),
+                    delay,
+                )
+            } else {
+                let n = missing.len();
+                for id in missing {
+                    unmatched_rows.push((c.id, c.session_id, id, state, at));
+                }
+                Disposition::Processed(format!(
+                    "{state} receipt for {applied} message(s); {n} unknown id(s) kept as unmatched"
+                ))
+            }
+        };
+        dispositions.insert(c.id, disposition);
+    }
+
+    // 3. one batch through the Delivery aggregate
+    if !commands.is_empty() {
+        let n = commands.len();
+        let outcomes = store::execute_batch::<Delivery>(&mut *tx, commands, &()).await?;
+        let mut events = 0usize;
+        for outcome in outcomes {
+            match outcome {
+                Ok(new) => events += new.len(),
+                Err(e) => tracing::warn!(error = %e, "receipt not applied"),
+            }
+        }
+        metrics::counter!("herald_webhook_receipts_total").increment(n as u64);
+        metrics::counter!("herald_webhook_receipt_events_total").increment(events as u64);
+    }
+    if !unmatched_rows.is_empty() {
+        metrics::counter!("herald_webhook_receipts_unmatched_total")
+            .increment(unmatched_rows.len() as u64);
+        let mut inbox = Vec::new();
+        let mut sessions = Vec::new();
+        let mut ids = Vec::new();
+        let mut states = Vec::new();
+        let mut ats = Vec::new();
+        for (i, s, id, state, at) in unmatched_rows {
+            inbox.push(i);
+            sessions.push(s);
+            ids.push(id);
+            states.push(state);
+            ats.push(at);
+        }
+        sqlx::query(
+            "INSERT INTO unmatched_receipts (inbox_id, session_id, message_id, state, at)
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&inbox)
+        .bind(&sessions)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&ats)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(dispositions)
+}
+
+/// Marks the batch's rows processed or due again, two statements for the whole batch.
+async fn finish(
+    tx: &mut sqlx::PgConnection,
+    dispositions: &HashMap<i64, Disposition>,
+) -> sqlx::Result<()> {
+    let (mut done_ids, mut done_notes) = (Vec::new(), Vec::new());
+    let (mut wait_ids, mut wait_notes, mut wait_after) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, d) in dispositions {
+        match d {
+            Disposition::Processed(note) => {
+                done_ids.push(*id);
+                done_notes.push(note.as_str());
+            }
+            Disposition::Wait(note, after) => {
+                wait_ids.push(*id);
+                wait_notes.push(note.as_str());
+                wait_after.push(after.as_secs_f64());
+            }
+        }
+    }
+    if !done_ids.is_empty() {
+        sqlx::query(
+            "UPDATE webhook_inbox w SET processed_at = now(), note = u.note, last_error = NULL
+               FROM UNNEST($1::bigint[], $2::text[]) AS u(id, note)
+              WHERE w.id = u.id",
+        )
+        .bind(&done_ids)
+        .bind(&done_notes)
+        .execute(&mut *tx)
+        .await?;
+        metrics::counter!("herald_webhook_inbox_processed_total").increment(done_ids.len() as u64);
+    }
+    if !wait_ids.is_empty() {
+        sqlx::query(
+            "UPDATE webhook_inbox w SET attempts = w.attempts + 1, last_error = u.note,
+                    next_attempt_at = now() + make_interval(secs => u.after)
+               FROM UNNEST($1::bigint[], $2::text[], $3::float8[]) AS u(id, note, after)
+              WHERE w.id = u.id",
+        )
+        .bind(&wait_ids)
+        .bind(&wait_notes)
+        .bind(&wait_after)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A row that failed on its own: count the attempt, keep the error, try again after a backoff.
+async fn record_failure(pool: &PgPool, id: i64, error: &anyhow::Error) -> sqlx::Result<()> {
+    let attempts: Option<i32> = sqlx::query_scalar(
+        "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = $2
+          WHERE id = $1 AND processed_at IS NULL RETURNING attempts",
+    )
+    .bind(id)
+    .bind(format!("{error:#}"))
+    .fetch_optional(pool)
+    .await?;
+    if let Some(attempts) = attempts {
+        let after = failure_backoff(attempts);
+        sqlx::query(
+            "UPDATE webhook_inbox SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(after.as_secs_f64())
+        .execute(pool)
+        .await?;
+        metrics::counter!("herald_webhook_inbox_failures_total").increment(1);
+        tracing::warn!(inbox_id = id, attempts, retry_in = ?after, error = %format!("{error:#}"), "webhook processing failed; will retry");
+    }
+    Ok(())
+}
+
+/// Deletes processed rows older than `retention`, a bounded chunk at a time.
+async fn prune(pool: &PgPool, retention: Duration) -> sqlx::Result<()> {
+    let deleted = sqlx::query(
+        "DELETE FROM webhook_inbox WHERE id IN (
+           SELECT id FROM webhook_inbox
+            WHERE processed_at IS NOT NULL AND processed_at < now() - make_interval(secs => $1)
+            LIMIT 10000)",
+    )
+    .bind(retention.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        tracing::info!(deleted, "pruned processed webhook inbox rows");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoffs_grow_and_are_capped() {
+        assert_eq!(failure_backoff(1), Duration::from_secs(1));
+        assert_eq!(failure_backoff(2), Duration::from_secs(2));
+        assert_eq!(failure_backoff(5), Duration::from_secs(16));
+        assert_eq!(failure_backoff(50), Duration::from_secs(15 * 60));
+        assert_eq!(failure_backoff(0), Duration::from_secs(1));
+        assert_eq!(unmatched_backoff(10), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn only_delivered_and_read_receipts_are_acted_on() {
+        assert!(
+            matches!(classify("ChatPresence", "{}"), Action::Done(n) if n == "ignored: ChatPresence")
+        );
+        let own = r#"{"type":"ReadReceipt","state":"ReadSelf","event":{"MessageIDs":["A"]}}"#;
+        assert!(
+            matches!(classify("ReadReceipt", own), Action::Done(n) if n == "ignored: ReadReceipt ReadSelf")
+        );
+        let bad = r#"{"type":"ReadReceipt","state":"Read","event":{}}"#;
+        assert!(
+            matches!(classify("ReadReceipt", bad), Action::Done(n) if n.starts_with("malformed"))
+        );
+        let good = r#"{"type":"ReadReceipt","state":"Read","event":{"MessageIDs":["A"]}}"#;
+        assert!(
+            matches!(classify("ReadReceipt", good), Action::Receipt(r) if r.message_ids == ["A"])
+        );
+    }
+}

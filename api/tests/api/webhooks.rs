@@ -1,0 +1,909 @@
+//! Inbound WuzAPI webhooks: the three encodings with the captured payloads, HMAC signatures,
+//! the inbox (dedup, retries, restarts) and receipts moving recipients to delivered and read.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald_api::{Application, Role, Settings};
+use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
+use herald_gateway::webhook::{self, Encoding, ReceiptState};
+use herald_scheduler::DispatchConfig;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{error_code, phones, spawn_app, spawn_app_with, Account, TestApp};
+
+/// The payloads captured from a real WuzAPI (shared/samples, beside the repository in CI; a copy
+/// under api/tests/fixtures otherwise).
+fn samples() -> serde_json::Map<String, Value> {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let shared = format!("{dir}/../../shared/samples/wuzapi-webhooks.json");
+    let fixture = format!("{dir}/tests/fixtures/wuzapi-webhooks.json");
+    let text = std::fs::read_to_string(&shared)
+        .or_else(|_| std::fs::read_to_string(&fixture))
+        .expect("the captured WuzAPI payloads");
+    match serde_json::from_str(&text).expect("samples are JSON") {
+        Value::Object(map) => map,
+        other => panic!("samples are not an object: {other}"),
+    }
+}
+
+fn receipts_on() -> SimulatorConfig {
+    SimulatorConfig {
+        receipts: ReceiptSettings::on(),
+        ..SimulatorConfig::default()
+    }
+}
+
+async fn hmac_key(app: &TestApp, session: &str) -> String {
+    let id: Uuid = session.parse().expect("uuid");
+    let key: Option<String> =
+        sqlx::query_scalar("SELECT hmac_key FROM session_credentials WHERE session_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("credentials");
+    key.expect("a linked session has a key")
+}
+
+fn hook_path(session: &str) -> String {
+    format!("/api/v1/webhooks/wuzapi/{session}")
+}
+
+/// Posts a raw body with a content type and an optional signature, like a gateway would.
+async fn post_hook(
+    app: &TestApp,
+    session: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(&hook_path(session)))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(signature) = signature {
+        request = request.header(webhook::SIGNATURE_HEADER, signature);
+    }
+    request.send().await.expect("request sent")
+}
+
+/// An event posted exactly as WuzAPI would, signed with `key`.
+async fn post_event(
+    app: &TestApp,
+    session: &str,
+    key: &str,
+    event: &Value,
+    encoding: Encoding,
+) -> reqwest::Response {
+    let post = webhook::encode_post(event, encoding, "1", "main number", Some(key));
+    post_hook(
+        app,
+        session,
+        post.content_type,
+        post.body,
+        post.signature.as_deref(),
+    )
+    .await
+}
+
+/// A multipart post as WuzAPI sends media: the fields, plus a `file` text field and file part,
+/// signed over Go's JSON of the text fields.
+fn multipart(event: &Value, key: &str) -> (String, Vec<u8>, String) {
+    let boundary = "herald-test-boundary-7MA4YWxkTrZu0gW";
+    let fields = [
+        ("jsonData", event.to_string()),
+        ("userID", "1".to_string()),
+        ("instanceName", "main number".to_string()),
+        ("file", "/tmp/media/photo.jpg".to_string()),
+    ];
+    let mut body = Vec::new();
+    for (name, value) in &fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let map: std::collections::BTreeMap<&str, &str> =
+        fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signature = webhook::sign(key, webhook::go_json_string_map(&map).as_bytes());
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body,
+        signature,
+    )
+}
+
+/// One `webhook_inbox` row, as the tests look at it.
+#[derive(Debug, sqlx::FromRow)]
+struct InboxRow {
+    event_type: String,
+    note: Option<String>,
+    processed: bool,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+async fn inbox_rows(app: &TestApp) -> Vec<InboxRow> {
+    sqlx::query_as(
+        "SELECT event_type, note, processed_at IS NOT NULL AS processed, attempts, last_error
+           FROM webhook_inbox ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("inbox")
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every recipient of a campaign, by phone.
+async fn recipients(app: &TestApp, account: &Account, campaign: &str) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/campaigns/{campaign}/recipients?limit=500&cursor={c}"),
+            None => format!("/api/v1/campaigns/{campaign}/recipients?limit=500"),
+        };
+        let page: Value = app
+            .get(&path, &account.token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        for r in page["items"].as_array().expect("items") {
+            out.insert(r["phone"].as_str().expect("phone").to_string(), r.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// Creates and runs a campaign to `n` recipients; returns its id once every recipient is final.
+async fn run_campaign(
+    app: &TestApp,
+    account: &Account,
+    session: &str,
+    template: &str,
+    n: usize,
+) -> String {
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "receipts", "template_id": template, "session_id": session,
+                    "recipients": phones(n)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let done = app
+        .wait_campaign(account, &id, Duration::from_secs(60), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    id
+}
+
+#[tokio::test]
+async fn linking_sets_a_random_signing_key_on_the_gateway() {
+    let app = spawn_app().await;
+    let account = app.register("keys@b.co").await;
+    let first = app.link_session(&account, "key-token-1").await;
+    let second = app.link_session(&account, "key-token-2").await;
+    let (a, b) = (hmac_key(&app, &first).await, hmac_key(&app, &second).await);
+    assert!(a.len() >= 32 && b.len() >= 32);
+    assert_ne!(a, b, "one key per session");
+    // the API never shows it
+    let view: Value = app
+        .get(&format!("/api/v1/sessions/{first}"), &account.token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(!view.to_string().contains(&a), "{view}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn captured_payloads_are_accepted_as_form_json_and_multipart() {
+    let app = spawn_app().await;
+    let account = app.register("encodings@b.co").await;
+    let session = app.link_session(&account, "enc-token").await;
+    let key = hmac_key(&app, &session).await;
+    let samples = samples();
+    assert_eq!(samples.len(), 9);
+    for (name, event) in &samples {
+        for encoding in [Encoding::Form, Encoding::Json] {
+            let res = post_event(&app, &session, &key, event, encoding).await;
+            assert_eq!(res.status(), StatusCode::OK, "{name} as {encoding:?}");
+            let ack: Value = res.json().await.expect("json");
+            assert_eq!(ack["status"], "stored", "{name} as {encoding:?}");
+        }
+        let (content_type, body, signature) = multipart(event, &key);
+        let res = post_hook(&app, &session, &content_type, body, Some(&signature)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{name} as multipart");
+    }
+    // everything is processed: unknown and not-yet-handled types ignored, never an error
+    let all_done = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app)
+            .await
+            .iter()
+            .filter(|r| r.event_type != "ReadReceipt")
+            .all(|r| r.processed)
+    })
+    .await;
+    let rows = inbox_rows(&app).await;
+    assert!(all_done, "{rows:?}");
+    assert_eq!(rows.len(), 27);
+    for row in rows.iter().filter(|r| r.event_type != "ReadReceipt") {
+        assert!(row.processed);
+        let ignored = format!("ignored: {}", row.event_type);
+        assert_eq!(row.note.as_deref(), Some(ignored.as_str()));
+        assert_eq!(row.last_error, None);
+    }
+    // the captured receipts are for a message Herald never sent: they wait a while for it ...
+    let waiting = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app)
+            .await
+            .iter()
+            .filter(|r| r.event_type == "ReadReceipt")
+            .all(|r| !r.processed && r.attempts >= 1)
+    })
+    .await;
+    assert!(waiting, "{:?}", inbox_rows(&app).await);
+    // ... and, once older than the grace period, are kept as unmatched and done
+    sqlx::query(
+        "UPDATE webhook_inbox SET received_at = now() - interval '1 hour', next_attempt_at = now()
+          WHERE processed_at IS NULL",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age the receipts");
+    let done = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app).await.iter().all(|r| r.processed)
+    })
+    .await;
+    assert!(done, "{:?}", inbox_rows(&app).await);
+    let unmatched: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, state FROM unmatched_receipts ORDER BY state")
+            .fetch_all(&app.pool)
+            .await
+            .expect("unmatched");
+    let id = "53829C3632356D0F08BFB6BDB41A706F".to_string();
+    assert_eq!(
+        unmatched,
+        vec![
+            (id.clone(), "Delivered".to_string()),
+            (id, "Read".to_string())
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_sessions_are_404_and_malformed_posts_400() {
+    let app = spawn_app().await;
+    let account = app.register("malformed@b.co").await;
+    let session = app.link_session(&account, "malformed-token").await;
+    let key = hmac_key(&app, &session).await;
+    let event = samples()["message_read"].clone();
+
+    let body = serde_json::to_vec(&event).expect("json");
+    let signature = webhook::sign(&key, &body);
+    for unknown in [Uuid::new_v4().to_string(), "not-a-uuid".to_string()] {
+        let res = post_hook(
+            &app,
+            &unknown,
+            "application/json",
+            body.clone(),
+            Some(&signature),
+        )
+        .await;
+        assert_eq!(error_code(res, StatusCode::NOT_FOUND).await.0, "not_found");
+    }
+    // deleting the session makes its webhook unknown too
+    let gone = app.link_session(&account, "gone-token").await;
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/sessions/{gone}")))
+        .bearer_auth(&account.token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = post_hook(
+        &app,
+        &gone,
+        "application/json",
+        body.clone(),
+        Some(&signature),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let signed = |body: &[u8]| webhook::sign(&key, body);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "application/json",
+            b"{\"type\": ".to_vec(),
+            "invalid_webhook",
+        ),
+        ("application/json", b"[1, 2]".to_vec(), "invalid_webhook"),
+        (
+            "application/json",
+            br#"{"event": {}}"#.to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "application/json",
+            br#"{"type": 7}"#.to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"userID=1&instanceName=x".to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"jsonData=%7Bnope".to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "multipart/form-data; boundary=zzz",
+            b"--zzz\r\ngarbage".to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "application/json",
+            br#"{"type": "Mes\u0000sage"}"#.to_vec(),
+            "invalid_webhook",
+        ),
+        (
+            "application/json",
+            br#"{"type": "ReadReceipt", "state": "Read", "event": {"MessageIDs": "A"}}"#.to_vec(),
+            "invalid_webhook",
+        ),
+        ("text/plain", b"hello".to_vec(), "unsupported_content_type"),
+    ];
+    for (content_type, body, code) in cases {
+        let signature = signed(&body);
+        let res = post_hook(&app, &session, content_type, body, Some(&signature)).await;
+        let (got, envelope) = error_code(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(got, code, "{content_type}: {envelope}");
+    }
+    assert!(
+        inbox_rows(&app).await.is_empty(),
+        "nothing malformed is stored"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_post_is_stored_once() {
+    let app = spawn_app().await;
+    let account = app.register("dup@b.co").await;
+    let session = app.link_session(&account, "dup-token").await;
+    let key = hmac_key(&app, &session).await;
+    let event = samples()["typing_start"].clone();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let res = post_event(&app, &session, &key, &event, Encoding::Form).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let ack: Value = res.json().await.expect("json");
+        answers.push(ack["status"].as_str().expect("status").to_string());
+    }
+    assert_eq!(answers, vec!["stored", "duplicate", "duplicate"]);
+    assert_eq!(inbox_rows(&app).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_or_unsigned_receipts_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("forged@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let campaign = run_campaign(&app, &account, &session, &template, 1).await;
+    let (phone, _, message_id) = app.sim_messages().await.remove(0);
+    let read = webhook::receipt_event(
+        ReceiptState::Read,
+        &[message_id.as_str()],
+        "x@lid",
+        chrono::Utc::now(),
+    );
+
+    let forged = webhook::encode_post(&read, Encoding::Json, "1", "x", Some(&"f".repeat(64)));
+    let unsigned = webhook::encode_post(&read, Encoding::Form, "1", "x", None);
+    let genuine = webhook::encode_post(&read, Encoding::Json, "1", "x", Some(&key));
+    let other_body = webhook::encode_post(
+        &samples()["typing_stop"],
+        Encoding::Json,
+        "1",
+        "x",
+        Some(&key),
+    );
+    let attempts = [
+        (forged.body.clone(), forged.signature.clone()),
+        (unsigned.body.clone(), None),
+        (genuine.body.clone(), other_body.signature.clone()),
+        (genuine.body.clone(), Some("not hex".to_string())),
+        (
+            genuine.body.clone(),
+            genuine.signature.clone().map(|s| format!("sha256={s}")),
+        ),
+    ];
+    for (body, signature) in attempts {
+        let res = post_hook(
+            &app,
+            &session,
+            "application/json",
+            body,
+            signature.as_deref(),
+        )
+        .await;
+        assert_eq!(
+            error_code(res, StatusCode::UNAUTHORIZED).await.0,
+            "unauthorized"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        inbox_rows(&app).await.is_empty(),
+        "nothing forged is stored"
+    );
+    let r = &recipients(&app, &account, &campaign).await[&phone];
+    assert_eq!(r["status"], "sent", "{r}");
+    assert_eq!(r["read_at"], Value::Null);
+
+    // the genuine one goes through
+    let res = post_hook(
+        &app,
+        &session,
+        genuine.content_type,
+        genuine.body,
+        genuine.signature.as_deref(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let read_now = eventually(Duration::from_secs(10), || async {
+        recipients(&app, &account, &campaign).await[&phone]["status"] == "read"
+    })
+    .await;
+    assert!(read_now);
+    app.stop().await;
+}
+
+/// The issue's acceptance path: the simulator's Delivered and Read receipts turn a finished
+/// campaign's recipients into `delivered` then `read`, with their times, and the counts follow.
+#[tokio::test]
+async fn simulator_receipts_make_every_recipient_delivered_then_read() {
+    let app = spawn_app_with(receipts_on()).await;
+    let (account, session, template) = app.ready_tenant("receipts@b.co", "Hi {{ phone }}").await;
+    let n = 60;
+    let campaign = run_campaign(&app, &account, &session, &template, n).await;
+    let done = app
+        .wait_campaign(&account, &campaign, Duration::from_secs(30), |c| {
+            c["counts"]["read"] == n
+        })
+        .await;
+    assert_eq!(done["counts"]["read"], n, "{done}");
+    for status in [
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "failed",
+        "skipped",
+    ] {
+        assert_eq!(done["counts"][status], 0, "{status}: {done}");
+    }
+    let all = recipients(&app, &account, &campaign).await;
+    assert_eq!(all.len(), n);
+    for r in all.values() {
+        assert_eq!(r["status"], "read", "{r}");
+        let at = |field: &str| {
+            r[field]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .unwrap_or_else(|| panic!("{field} missing in {r}"))
+        };
+        assert!(
+            at("sent_at") <= at("delivered_at") + chrono::Duration::seconds(1),
+            "{r}"
+        );
+        assert!(at("delivered_at") < at("read_at"), "{r}");
+    }
+    // the gateway's receipts were posted form-encoded and signed, each stored once
+    assert_eq!(app.sim.receipt_stats().posted, 2 * n as u64);
+    assert_eq!(app.sim.receipt_stats().failed, 0);
+    let rows = inbox_rows(&app).await;
+    assert_eq!(rows.len(), 2 * n);
+    assert!(
+        rows.iter()
+            .all(|r| r.processed && r.event_type == "ReadReceipt"),
+        "{rows:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_and_read_before_delivered_end_in_the_same_state() {
+    let app = spawn_app_with(SimulatorConfig {
+        receipts: ReceiptSettings {
+            duplicates: true,
+            read_first: true,
+            encoding: Encoding::Json,
+            ..ReceiptSettings::on()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let (account, session, template) = app.ready_tenant("order@b.co", "Hi").await;
+    let n = 40;
+    let campaign = run_campaign(&app, &account, &session, &template, n).await;
+    // every receipt arrives: Read first, then the late Delivered, each twice
+    let all_posted = eventually(Duration::from_secs(20), || async {
+        app.sim.receipt_stats().posted == 4 * n as u64
+    })
+    .await;
+    assert!(all_posted, "{:?}", app.sim.receipt_stats());
+    let settled = eventually(Duration::from_secs(20), || async {
+        let rows = inbox_rows(&app).await;
+        rows.len() == 2 * n && rows.iter().all(|r| r.processed)
+    })
+    .await;
+    assert!(settled, "{:?}", inbox_rows(&app).await);
+    let done = app
+        .wait_campaign(&account, &campaign, Duration::from_secs(10), |c| {
+            c["counts"]["read"] == n
+        })
+        .await;
+    assert_eq!(done["counts"]["read"], n, "{done}");
+    assert_eq!(done["counts"]["delivered"], 0, "{done}");
+    let settled = eventually(Duration::from_secs(10), || async {
+        recipients(&app, &account, &campaign)
+            .await
+            .values()
+            .all(|r| r["delivered_at"].is_string())
+    })
+    .await;
+    assert!(settled);
+    for r in recipients(&app, &account, &campaign).await.values() {
+        assert_eq!(r["status"], "read", "never back to delivered: {r}");
+        let delivered = r["delivered_at"].as_str().expect("delivered_at");
+        let read = r["read_at"].as_str().expect("read_at");
+        assert!(
+            delivered < read,
+            "the late Delivered keeps its own, earlier time: {r}"
+        );
+    }
+    // each fact is one event, however many posts carried it
+    let events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT event_type, count(*) FROM events
+          WHERE event_type IN ('DeliveryDelivered', 'DeliveryRead') GROUP BY event_type ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("events");
+    assert_eq!(
+        events,
+        vec![
+            ("DeliveryDelivered".to_string(), n as i64),
+            ("DeliveryRead".to_string(), n as i64)
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_processing_is_retried_until_it_succeeds() {
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("retry@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let campaign = run_campaign(&app, &account, &session, &template, 1).await;
+    let (phone, _, message_id) = app.sim_messages().await.remove(0);
+
+    // the event store refuses receipt events for a while (a constraint, a full disk, ...)
+    sqlx::raw_sql(
+        "CREATE FUNCTION test_refuse_receipts() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.event_type = 'DeliveryDelivered' THEN RAISE EXCEPTION 'injected failure'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_refuse_receipts BEFORE INSERT ON events
+           FOR EACH ROW EXECUTE FUNCTION test_refuse_receipts();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("trigger");
+    let delivered = webhook::receipt_event(
+        ReceiptState::Delivered,
+        &[message_id.as_str()],
+        "x@lid",
+        chrono::Utc::now(),
+    );
+    let res = post_event(&app, &session, &key, &delivered, Encoding::Form).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "stored even though processing will fail"
+    );
+    let failed = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app).await.iter().any(|r| {
+            !r.processed
+                && r.attempts >= 1
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("injected failure"))
+        })
+    })
+    .await;
+    assert!(failed, "{:?}", inbox_rows(&app).await);
+    assert_eq!(
+        recipients(&app, &account, &campaign).await[&phone]["status"],
+        "sent"
+    );
+
+    sqlx::raw_sql("DROP TRIGGER test_refuse_receipts ON events")
+        .execute(&app.pool)
+        .await
+        .expect("drop trigger");
+    let applied = eventually(Duration::from_secs(20), || async {
+        recipients(&app, &account, &campaign).await[&phone]["status"] == "delivered"
+    })
+    .await;
+    assert!(applied, "{:?}", inbox_rows(&app).await);
+    let rows = inbox_rows(&app).await;
+    assert!(
+        rows[0].processed && rows[0].last_error.is_none(),
+        "{rows:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receipt_for_a_message_not_known_yet_is_applied_once_it_is() {
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("early@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let campaign = run_campaign(&app, &account, &session, &template, 1).await;
+    let (phone, _, message_id) = app.sim_messages().await.remove(0);
+    // as if the receipt beat the index row (a gateway that chose its own id, recorded later)
+    let index: (String, Uuid, Uuid) = sqlx::query_as(
+        "DELETE FROM message_index WHERE message_id = $1 RETURNING delivery_id, tenant_id, session_id",
+    )
+    .bind(&message_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("indexed at dispatch");
+    assert_eq!(index.0, format!("{campaign}:{phone}"));
+
+    let read = webhook::receipt_event(
+        ReceiptState::Read,
+        &[message_id.as_str()],
+        "x@lid",
+        chrono::Utc::now(),
+    );
+    let res = post_event(&app, &session, &key, &read, Encoding::Json).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let waiting = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app).await.iter().any(|r| {
+            !r.processed
+                && r.attempts >= 1
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("waiting for"))
+        })
+    })
+    .await;
+    assert!(waiting, "{:?}", inbox_rows(&app).await);
+    assert_eq!(
+        recipients(&app, &account, &campaign).await[&phone]["status"],
+        "sent"
+    );
+
+    sqlx::query("INSERT INTO message_index (message_id, delivery_id, tenant_id, session_id) VALUES ($1, $2, $3, $4)")
+        .bind(&message_id)
+        .bind(&index.0)
+        .bind(index.1)
+        .bind(index.2)
+        .execute(&app.pool)
+        .await
+        .expect("index");
+    let applied = eventually(Duration::from_secs(20), || async {
+        recipients(&app, &account, &campaign).await[&phone]["status"] == "read"
+    })
+    .await;
+    assert!(applied, "{:?}", inbox_rows(&app).await);
+    let r = &recipients(&app, &account, &campaign).await[&phone];
+    assert!(
+        r["read_at"].is_string() && r["delivered_at"].is_null(),
+        "{r}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receipt_for_another_sessions_message_never_matches() {
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("scoped@b.co", "Hi").await;
+    let campaign = run_campaign(&app, &account, &session, &template, 1).await;
+    let (phone, _, message_id) = app.sim_messages().await.remove(0);
+    // another tenant's session, signing correctly, names this message id
+    let intruder = app.register("intruder@b.co").await;
+    let other = app.link_session(&intruder, "intruder-token").await;
+    let key = hmac_key(&app, &other).await;
+    let read = webhook::receipt_event(
+        ReceiptState::Read,
+        &[message_id.as_str()],
+        "x@lid",
+        chrono::Utc::now(),
+    );
+    let res = post_event(&app, &other, &key, &read, Encoding::Form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let waiting = eventually(Duration::from_secs(10), || async {
+        inbox_rows(&app).await.iter().any(|r| r.attempts >= 1)
+    })
+    .await;
+    assert!(waiting);
+    assert_eq!(
+        recipients(&app, &account, &campaign).await[&phone]["status"],
+        "sent"
+    );
+    app.stop().await;
+}
+
+/// A post acknowledged while no processor runs (an API-only process, or workers down) is
+/// processed once one starts: the inbox is the durable hand-over.
+#[tokio::test]
+async fn posts_stored_while_no_worker_runs_are_processed_when_one_starts() {
+    let app = spawn_app().await;
+    let db_url = herald_migrations::testing::fresh_database_url()
+        .await
+        .expect("fresh database");
+    let settings = Settings::for_tests(&db_url, &app.sim.base_url());
+    let api_only =
+        Application::build_with_dispatch(settings.clone(), Role::Api, DispatchConfig::default())
+            .await
+            .expect("api starts");
+    let base = format!("http://{}", api_only.addr().expect("serves http"));
+    let pool = api_only.pool().clone();
+    let session = Uuid::new_v4();
+    let key = "k".repeat(40);
+    sqlx::query("INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key) VALUES ($1, $2, 'tok', $3)")
+        .bind(session)
+        .bind(Uuid::new_v4())
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .expect("credentials");
+    let event = samples()["session_connected"].clone();
+    let post = webhook::encode_post(&event, Encoding::Form, "1", "x", Some(&key));
+    let res = app
+        .client
+        .post(format!("{base}/api/v1/webhooks/wuzapi/{session}"))
+        .header("content-type", post.content_type)
+        .header(webhook::SIGNATURE_HEADER, post.signature.expect("signed"))
+        .body(post.body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(pending, 1, "no worker in this process");
+
+    let worker =
+        Application::build_with_dispatch(settings, Role::Worker, DispatchConfig::default())
+            .await
+            .expect("worker starts");
+    let processed = eventually(Duration::from_secs(10), || async {
+        let note: Option<String> =
+            sqlx::query_scalar("SELECT note FROM webhook_inbox WHERE processed_at IS NOT NULL")
+                .fetch_optional(&pool)
+                .await
+                .expect("query");
+        note.as_deref() == Some("ignored: Connected")
+    })
+    .await;
+    assert!(processed);
+    worker.stop().await;
+    api_only.stop().await;
+    app.stop().await;
+}
+
+/// A send that failed in a passing way is retried; if the gateway's receipt shows the message
+/// arrived meanwhile, the retry is dropped (never sent twice) and the campaign still completes.
+#[tokio::test]
+async fn a_receipt_for_a_message_being_retried_stops_the_resend() {
+    let app = spawn_app_with(SimulatorConfig {
+        error_rate: 1.0,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let (account, session, template) = app.ready_tenant("retried@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "flaky", "template_id": template, "session_id": session,
+                    "recipients": phones(1)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let campaign = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // the message id is indexed when the send is first claimed
+    let index_row = || async {
+        sqlx::query_scalar::<_, String>("SELECT message_id FROM message_index")
+            .fetch_optional(&app.pool)
+            .await
+            .expect("index")
+    };
+    let claimed = eventually(Duration::from_secs(10), || async {
+        index_row().await.is_some()
+    })
+    .await;
+    assert!(claimed);
+    let message_id = index_row().await.expect("indexed");
+    let delivered = webhook::receipt_event(
+        ReceiptState::Delivered,
+        &[message_id.as_str()],
+        "x@lid",
+        chrono::Utc::now(),
+    );
+    let res = post_event(&app, &session, &key, &delivered, Encoding::Json).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let done = app
+        .wait_campaign(&account, &campaign, Duration::from_secs(20), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["counts"]["delivered"], 1, "{done}");
+    assert_eq!(done["counts"]["failed"], 0, "{done}");
+    let stats = app.sim.stats();
+    assert_eq!(
+        stats.accepted, 0,
+        "the gateway never got it twice: {stats:?}"
+    );
+    assert!(stats.failed >= 1);
+    app.stop().await;
+}

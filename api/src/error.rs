@@ -146,25 +146,14 @@ impl From<herald_domain::DomainError> for ApiError {
     }
 }
 
-impl From<herald_scheduler::campaigns::WriteError> for ApiError {
-    fn from(e: herald_scheduler::campaigns::WriteError) -> Self {
-        use herald_scheduler::campaigns::WriteError as W;
+impl From<herald_scheduler::Error> for ApiError {
+    fn from(e: herald_scheduler::Error) -> Self {
+        use herald_scheduler::Error as E;
         match e {
-            W::Domain(d) => d.into(),
-            W::Store(s) => s.into(),
-            W::Database(d) => d.into(),
-            W::Json(j) => ApiError::Unexpected(j.into()),
-        }
-    }
-}
-
-impl From<herald_scheduler::control::ControlError> for ApiError {
-    fn from(e: herald_scheduler::control::ControlError) -> Self {
-        use herald_scheduler::control::ControlError as C;
-        match e {
-            C::Domain(d) => d.into(),
-            C::Store(s) => s.into(),
-            C::Database(d) => d.into(),
+            E::Domain(d) => d.into(),
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+            E::Json(j) => ApiError::Unexpected(j.into()),
         }
     }
 }

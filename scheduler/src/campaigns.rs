@@ -13,7 +13,6 @@ use herald_domain::phone::Phone;
 use herald_domain::schedule::Recurrence;
 use herald_domain::store::{self, StoreError};
 use herald_domain::template::{Template, TemplateStatus};
-use herald_domain::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -21,17 +20,7 @@ use uuid::Uuid;
 /// Rows per queue insert.
 const CHUNK: usize = 5_000;
 
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
+pub use crate::Error as WriteError;
 
 /// One recipient of an audience, as stored for recurring runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,21 +12,11 @@
 use chrono::Utc;
 use herald_domain::campaign::{Campaign, CampaignCommand};
 use herald_domain::delivery::{Delivery, DeliveryCommand};
-use herald_domain::store::{self, StoreError};
-use herald_domain::DomainError;
+use herald_domain::store;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-/// What a control action can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
+pub use crate::Error as ControlError;
 
 const SWEEP_CHUNK: i64 = 5_000;
 const CANCEL_REASON: &str = "campaign cancelled";

@@ -11,3 +11,17 @@ pub mod dispatch;
 pub mod ticker;
 
 pub use dispatch::{DispatchConfig, Dispatcher};
+
+/// What writing or controlling a campaign can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is not allowed (not found, invalid, wrong state): the caller's to fix.
+    #[error(transparent)]
+    Domain(#[from] herald_domain::DomainError),
+    #[error(transparent)]
+    Store(#[from] herald_domain::store::StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}

@@ -6,12 +6,11 @@ use serde_json::{json, Value};
 async fn register_login_and_me() {
     let app = spawn_app().await;
     let res = app
-        .client
-        .post(app.url("/api/v1/auth/register"))
-        .json(&json!({"email": "Sari@Example.com", "password": "longenough", "name": "Sari"}))
-        .send()
-        .await
-        .expect("sent");
+        .post_public(
+            "/api/v1/auth/register",
+            &json!({"email": "Sari@Example.com", "password": "longenough", "name": "Sari"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["user"]["email"], "sari@example.com");
@@ -20,46 +19,38 @@ async fn register_login_and_me() {
     assert!(body["expires_in"].as_i64().expect("expires_in") > 0);
 
     let res = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"email": "sari@example.com", "password": "longenough"}))
-        .send()
-        .await
-        .expect("sent");
+        .post_public(
+            "/api/v1/auth/login",
+            &json!({"email": "sari@example.com", "password": "longenough"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let token = res.json::<Value>().await.expect("json")["access_token"]
         .as_str()
         .expect("token")
         .to_string();
 
-    let me: Value = app
-        .get("/api/v1/me", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json("/api/v1/me", &token).await;
     assert_eq!(me["user"]["email"], "sari@example.com");
     assert_eq!(me["tenant"]["id"], body["tenant_id"]);
     assert_eq!(me["tenant"]["plan"], "basic");
 
     let res = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"email": "sari@example.com", "password": "wrong password"}))
-        .send()
-        .await
-        .expect("sent");
+        .post_public(
+            "/api/v1/auth/login",
+            &json!({"email": "sari@example.com", "password": "wrong password"}),
+        )
+        .await;
     assert_eq!(
         error_code(res, StatusCode::UNAUTHORIZED).await.0,
         "unauthorized"
     );
     let res = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-        .send()
-        .await
-        .expect("sent");
+        .post_public(
+            "/api/v1/auth/login",
+            &json!({"email": "nobody@example.com", "password": "whatever1"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
@@ -69,14 +60,7 @@ async fn bad_registrations_are_rejected_with_the_field_named() {
     let app = spawn_app().await;
     let post = |body: Value| {
         let app = &app;
-        async move {
-            app.client
-                .post(app.url("/api/v1/auth/register"))
-                .json(&body)
-                .send()
-                .await
-                .expect("sent")
-        }
+        async move { app.post_public("/api/v1/auth/register", &body).await }
     };
     let (code, body) = error_code(
         post(json!({"email": "a@b.co", "password": "short"})).await,
@@ -187,24 +171,15 @@ async fn api_keys_authenticate_integrators_until_revoked() {
     assert_eq!(me["tenant"]["id"], account.tenant_id.as_str());
     assert!(me["user"].is_null());
 
-    let listed: Value = app
-        .get("/api/v1/api-keys", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = app.get_json("/api/v1/api-keys", &account.token).await;
     let listed = listed["items"].as_array().expect("items");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].get("key").is_none(), "the key is shown once only");
 
     let id = key["id"].as_str().expect("id");
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/api-keys/{id}"), &account.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = app
         .client

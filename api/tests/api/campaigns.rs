@@ -74,12 +74,7 @@ async fn a_thousand_recipients_each_get_their_own_text_once() {
             Some(c) => format!("/api/v1/campaigns/{id}/recipients?limit=500&cursor={c}"),
             None => format!("/api/v1/campaigns/{id}/recipients?limit=500"),
         };
-        let page: Value = app
-            .get(&path, &account.token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let page: Value = app.get_json(&path, &account.token).await;
         for r in page["items"].as_array().expect("items") {
             assert_eq!(r["status"], "sent");
             assert_eq!(r["attempts"], 1);
@@ -112,12 +107,7 @@ async fn a_thousand_recipients_each_get_their_own_text_once() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let list: Value = app
-        .get("/api/v1/campaigns", &other.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/campaigns", &other.token).await;
     assert!(list["items"].as_array().expect("items").is_empty());
     app.stop().await;
 }
@@ -170,25 +160,19 @@ async fn duplicates_are_dropped_invalid_phones_reported_and_forms_normalised() {
 
     // filters, CSV
     let page: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns/{id}/recipients?status=sent&limit=1"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(page["items"].as_array().expect("items").len(), 1);
     assert!(page["next_cursor"].is_string());
     let page: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns/{id}/recipients?status=failed"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert!(page["items"].as_array().expect("items").is_empty());
     let res = app
         .get(
@@ -223,18 +207,12 @@ async fn duplicates_are_dropped_invalid_phones_reported_and_forms_normalised() {
     assert!(lines[2].starts_with("6281234567890,sent,"));
 
     let list: Value = app
-        .get("/api/v1/campaigns?status=completed", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/campaigns?status=completed", &account.token)
+        .await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     let list: Value = app
-        .get("/api/v1/campaigns?status=running", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/campaigns?status=running", &account.token)
+        .await;
     assert!(list["items"].as_array().expect("items").is_empty());
     app.stop().await;
 }
@@ -271,13 +249,12 @@ async fn bad_campaigns_get_clear_errors() {
     }
     // an inactive template cannot start a campaign
     let res = app
-        .client
-        .patch(app.url(&format!("/api/v1/templates/{template}")))
-        .bearer_auth(&account.token)
-        .json(&json!({"status": "inactive"}))
-        .send()
-        .await
-        .expect("sent");
+        .patch(
+            &format!("/api/v1/templates/{template}"),
+            &account.token,
+            &json!({"status": "inactive"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = app.post("/api/v1/campaigns", &account.token, &base).await;
     let (_, err) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -310,12 +287,7 @@ async fn bad_campaigns_get_clear_errors() {
         "invalid_cursor"
     );
     // nothing was stored by any of these
-    let list: Value = app
-        .get("/api/v1/campaigns", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/campaigns", &account.token).await;
     assert!(list["items"].as_array().expect("items").is_empty());
     app.stop().await;
 }

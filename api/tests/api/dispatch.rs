@@ -56,14 +56,11 @@ async fn a_flaky_gateway_loses_nobody_and_sends_nobody_twice() {
 
     // retried recipients show their attempts
     let page: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns/{id}/recipients?limit=500"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let attempts: i64 = page["items"]
         .as_array()
         .expect("items")
@@ -107,14 +104,11 @@ async fn permanent_failures_fail_the_recipient_with_the_reason() {
         .await;
     assert_eq!(done["counts"]["failed"], 3, "{done}");
     let page: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns/{id}/recipients?status=failed"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     for r in page["items"].as_array().expect("items") {
         assert_eq!(r["error"], "the campaign's session no longer exists");
         assert!(r["failed_at"].is_string());

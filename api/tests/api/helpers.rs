@@ -124,6 +124,54 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// GET and parse the JSON answer (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get(path, token)
+            .await
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// A POST without credentials (register, login).
+    pub async fn post_public(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A POST without a body (pause, resume, cancel).
+    pub async fn post_empty(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn post_raw(&self, path: &str, token: &str, body: &'static str) -> reqwest::Response {
         self.client
             .post(self.url(path))

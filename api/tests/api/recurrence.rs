@@ -35,14 +35,11 @@ async fn create_recurring(app: &TestApp, email: &str, cron: &str) -> (Account, S
 
 async fn runs(app: &TestApp, account: &Account, parent: &str) -> Vec<Value> {
     let list: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns?parent_id={parent}"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     list["items"].as_array().expect("items").clone()
 }
 
@@ -81,11 +78,8 @@ async fn a_monday_campaign_waits_for_monday_then_runs_once_across_two_instances(
     assert!(first > Utc::now());
 
     let parent: Value = app
-        .get(&format!("/api/v1/campaigns/{id}"), &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/campaigns/{id}"), &account.token)
+        .await;
     assert_eq!(
         parent["recurrence"],
         json!({"cron": "0 9 * * MON", "timezone": "Asia/Jakarta"})
@@ -114,14 +108,11 @@ async fn a_monday_campaign_waits_for_monday_then_runs_once_across_two_instances(
     assert_eq!(app.sim.stats().accepted, 5);
 
     let occurrences: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/campaigns/{id}/occurrences"),
             &account.token,
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let items = occurrences["items"].as_array().expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["status"], "fired");
@@ -139,12 +130,8 @@ async fn a_monday_campaign_waits_for_monday_then_runs_once_across_two_instances(
 
     // cancelling the recurring campaign stops future runs
     let res = app
-        .client
-        .post(app.url(&format!("/api/v1/campaigns/{id}/cancel")))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .expect("sent");
+        .post_empty(&format!("/api/v1/campaigns/{id}/cancel"), &account.token)
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     make_due(&app, &id, Utc::now() - chrono::Duration::seconds(30)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;

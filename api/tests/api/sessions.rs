@@ -39,12 +39,7 @@ async fn linking_a_number_points_the_gateway_webhook_at_herald() {
         .expect("json");
     assert_eq!(hook["data"]["webhook"], expected.as_str(), "{hook}");
 
-    let list: Value = app
-        .get("/api/v1/sessions", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sessions", &account.token).await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     let one = app
         .get(&format!("/api/v1/sessions/{id}"), &account.token)
@@ -60,21 +55,13 @@ async fn linking_a_number_points_the_gateway_webhook_at_herald() {
         StatusCode::NOT_FOUND
     );
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/sessions/{id}")))
-        .bearer_auth(&other.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/sessions/{id}"), &other.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/sessions/{id}")))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/sessions/{id}"), &account.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.get(&format!("/api/v1/sessions/{id}"), &account.token)
@@ -126,12 +113,7 @@ async fn an_unreachable_gateway_is_a_502_and_nothing_is_linked() {
         error_code(res, StatusCode::BAD_GATEWAY).await.0,
         "gateway_error"
     );
-    let list: Value = app
-        .get("/api/v1/sessions", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sessions", &account.token).await;
     assert!(list["items"].as_array().expect("items").is_empty());
     app.stop().await;
 }

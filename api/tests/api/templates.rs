@@ -21,23 +21,17 @@ async fn templates_are_created_listed_updated_and_deleted() {
     let id = created["id"].as_str().expect("id");
 
     // read your write: the list and the item show it at once
-    let list: Value = app
-        .get("/api/v1/templates", &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/templates", &account.token).await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert!(list["next_cursor"].is_null());
 
     let res = app
-        .client
-        .patch(app.url(&format!("/api/v1/templates/{id}")))
-        .bearer_auth(&account.token)
-        .json(&json!({"body": "Hello {{ name }}", "status": "inactive"}))
-        .send()
-        .await
-        .expect("sent");
+        .patch(
+            &format!("/api/v1/templates/{id}"),
+            &account.token,
+            &json!({"body": "Hello {{ name }}", "status": "inactive"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let updated: Value = res.json().await.expect("json");
     assert_eq!(updated["body"], "Hello {{ name }}");
@@ -45,12 +39,8 @@ async fn templates_are_created_listed_updated_and_deleted() {
     assert_eq!(updated["name"], "Welcome");
 
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/templates/{id}")))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/templates/{id}"), &account.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = app
         .get(&format!("/api/v1/templates/{id}"), &account.token)
@@ -90,13 +80,12 @@ async fn bad_templates_get_clear_errors() {
         "invalid_json"
     );
     let res = app
-        .client
-        .patch(app.url("/api/v1/templates/not-a-uuid"))
-        .bearer_auth(&account.token)
-        .json(&json!({"name": "y"}))
-        .send()
-        .await
-        .expect("sent");
+        .patch(
+            "/api/v1/templates/not-a-uuid",
+            &account.token,
+            &json!({"name": "y"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
@@ -112,28 +101,18 @@ async fn another_tenants_template_is_not_found() {
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = app
-        .client
-        .patch(app.url(&format!("/api/v1/templates/{id}")))
-        .bearer_auth(&other.token)
-        .json(&json!({"name": "stolen"}))
-        .send()
-        .await
-        .expect("sent");
+        .patch(
+            &format!("/api/v1/templates/{id}"),
+            &other.token,
+            &json!({"name": "stolen"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/templates/{id}")))
-        .bearer_auth(&other.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/templates/{id}"), &other.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let list: Value = app
-        .get("/api/v1/templates", &other.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/templates", &other.token).await;
     assert!(list["items"].as_array().expect("items").is_empty());
     // still intact for its owner
     let res = app

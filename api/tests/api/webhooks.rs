@@ -170,12 +170,7 @@ async fn recipients(app: &TestApp, account: &Account, campaign: &str) -> HashMap
             Some(c) => format!("/api/v1/campaigns/{campaign}/recipients?limit=500&cursor={c}"),
             None => format!("/api/v1/campaigns/{campaign}/recipients?limit=500"),
         };
-        let page: Value = app
-            .get(&path, &account.token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let page: Value = app.get_json(&path, &account.token).await;
         for r in page["items"].as_array().expect("items") {
             out.insert(r["phone"].as_str().expect("phone").to_string(), r.clone());
         }
@@ -225,11 +220,8 @@ async fn linking_sets_a_random_signing_key_on_the_gateway() {
     assert_ne!(a, b, "one key per session");
     // the API never shows it
     let view: Value = app
-        .get(&format!("/api/v1/sessions/{first}"), &account.token)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/sessions/{first}"), &account.token)
+        .await;
     assert!(!view.to_string().contains(&a), "{view}");
     app.stop().await;
 }
@@ -334,12 +326,8 @@ async fn unknown_sessions_are_404_and_malformed_posts_400() {
     // deleting the session makes its webhook unknown too
     let gone = app.link_session(&account, "gone-token").await;
     let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/sessions/{gone}")))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .expect("sent");
+        .delete(&format!("/api/v1/sessions/{gone}"), &account.token)
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = post_hook(
         &app,

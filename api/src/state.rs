@@ -63,6 +63,18 @@ impl AppState {
             .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("application state missing")))
     }
 
+    /// Read-your-writes for work that spans several aggregates (cancel appends the campaign's event,
+    /// then every recipient's): waits until `projector` has applied the newest event in the store.
+    pub async fn wait_projected_everything(&self, projector: &str) -> Result<(), ApiError> {
+        let newest: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT tx_id::text::bigint, global_position FROM events
+              ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        self.wait_position(projector, newest).await
+    }
+
     /// Read-your-writes: waits (briefly) until `projector` has applied the aggregate's latest
     /// event, so a GET right after a POST sees what the POST did. Durable either way.
     pub async fn wait_projected(
@@ -71,17 +83,27 @@ impl AppState {
         aggregate_type: &str,
         id: &str,
     ) -> Result<(), ApiError> {
-        if let Some(position) = store::latest_position(&self.pool, aggregate_type, id).await? {
-            let caught_up = herald_projections::runtime::wait_for(
-                &self.pool,
-                projector,
-                position,
-                Duration::from_secs(5),
-            )
-            .await?;
-            if !caught_up {
-                tracing::warn!(projector, "read model is lagging more than 5 s behind");
-            }
+        let position = store::latest_position(&self.pool, aggregate_type, id).await?;
+        self.wait_position(projector, position).await
+    }
+
+    async fn wait_position(
+        &self,
+        projector: &str,
+        position: Option<(i64, i64)>,
+    ) -> Result<(), ApiError> {
+        let Some(position) = position else {
+            return Ok(());
+        };
+        let caught_up = herald_projections::runtime::wait_for(
+            &self.pool,
+            projector,
+            position,
+            Duration::from_secs(5),
+        )
+        .await?;
+        if !caught_up {
+            tracing::warn!(projector, "read model is lagging more than 5 s behind");
         }
         Ok(())
     }

@@ -476,9 +476,7 @@ async fn control(
     let caller = caller(depot)?;
     let id = parse_id(&raw_id)?;
     action(&state.pool, caller.tenant_id, id).await?;
-    state
-        .wait_projected(read::NAME, Campaign::TYPE, &id.to_string())
-        .await?;
+    state.wait_projected_everything(read::NAME).await?;
     Ok(Json(
         owned_campaign(&state, caller.tenant_id, raw_id)
             .await?

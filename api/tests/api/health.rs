@@ -44,6 +44,11 @@ async fn health_ready_openapi_and_docs_answer() {
         "/api/v1/campaigns/{id}",
         "/api/v1/campaigns/{id}/recipients",
         "/api/v1/campaigns/{id}/recipients.csv",
+        "/api/v1/campaigns/{id}/pause",
+        "/api/v1/campaigns/{id}/resume",
+        "/api/v1/campaigns/{id}/cancel",
+        "/api/v1/campaigns/{id}/occurrences",
+        "/api/v1/webhooks/wuzapi/{session_id}",
         "/health",
         "/health/ready",
     ] {

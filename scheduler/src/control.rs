@@ -134,12 +134,12 @@ pub async fn sweep(pool: &PgPool, campaign_id: Uuid) -> Result<u64, ControlError
     loop {
         let mut tx = pool.begin().await?;
         let rows = sqlx::query(
-            "DELETE FROM dispatch_queue q USING (
-                 SELECT campaign_id, phone FROM dispatch_queue
-                  WHERE campaign_id = $1 AND state = 'ready'
-                  LIMIT $2 FOR UPDATE SKIP LOCKED) d
-              WHERE q.campaign_id = d.campaign_id AND q.phone = d.phone
-          RETURNING q.phone",
+            "DELETE FROM dispatch_queue
+              WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM dispatch_queue
+                     WHERE campaign_id = $1 AND state = 'ready'
+                     LIMIT $2 FOR UPDATE SKIP LOCKED))
+          RETURNING phone",
         )
         .bind(campaign_id)
         .bind(SWEEP_CHUNK)

@@ -171,29 +171,29 @@ impl Dispatcher {
         let mut tx = self.pool.begin().await?;
         // Leases whose worker died mid-call go back to `ready`, flagged in doubt; cheap (partial
         // index on leased rows), and it keeps the claim below on the `ready` index only.
+        // Both statements pick rows by ctid: a join back on (campaign_id, phone) gets a cached
+        // generic plan that degrades to a quadratic nested loop once the queue is large (measured
+        // by the benchmark: a 37 s sweep at 20k rows, 3.6 ms this way).
         sqlx::query(
-            "UPDATE dispatch_queue q SET state = 'ready', in_doubt = true, lease_until = NULL
-               FROM (SELECT campaign_id, phone FROM dispatch_queue
-                      WHERE state = 'leased' AND lease_until < now()
-                      FOR UPDATE SKIP LOCKED) e
-              WHERE q.campaign_id = e.campaign_id AND q.phone = e.phone",
+            "UPDATE dispatch_queue SET state = 'ready', in_doubt = true, lease_until = NULL
+              WHERE ctid = ANY(ARRAY(SELECT ctid FROM dispatch_queue
+                                      WHERE state = 'leased' AND lease_until < now()
+                                      FOR UPDATE SKIP LOCKED))",
         )
         .execute(&mut *tx)
         .await?;
         let rows = sqlx::query(
-            "WITH c AS (
-               SELECT campaign_id, phone FROM dispatch_queue
-                WHERE state = 'ready' AND not_before <= now()
-                  AND NOT EXISTS (SELECT 1 FROM campaign_holds h
-                                   WHERE h.campaign_id = dispatch_queue.campaign_id)
-                ORDER BY not_before
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED)
-             UPDATE dispatch_queue q
+            "UPDATE dispatch_queue q
                 SET state = 'leased', attempts = q.attempts + 1,
                     lease_until = now() + make_interval(secs => $2)
-               FROM c
-              WHERE q.campaign_id = c.campaign_id AND q.phone = c.phone
+              WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM dispatch_queue
+                     WHERE state = 'ready' AND not_before <= now()
+                       AND NOT EXISTS (SELECT 1 FROM campaign_holds h
+                                        WHERE h.campaign_id = dispatch_queue.campaign_id)
+                     ORDER BY not_before
+                     LIMIT $1
+                     FOR UPDATE SKIP LOCKED))
           RETURNING q.campaign_id, q.phone, q.session_id, q.message_id, q.vars, q.attempts, q.in_doubt",
         )
         .bind(self.config.batch_size)

@@ -244,9 +244,15 @@ pub async fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut scheduler = JobScheduler::new().await?;
+    let stopping = shutdown.clone();
     let job = Job::new_async("* * * * * *", move |_, _| {
         let pool = pool.clone();
+        let stopping = *stopping.borrow();
         Box::pin(async move {
+            // a tick that lands while the process stops has nothing to do (the pool is closing)
+            if stopping || pool.is_closed() {
+                return;
+            }
             if let Err(e) = start_due(&pool).await {
                 tracing::warn!(error = %format!("{e:#}"), "starting due campaigns failed; next tick retries");
             }

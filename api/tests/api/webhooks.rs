@@ -588,8 +588,12 @@ async fn duplicates_and_read_before_delivered_end_in_the_same_state() {
     assert!(settled);
     for r in recipients(&app, &account, &campaign).await.values() {
         assert_eq!(r["status"], "read", "never back to delivered: {r}");
-        let delivered = r["delivered_at"].as_str().expect("delivered_at");
-        let read = r["read_at"].as_str().expect("read_at");
+        // compare instants, not strings: RFC 3339 fractions vary in length
+        let time = |key: &str| {
+            chrono::DateTime::parse_from_rfc3339(r[key].as_str().expect("a timestamp"))
+                .expect("RFC 3339")
+        };
+        let (delivered, read) = (time("delivered_at"), time("read_at"));
         assert!(
             delivered < read,
             "the late Delivered keeps its own, earlier time: {r}"

@@ -90,7 +90,9 @@ impl Claimed {
 }
 
 enum Outcome {
-    Sent,
+    /// Accepted by the gateway at this moment (stamped per message, not per batch, so a fast
+    /// receipt never looks older than its send).
+    Sent(chrono::DateTime<Utc>),
     /// Final failure with the reason shown to the user.
     Failed(String),
     /// Put back in the queue to try again after the delay.
@@ -300,7 +302,7 @@ impl Dispatcher {
             content,
         };
         match self.gateway.send(&token, &outbound).await {
-            Ok(_) => Outcome::Sent,
+            Ok(_) => Outcome::Sent(Utc::now()),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
             Err(GatewayError::Transient {
                 message,
@@ -330,11 +332,11 @@ impl Dispatcher {
         for (c, outcome) in sends {
             campaigns.push(c.campaign_id);
             match outcome {
-                Outcome::Sent => {
+                Outcome::Sent(at) => {
                     sent += 1;
                     let cmd = DeliveryCommand::RecordSent {
                         message_id: c.message_id.clone(),
-                        at: now,
+                        at,
                     };
                     commands.push((c.delivery_id(), cmd));
                     done_c.push(c.campaign_id);

@@ -427,16 +427,24 @@ async fn a_batch_that_loses_the_race_reloads_and_appends_after_the_winner() {
 }
 
 /// Runs one batch in its own transaction and commits it.
+/// One batch in its own transaction, used the way callers must: a retryable error (the batch
+/// lost a race to a younger transaction) is retried in a fresh transaction.
 async fn batch_and_commit(
     pool: &PgPool,
     commands: Vec<(String, DeliveryCommand)>,
 ) -> Vec<BatchOutcome<Delivery>> {
-    let mut tx = pool.begin().await.expect("begin");
-    let outcomes = store::execute_batch::<Delivery>(&mut tx, commands, &())
-        .await
-        .expect("the batch is stored");
-    tx.commit().await.expect("commit");
-    outcomes
+    for _ in 0..10 {
+        let mut tx = pool.begin().await.expect("begin");
+        match store::execute_batch::<Delivery>(&mut tx, commands.clone(), &()).await {
+            Ok(outcomes) => {
+                tx.commit().await.expect("commit");
+                return outcomes;
+            }
+            Err(e) if e.is_retryable() => tx.rollback().await.expect("rollback"),
+            Err(e) => panic!("the batch is stored: {e}"),
+        }
+    }
+    panic!("the batch kept losing races")
 }
 
 #[tokio::test]

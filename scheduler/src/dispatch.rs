@@ -357,29 +357,31 @@ impl Dispatcher {
                 }
             }
         }
-        let mut tx = self.pool.begin().await?;
-        let outcomes = store::execute_batch::<Delivery>(&mut tx, commands, &()).await?;
-        for o in outcomes {
-            if let Err(e) = o {
-                tracing::warn!(error = %e, "outcome not recorded");
+        // Losing a race to a younger transaction (a receipt for the same recipient) is passing:
+        // do the same work again in a fresh transaction rather than leave the leases to expire.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .write_outcomes(
+                    &commands,
+                    &done_c,
+                    &done_p,
+                    &retry_c,
+                    &retry_p,
+                    &retry_after,
+                    &retry_error,
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.is_retryable() => {
+                    tracing::debug!(attempt, error = %e, "outcome batch raced a younger writer; again");
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        delete_rows(&mut tx, &done_c, &done_p).await?;
-        if !retry_c.is_empty() {
-            sqlx::query(
-                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,
-                        not_before = now() + make_interval(secs => r.after), last_error = r.error
-                   FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS r(c, p, after, error)
-                  WHERE q.campaign_id = r.c AND q.phone = r.p",
-            )
-            .bind(&retry_c)
-            .bind(&retry_p)
-            .bind(&retry_after)
-            .bind(&retry_error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         metrics::counter!("herald_dispatch_sent_total").increment(sent);
         metrics::counter!("herald_dispatch_failed_total").increment(failed);
         metrics::counter!("herald_dispatch_retried_total").increment(retry_c.len() as u64);
@@ -387,6 +389,44 @@ impl Dispatcher {
         campaigns.sort();
         campaigns.dedup();
         self.complete_finished(&campaigns).await
+    }
+
+    /// The transaction of step 3.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_outcomes(
+        &self,
+        commands: &[(String, DeliveryCommand)],
+        done_c: &[Uuid],
+        done_p: &[String],
+        retry_c: &[Uuid],
+        retry_p: &[String],
+        retry_after: &[f64],
+        retry_error: &[String],
+    ) -> Result<(), store::StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcomes = store::execute_batch::<Delivery>(&mut tx, commands.to_vec(), &()).await?;
+        for o in outcomes {
+            if let Err(e) = o {
+                tracing::warn!(error = %e, "outcome not recorded");
+            }
+        }
+        delete_rows(&mut tx, done_c, done_p).await?;
+        if !retry_c.is_empty() {
+            sqlx::query(
+                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,
+                        not_before = now() + make_interval(secs => r.after), last_error = r.error
+                   FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS r(c, p, after, error)
+                  WHERE q.campaign_id = r.c AND q.phone = r.p",
+            )
+            .bind(retry_c)
+            .bind(retry_p)
+            .bind(retry_after)
+            .bind(retry_error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Step 4: a campaign whose queue is empty has every recipient final.
@@ -403,10 +443,6 @@ impl Dispatcher {
         }
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = ANY($1)")
-            .bind(&finished)
-            .execute(&mut *tx)
-            .await?;
         let commands = finished
             .iter()
             .map(|id| (id.to_string(), CampaignCommand::Complete { at: now }))
@@ -423,6 +459,12 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(campaign = %id, error = %e, "campaign not completed"),
             }
         }
+        // after the events: the first write of this transaction must be the append (see
+        // StoreError::OutOfOrder)
+        sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = ANY($1)")
+            .bind(&finished)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

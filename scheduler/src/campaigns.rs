@@ -20,7 +20,7 @@ use uuid::Uuid;
 /// Rows per queue insert.
 const CHUNK: usize = 5_000;
 
-pub use crate::Error as WriteError;
+use crate::Error;
 
 /// One recipient of an audience, as stored for recurring runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub async fn message_from_template(
 }
 
 /// Writes the campaign in the caller's transaction.
-pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), WriteError> {
+pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error> {
     let total = c.recipients.len() as u64;
     store::append_new::<Campaign>(
         conn,

@@ -16,7 +16,7 @@ use herald_domain::store;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-pub use crate::Error as ControlError;
+use crate::Error;
 
 const SWEEP_CHUNK: i64 = 5_000;
 const CANCEL_REASON: &str = "campaign cancelled";
@@ -25,7 +25,7 @@ async fn campaign_command(
     conn: &mut sqlx::PgConnection,
     campaign_id: Uuid,
     command: CampaignCommand,
-) -> Result<bool, ControlError> {
+) -> Result<bool, Error> {
     let mut outcomes =
         store::execute_batch::<Campaign>(conn, vec![(campaign_id.to_string(), command)], &())
             .await?;
@@ -36,7 +36,7 @@ async fn campaign_command(
     }
 }
 
-pub async fn pause(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), ControlError> {
+pub async fn pause(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     let changed = campaign_command(
         &mut tx,
@@ -67,7 +67,7 @@ pub async fn pause(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<
     Ok(())
 }
 
-pub async fn resume(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), ControlError> {
+pub async fn resume(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     let changed = campaign_command(
         &mut tx,
@@ -96,11 +96,7 @@ pub async fn resume(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result
 }
 
 /// Cancels and skips every recipient not yet sent. Returns how many were skipped now.
-pub async fn cancel(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    campaign_id: Uuid,
-) -> Result<u64, ControlError> {
+pub async fn cancel(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<u64, Error> {
     let mut tx = pool.begin().await?;
     campaign_command(
         &mut tx,
@@ -129,7 +125,7 @@ pub async fn cancel(
 
 /// Skips the ready rows of one cancelled campaign, chunk by chunk. Rows leased right now are
 /// left to finish (they may be on their way to the phone already).
-pub async fn sweep(pool: &PgPool, campaign_id: Uuid) -> Result<u64, ControlError> {
+pub async fn sweep(pool: &PgPool, campaign_id: Uuid) -> Result<u64, Error> {
     let mut skipped = 0u64;
     loop {
         let mut tx = pool.begin().await?;
@@ -176,7 +172,7 @@ pub async fn sweep(pool: &PgPool, campaign_id: Uuid) -> Result<u64, ControlError
 }
 
 /// Sweeps every cancelled campaign that still has ready rows (cheap when there is none).
-pub async fn sweep_cancelled(pool: &PgPool) -> Result<u64, ControlError> {
+pub async fn sweep_cancelled(pool: &PgPool) -> Result<u64, Error> {
     let cancelled: Vec<Uuid> = sqlx::query_scalar(
         "SELECT h.campaign_id FROM campaign_holds h
           WHERE h.reason = 'cancelled'

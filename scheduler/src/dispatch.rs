@@ -89,6 +89,18 @@ impl Claimed {
     }
 }
 
+/// What step 3 writes: final outcomes (events, queue rows deleted) and retries (rows due again).
+#[derive(Default)]
+struct OutcomeBatch {
+    commands: Vec<(String, DeliveryCommand)>,
+    done_c: Vec<Uuid>,
+    done_p: Vec<String>,
+    retry_c: Vec<Uuid>,
+    retry_p: Vec<String>,
+    retry_after: Vec<f64>,
+    retry_error: Vec<String>,
+}
+
 enum Outcome {
     /// Accepted by the gateway at this moment (stamped per message, not per batch, so a fast
     /// receipt never looks older than its send).
@@ -320,60 +332,41 @@ impl Dispatcher {
     /// Step 3: outcomes and queue changes in one transaction.
     async fn record(&self, sends: Vec<(Claimed, Outcome)>) -> anyhow::Result<()> {
         let now = Utc::now();
-        let mut commands = Vec::with_capacity(sends.len());
-        let mut done_c = Vec::with_capacity(sends.len());
-        let mut done_p = Vec::with_capacity(sends.len());
-        let mut retry_c = Vec::new();
-        let mut retry_p = Vec::new();
-        let mut retry_after = Vec::new();
-        let mut retry_error = Vec::new();
+        let mut batch = OutcomeBatch::default();
         let mut campaigns: Vec<Uuid> = Vec::new();
         let (mut sent, mut failed) = (0u64, 0u64);
         for (c, outcome) in sends {
             campaigns.push(c.campaign_id);
-            match outcome {
+            let command = match outcome {
                 Outcome::Sent(at) => {
                     sent += 1;
-                    let cmd = DeliveryCommand::RecordSent {
+                    DeliveryCommand::RecordSent {
                         message_id: c.message_id.clone(),
                         at,
-                    };
-                    commands.push((c.delivery_id(), cmd));
-                    done_c.push(c.campaign_id);
-                    done_p.push(c.phone);
+                    }
                 }
                 Outcome::Failed(reason) => {
                     failed += 1;
-                    let cmd = DeliveryCommand::RecordFailed { reason, at: now };
-                    commands.push((c.delivery_id(), cmd));
-                    done_c.push(c.campaign_id);
-                    done_p.push(c.phone);
+                    DeliveryCommand::RecordFailed { reason, at: now }
                 }
                 Outcome::Retry(reason, after) => {
-                    retry_c.push(c.campaign_id);
-                    retry_p.push(c.phone);
-                    retry_after.push(after.as_secs_f64());
-                    retry_error.push(reason);
+                    batch.retry_c.push(c.campaign_id);
+                    batch.retry_p.push(c.phone);
+                    batch.retry_after.push(after.as_secs_f64());
+                    batch.retry_error.push(reason);
+                    continue;
                 }
-            }
+            };
+            batch.commands.push((c.delivery_id(), command));
+            batch.done_c.push(c.campaign_id);
+            batch.done_p.push(c.phone);
         }
         // Losing a race to a younger transaction (a receipt for the same recipient) is passing:
         // do the same work again in a fresh transaction rather than leave the leases to expire.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .write_outcomes(
-                    &commands,
-                    &done_c,
-                    &done_p,
-                    &retry_c,
-                    &retry_p,
-                    &retry_after,
-                    &retry_error,
-                )
-                .await
-            {
+            match self.write_outcomes(&batch).await {
                 Ok(()) => break,
                 Err(e) if attempt < 5 && e.is_retryable() => {
                     tracing::debug!(attempt, error = %e, "outcome batch raced a younger writer; again");
@@ -384,7 +377,7 @@ impl Dispatcher {
         }
         metrics::counter!("herald_dispatch_sent_total").increment(sent);
         metrics::counter!("herald_dispatch_failed_total").increment(failed);
-        metrics::counter!("herald_dispatch_retried_total").increment(retry_c.len() as u64);
+        metrics::counter!("herald_dispatch_retried_total").increment(batch.retry_c.len() as u64);
 
         campaigns.sort();
         campaigns.dedup();
@@ -392,36 +385,27 @@ impl Dispatcher {
     }
 
     /// The transaction of step 3.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_outcomes(
-        &self,
-        commands: &[(String, DeliveryCommand)],
-        done_c: &[Uuid],
-        done_p: &[String],
-        retry_c: &[Uuid],
-        retry_p: &[String],
-        retry_after: &[f64],
-        retry_error: &[String],
-    ) -> Result<(), store::StoreError> {
+    async fn write_outcomes(&self, batch: &OutcomeBatch) -> Result<(), store::StoreError> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = store::execute_batch::<Delivery>(&mut tx, commands.to_vec(), &()).await?;
+        let outcomes =
+            store::execute_batch::<Delivery>(&mut tx, batch.commands.clone(), &()).await?;
         for o in outcomes {
             if let Err(e) = o {
                 tracing::warn!(error = %e, "outcome not recorded");
             }
         }
-        delete_rows(&mut tx, done_c, done_p).await?;
-        if !retry_c.is_empty() {
+        delete_rows(&mut tx, &batch.done_c, &batch.done_p).await?;
+        if !batch.retry_c.is_empty() {
             sqlx::query(
                 "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,
                         not_before = now() + make_interval(secs => r.after), last_error = r.error
                    FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS r(c, p, after, error)
                   WHERE q.campaign_id = r.c AND q.phone = r.p",
             )
-            .bind(retry_c)
-            .bind(retry_p)
-            .bind(retry_after)
-            .bind(retry_error)
+            .bind(&batch.retry_c)
+            .bind(&batch.retry_p)
+            .bind(&batch.retry_after)
+            .bind(&batch.retry_error)
             .execute(&mut *tx)
             .await?;
         }

@@ -467,15 +467,29 @@ pub async fn recipients_csv(
     Ok(())
 }
 
+enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
 async fn control(
     depot: &mut Depot,
     raw_id: String,
-    action: fn(&sqlx::PgPool, Uuid, Uuid) -> futures::future::BoxFuture<'_, Result<(), ApiError>>,
+    action: Control,
 ) -> Result<Json<CampaignView>, ApiError> {
+    use herald_scheduler::control;
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&raw_id)?;
-    action(&state.pool, caller.tenant_id, id).await?;
+    match action {
+        Control::Pause => control::pause(&state.pool, caller.tenant_id, id).await?,
+        Control::Resume => control::resume(&state.pool, caller.tenant_id, id).await?,
+        Control::Cancel => {
+            control::cancel(&state.pool, caller.tenant_id, id).await?;
+        }
+    }
+    // cancel writes the campaign's event, then every skipped recipient's
     state.wait_projected_everything(read::NAME).await?;
     Ok(Json(
         owned_campaign(&state, caller.tenant_id, raw_id)
@@ -491,10 +505,7 @@ pub async fn pause(
     id: PathParam<String>,
     depot: &mut Depot,
 ) -> Result<Json<CampaignView>, ApiError> {
-    control(depot, id.into_inner(), |pool, tenant, id| {
-        Box::pin(async move { Ok(herald_scheduler::control::pause(pool, tenant, id).await?) })
-    })
-    .await
+    control(depot, id.into_inner(), Control::Pause).await
 }
 
 /// Resumes a paused campaign where it stopped; nobody already sent is sent again.
@@ -503,10 +514,7 @@ pub async fn resume(
     id: PathParam<String>,
     depot: &mut Depot,
 ) -> Result<Json<CampaignView>, ApiError> {
-    control(depot, id.into_inner(), |pool, tenant, id| {
-        Box::pin(async move { Ok(herald_scheduler::control::resume(pool, tenant, id).await?) })
-    })
-    .await
+    control(depot, id.into_inner(), Control::Resume).await
 }
 
 /// Cancels a campaign: every recipient not yet sent becomes `skipped`. Sends already on their
@@ -516,13 +524,7 @@ pub async fn cancel(
     id: PathParam<String>,
     depot: &mut Depot,
 ) -> Result<Json<CampaignView>, ApiError> {
-    control(depot, id.into_inner(), |pool, tenant, id| {
-        Box::pin(async move {
-            herald_scheduler::control::cancel(pool, tenant, id).await?;
-            Ok(())
-        })
-    })
-    .await
+    control(depot, id.into_inner(), Control::Cancel).await
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]

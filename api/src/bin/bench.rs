@@ -21,6 +21,10 @@
 //!    in the `campaigns` table), with the projector lag sampled at each poll, the simulator's
 //!    counters checked (every send accepted once, no duplicate message id), and the dispatch
 //!    batches profiled from the event store.
+//! 5. Receipts (unless `--skip-receipts`): a signed `Delivered` and `Read` webhook for every
+//!    recipient of the dispatch campaign, shuffled, with duplicates, posted concurrently; the
+//!    acceptance rate and latency, and the time until the read model shows every recipient read
+//!    (see `bench/receipts.rs`).
 //!
 //! Exit status: 0 when every check passed (targets missed are reported, and fail the run only with
 //! `--enforce-targets`), 1 when something is wrong (lost or duplicated sends, a count that does not
@@ -45,6 +49,9 @@ use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool, Row};
 use uuid::Uuid;
+
+#[path = "bench/receipts.rs"]
+mod receipts;
 
 /// Targets from DESIGN.md.
 const TARGET_ACCEPT_SECS: f64 = 2.0;
@@ -110,6 +117,15 @@ struct Args {
     /// Keep the database afterwards (for inspection) instead of dropping it.
     #[arg(long)]
     keep_database: bool,
+    /// Skip phase 5 (webhook receipts for the dispatch campaign).
+    #[arg(long)]
+    skip_receipts: bool,
+    /// Receipt webhook posts in flight at once (phase 5).
+    #[arg(long, default_value_t = 64)]
+    receipt_concurrency: usize,
+    /// Share of receipts posted a second time (phase 5), e.g. 0.05.
+    #[arg(long, default_value_t = 0.05)]
+    receipt_duplicates: f64,
     /// Exit 3 when a DESIGN.md target is missed (by default misses are only reported).
     #[arg(long)]
     enforce_targets: bool,
@@ -861,7 +877,7 @@ async fn phase_dispatch(
     t: &Tenant,
     sim: &simulator::RunningSimulator,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Uuid>> {
     let n = args.dispatch;
     let config = dispatch_config(args);
     let in_flight = config.workers * config.concurrency;
@@ -948,7 +964,7 @@ async fn phase_dispatch(
             ),
         );
         report.row("all sent within the timeout", "no".into(), "", Some(false));
-        return Ok(());
+        return Ok(None);
     };
     report.check(last.1 == 0, format!("{} recipients failed", last.1));
     let rate = n as f64 / elapsed.as_secs_f64();
@@ -1131,7 +1147,7 @@ async fn phase_dispatch(
             None,
         );
     }
-    Ok(())
+    Ok(Some(campaign))
 }
 
 // ----------------------------------------------------------------------------------------- run
@@ -1295,8 +1311,16 @@ async fn run_in(args: &Args, db_url: &str, report: &mut Report) -> anyhow::Resul
     let pool = app.pool().clone();
     wait_projector_idle(&pool, timeout).await?;
     let dispatched = phase_dispatch(args, &pool, &tenant, &sim, report).await;
+    // Phase 5: the dispatch campaign's receipts, with the same Herald still running.
+    let outcome = match dispatched {
+        Ok(Some(campaign)) if !args.skip_receipts => {
+            receipts::phase_receipts(args, &pool, &tenant, campaign, report).await
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
     app.stop().await;
     admin.close().await;
     sim.stop().await;
-    dispatched
+    outcome
 }

@@ -1,0 +1,278 @@
+//! Phase 5: webhook receipt ingestion (DESIGN.md target: ≥ 5,000 receipts/s accepted, p99 ≤ 50 ms,
+//! all applied within 2 s of the last; projector lag p99 ≤ 250 ms under that load).
+//!
+//! The dispatch phase's campaign has every recipient `sent` with its message id in
+//! `message_index`. This phase posts, for every one of them, a `Delivered` and a `Read` receipt to
+//! `POST /api/v1/webhooks/wuzapi/{session}` exactly as WuzAPI does (JSON encoding, signed with the
+//! session's HMAC key), in a shuffled order (so many `Read`s arrive before their `Delivered`) with a
+//! share of duplicates, from `--receipt-concurrency` connections at once. It measures each post's
+//! latency (the 200 means "stored in the inbox"), the acceptance rate, and how long after the last
+//! 200 the read model shows every recipient `read`; the campaign projector's lag is sampled
+//! throughout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use herald_gateway::webhook::{self, Encoding, ReceiptState};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{percentile, progress, Args, Report, Tenant, POLL, PROJECTOR};
+
+const TARGET_RECEIPTS_PER_SEC: f64 = 5_000.0;
+const TARGET_RECEIPT_P99_MS: f64 = 50.0;
+const TARGET_APPLIED_SECS: f64 = 2.0;
+
+/// One prepared webhook post.
+struct Post {
+    content_type: &'static str,
+    body: Vec<u8>,
+    signature: Option<String>,
+}
+
+/// The projector lag (ms) right now: age of the oldest event it has not applied yet.
+async fn projector_lag_ms(pool: &PgPool) -> anyhow::Result<f64> {
+    let lag: Option<f64> = sqlx::query_scalar(
+        "WITH cp AS (SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1)
+         SELECT extract(epoch FROM clock_timestamp() - min(e.recorded_at))::float8
+           FROM events e, cp
+          WHERE (e.tx_id, e.global_position) > (cp.tx_id::text::xid8, cp.global_position)",
+    )
+    .bind(PROJECTOR)
+    .fetch_one(pool)
+    .await?;
+    Ok(lag.unwrap_or(0.0) * 1000.0)
+}
+
+pub(super) async fn phase_receipts(
+    args: &Args,
+    pool: &PgPool,
+    t: &Tenant,
+    campaign: Uuid,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let ids: Vec<(String, String)> = sqlx::query_as(
+        "SELECT message_id, split_part(delivery_id, ':', 2) FROM message_index
+          WHERE delivery_id LIKE $1",
+    )
+    .bind(format!("{campaign}:%"))
+    .fetch_all(pool)
+    .await?;
+    let n = ids.len();
+    anyhow::ensure!(n > 0, "the dispatch campaign has no message ids to receipt");
+    let key: Option<String> =
+        sqlx::query_scalar("SELECT hmac_key FROM session_credentials WHERE session_id = $1")
+            .bind(t.session_id)
+            .fetch_one(pool)
+            .await?;
+    let key = key.ok_or_else(|| anyhow::anyhow!("the bench session has no HMAC key"))?;
+
+    // Every message gets Delivered and Read; a share of them is posted twice; all shuffled.
+    let mut rng = rand::thread_rng();
+    let mut plan: Vec<(usize, ReceiptState)> = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        plan.push((i, ReceiptState::Delivered));
+        plan.push((i, ReceiptState::Read));
+    }
+    let duplicates = (plan.len() as f64 * args.receipt_duplicates).round() as usize;
+    for _ in 0..duplicates {
+        let pick = plan[rng.gen_range(0..plan.len())];
+        plan.push(pick);
+    }
+    plan.shuffle(&mut rng);
+    let now = chrono::Utc::now();
+    let posts: Vec<Post> = plan
+        .iter()
+        .map(|&(i, state)| {
+            let (message_id, phone) = &ids[i];
+            let chat = format!("{phone}@s.whatsapp.net");
+            let event = webhook::receipt_event(state, &[message_id.as_str()], &chat, now);
+            let post = webhook::encode_post(&event, Encoding::Json, "1", "bench number", Some(&key));
+            Post {
+                content_type: post.content_type,
+                body: post.body,
+                signature: post.signature,
+            }
+        })
+        .collect();
+    let total = posts.len();
+    progress(format!(
+        "receipts: {total} webhook posts ({n} Delivered + {n} Read + {duplicates} duplicates, shuffled), {} in flight",
+        args.receipt_concurrency
+    ));
+
+    // Lag sampler, running while the receipts go in and until they are applied.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut lags = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(lag) = projector_lag_ms(&pool).await {
+                    lags.push(lag);
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            lags
+        })
+    };
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.receipt_concurrency)
+        .build()?;
+    let url = format!(
+        "{}/api/v1/webhooks/wuzapi/{}",
+        t.client.base, t.session_id
+    );
+    let started = Instant::now();
+    let results: Vec<Result<(u16, f64), String>> = futures::stream::iter(posts)
+        .map(|post| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let mut request = http
+                    .post(&url)
+                    .header("content-type", post.content_type)
+                    .body(post.body);
+                if let Some(sig) = post.signature {
+                    request = request.header(webhook::SIGNATURE_HEADER, sig);
+                }
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(res) => {
+                        let status = res.status().as_u16();
+                        let _ = res.bytes().await;
+                        Ok((status, sent.elapsed().as_secs_f64() * 1000.0))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .buffer_unordered(args.receipt_concurrency)
+        .collect()
+        .await;
+    let accepted_in = started.elapsed();
+    let last_accepted = Instant::now();
+
+    let mut latencies = Vec::with_capacity(total);
+    let mut refused = 0usize;
+    let mut first_error = None;
+    for r in &results {
+        match r {
+            Ok((200, ms)) => latencies.push(*ms),
+            Ok((status, _)) => {
+                refused += 1;
+                first_error.get_or_insert_with(|| format!("answered {status}"));
+            }
+            Err(e) => {
+                refused += 1;
+                first_error.get_or_insert_with(|| e.clone());
+            }
+        }
+    }
+
+    // Until the read model shows every recipient read.
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut applied: Option<Duration> = None;
+    let mut last_read = 0i64;
+    while last_accepted.elapsed() < timeout {
+        last_read = sqlx::query_scalar("SELECT count_read FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(pool)
+            .await?;
+        if last_read >= n as i64 {
+            applied = Some(last_accepted.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lags = sampler.await.unwrap_or_default();
+
+    report.section(&format!(
+        "Receipts: {total} signed WuzAPI webhook posts for the dispatch campaign ({n} recipients × Delivered + Read, {duplicates} duplicates, shuffled; {} in flight)",
+        args.receipt_concurrency
+    ));
+    report.check(
+        refused == 0,
+        format!(
+            "{refused} receipt posts were not answered 200 (first: {})",
+            first_error.unwrap_or_default()
+        ),
+    );
+    let rate = total as f64 / accepted_in.as_secs_f64();
+    report.target(
+        "receipts accepted (200 = stored in the inbox)",
+        format!("{rate:.0}/s"),
+        "≥ 5,000/s",
+        rate >= TARGET_RECEIPTS_PER_SEC,
+    );
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let p99 = percentile(&latencies, 99.0);
+    report.target(
+        "  latency of one post, p99",
+        format!("{p99:.1} ms"),
+        "≤ 50 ms",
+        p99 <= TARGET_RECEIPT_P99_MS,
+    );
+    report.row(
+        "  p50 / max",
+        format!(
+            "{:.1} / {:.1} ms",
+            percentile(&latencies, 50.0),
+            latencies.last().copied().unwrap_or(0.0)
+        ),
+        "",
+        None,
+    );
+    match applied {
+        Some(after) => report.target(
+            "last 200 → read model shows every recipient read",
+            format!("{:.2} s", after.as_secs_f64()),
+            "≤ 2 s",
+            after.as_secs_f64() <= TARGET_APPLIED_SECS,
+        ),
+        None => {
+            report.check(
+                false,
+                format!("after {timeout:?} only {last_read} of {n} recipients show read"),
+            );
+            report.row("all applied within the timeout", "no".into(), "", Some(false));
+        }
+    }
+    lags.sort_by(|a, b| a.total_cmp(b));
+    report.target(
+        &format!(
+            "projector lag under the receipt load, p99 of {} samples",
+            lags.len()
+        ),
+        format!("{:.0} ms", percentile(&lags, 99.0)),
+        "≤ 250 ms",
+        percentile(&lags, 99.0) <= super::TARGET_LAG_P99_MS,
+    );
+
+    // Every recipient ends read with both times, and the inbox is drained.
+    let (with_both, inbox_left): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM deliveries
+                  WHERE campaign_id = $1 AND status = 'read'
+                    AND delivered_at IS NOT NULL AND read_at IS NOT NULL),
+                (SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL)",
+    )
+    .bind(campaign)
+    .fetch_one(pool)
+    .await?;
+    report.row(
+        "recipients read with delivered_at and read_at / inbox rows unprocessed",
+        format!("{with_both} / {inbox_left}"),
+        &format!("= {n} / 0"),
+        Some(with_both == n as i64 && inbox_left == 0),
+    );
+    report.check(
+        with_both == n as i64,
+        format!("{with_both} of {n} recipients are read with both times"),
+    );
+    Ok(())
+}

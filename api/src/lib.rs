@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod inbox;
+pub mod inbox_writer;
 pub mod intake;
 pub mod routes;
 pub mod state;

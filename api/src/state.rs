@@ -27,6 +27,8 @@ pub struct Inner {
     /// The base URL the gateway reaches Herald at.
     pub public_url: String,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Stores webhook posts with group commit (`inbox_writer`).
+    pub inbox_writer: crate::inbox_writer::InboxWriter,
 }
 
 impl std::ops::Deref for AppState {
@@ -48,6 +50,7 @@ impl AppState {
             jwt: JwtKeys::new(&settings.jwt_secret),
             templates: store::cqrs(pool.clone(), ()),
             sessions: store::cqrs(pool.clone(), ()),
+            inbox_writer: crate::inbox_writer::InboxWriter::spawn(pool.clone(), 4),
             pool,
             settings,
             gateway,

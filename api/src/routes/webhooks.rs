@@ -22,6 +22,7 @@ use sqlx::Row;
 
 use super::parse_id;
 use crate::error::ApiError;
+use crate::inbox_writer::{InboxRow, Stored};
 use crate::state::AppState;
 
 /// Largest post accepted: media events carry their file inline (base64 in JSON, or a multipart
@@ -132,27 +133,24 @@ pub async fn wuzapi(
         "user-agent": user_agent,
         "x-hmac-signature": signature,
     });
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO webhook_inbox (source, session_id, tenant_id, body_sha256, content_type, headers,
-                                    body, event, event_type)
-         VALUES ('wuzapi', $1, $2, $3, $4, $5, $6, $7::json, $8)
-         ON CONFLICT (session_id, body_sha256) DO NOTHING
-         RETURNING id",
-    )
-    .bind(session_id)
-    .bind(tenant_id)
-    .bind(Sha256::digest(&body).to_vec())
-    .bind(&content_type)
-    .bind(sqlx::types::Json(headers))
-    .bind(body.as_ref())
-    .bind(event.to_string())
-    .bind(&event_type)
-    .fetch_optional(&state.pool)
-    .await?;
-    let status = if inserted.is_some() {
-        "stored"
-    } else {
-        "duplicate"
+    let stored = state
+        .inbox_writer
+        .store(InboxRow {
+            source: "wuzapi",
+            session_id,
+            tenant_id,
+            body_sha256: Sha256::digest(&body).to_vec(),
+            content_type,
+            headers,
+            body: body.to_vec(),
+            event: event.to_string(),
+            event_type,
+        })
+        .await
+        .map_err(ApiError::Unexpected)?;
+    let status = match stored {
+        Stored::New => "stored",
+        Stored::Duplicate => "duplicate",
     };
     metrics::counter!("herald_webhooks_received_total", "result" => status).increment(1);
     Ok(Json(WebhookAck {

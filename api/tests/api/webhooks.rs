@@ -899,3 +899,42 @@ async fn a_receipt_for_a_message_being_retried_stops_the_resend() {
     assert!(stats.failed >= 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_posts_are_answered_truthfully_and_each_body_stored_once() {
+    let app = spawn_app().await;
+    let account = app.register("burst@b.co").await;
+    let session = app.link_session(&account, "burst-token").await;
+    let key = hmac_key(&app, &session).await;
+    // 200 distinct receipts for unknown ids, each posted twice, all at once: the inbox writer
+    // batches them, and still answers every post truthfully and stores each body once.
+    let events: Vec<Value> = (0..200)
+        .map(|i| {
+            webhook::receipt_event(
+                ReceiptState::Delivered,
+                &[format!("BURST{i:04}").as_str()],
+                "6281200000000@s.whatsapp.net",
+                chrono::Utc::now(),
+            )
+        })
+        .collect();
+    let posts = events
+        .iter()
+        .chain(events.iter())
+        .map(|event| post_event(&app, &session, &key, event, Encoding::Json));
+    let answers = futures::future::join_all(posts).await;
+    let mut stored = 0;
+    let mut duplicate = 0;
+    for res in answers {
+        assert_eq!(res.status(), StatusCode::OK);
+        let ack: Value = res.json().await.expect("json");
+        match ack["status"].as_str() {
+            Some("stored") => stored += 1,
+            Some("duplicate") => duplicate += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((stored, duplicate), (200, 200));
+    assert_eq!(inbox_rows(&app).await.len(), 200);
+    app.stop().await;
+}

@@ -91,7 +91,8 @@ pub(super) async fn phase_receipts(
             let (message_id, phone) = &ids[i];
             let chat = format!("{phone}@s.whatsapp.net");
             let event = webhook::receipt_event(state, &[message_id.as_str()], &chat, now);
-            let post = webhook::encode_post(&event, Encoding::Json, "1", "bench number", Some(&key));
+            let post =
+                webhook::encode_post(&event, Encoding::Json, "1", "bench number", Some(&key));
             Post {
                 content_type: post.content_type,
                 body: post.body,
@@ -124,10 +125,7 @@ pub(super) async fn phase_receipts(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.receipt_concurrency)
         .build()?;
-    let url = format!(
-        "{}/api/v1/webhooks/wuzapi/{}",
-        t.client.base, t.session_id
-    );
+    let url = format!("{}/api/v1/webhooks/wuzapi/{}", t.client.base, t.session_id);
     let started = Instant::now();
     let results: Vec<Result<(u16, f64), String>> = futures::stream::iter(posts)
         .map(|post| {
@@ -240,7 +238,12 @@ pub(super) async fn phase_receipts(
                 false,
                 format!("after {timeout:?} only {last_read} of {n} recipients show read"),
             );
-            report.row("all applied within the timeout", "no".into(), "", Some(false));
+            report.row(
+                "all applied within the timeout",
+                "no".into(),
+                "",
+                Some(false),
+            );
         }
     }
     lags.sort_by(|a, b| a.total_cmp(b));

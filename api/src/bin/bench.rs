@@ -620,6 +620,7 @@ async fn phase_accept(
                 recipients: parsed.recipients,
                 scheduled_at: None,
                 recurrence: None,
+                audience: None,
             },
         )
         .await

@@ -342,14 +342,20 @@ pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportV
     let region = default_region(&state, caller.tenant_id).await?;
     let tenant_id = caller.tenant_id;
     let now = Utc::now();
+    let started = std::time::Instant::now();
     // parsing 100,000 rows is CPU work: keep it off the async workers
     let parsed =
         tokio::task::spawn_blocking(move || contact_csv::parse(&body, tenant_id, &region, now))
             .await
             .map_err(|e| ApiError::Unexpected(e.into()))??;
+    let parse_ms = started.elapsed().as_millis() as u64;
     let written = upsert_all(&state.pool, parsed.upserts).await?;
+    let write_ms = started.elapsed().as_millis() as u64 - parse_ms;
     state.wait_projected_everything(read::NAME).await?;
     tracing::info!(
+        parse_ms,
+        write_ms,
+        total_ms = started.elapsed().as_millis() as u64,
         rows = parsed.rows,
         imported = written.created,
         matched = written.existing + parsed.duplicates,

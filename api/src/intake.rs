@@ -12,6 +12,7 @@ use herald_domain::phone::{Phone, PhoneError};
 use herald_domain::schedule::Recurrence;
 use herald_domain::session::Session;
 use herald_domain::store;
+use herald_scheduler::audience::{self, Audience};
 use herald_scheduler::campaigns::{self, NewCampaign, Recipient};
 use salvo::oapi::ToSchema;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,38 @@ pub struct Accepted {
     pub scheduled_at: DateTime<Utc>,
     /// Waiting for its time (else running).
     pub scheduled: bool,
+    pub audience: Option<AudienceSummary>,
+}
+
+/// What became of a campaign's audience, in the creation answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AudienceSummary {
+    pub tag: String,
+    /// `true` when the audience was resolved now (a campaign sent now); `false` when it will be
+    /// resolved when the campaign (or each occurrence) starts.
+    pub resolved: bool,
+    /// Tagged contacts with a phone (when resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<usize>,
+    /// Tagged contacts left out because they have only a lid, no phone (when resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_phone: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AudienceInput {
+    tag: String,
+}
+
+/// `audience` as given: `{"tag": "..."}`, the tag normalised like contacts' tags.
+pub fn parse_audience(value: serde_json::Value) -> Result<Audience, ApiError> {
+    let input: AudienceInput = serde_json::from_value(value).map_err(|e| {
+        ApiError::validation("audience", format!("expected {{\"tag\": \"...\"}}: {e}"))
+    })?;
+    let tag = herald_domain::contact::normalise_tag(&input.tag)
+        .map_err(|e| ApiError::validation("audience.tag", e.to_string()))?;
+    Ok(Audience { tag })
 }
 
 pub struct CampaignDraft {
@@ -73,9 +106,11 @@ pub struct CampaignDraft {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Repeat at each occurrence of this schedule instead of sending once.
     pub recurrence: Option<Recurrence>,
+    /// Contacts with a tag, in addition to `recipients`.
+    pub audience: Option<Audience>,
 }
 
-fn phone_reason(e: &PhoneError) -> String {
+pub fn phone_reason(e: &PhoneError) -> String {
     match e {
         PhoneError::Empty => "phone number is empty".into(),
         PhoneError::TooLong => "phone number is too long".into(),
@@ -166,7 +201,47 @@ pub async fn accept(
         .await?
         .ok_or(ApiError::NotFound)?;
     let (valid, rejected, rejected_count) = normalise(draft.recipients, &region);
-    if valid.is_empty() {
+    let mut valid: Vec<Recipient> = valid
+        .into_iter()
+        .map(|(phone, vars)| Recipient { phone, vars })
+        .collect();
+    // the audience: resolved now for a campaign sent now; otherwise kept until it starts
+    let mut summary = None;
+    let mut deferred = None;
+    if let Some(audience) = draft.audience {
+        if draft.scheduled_at.is_none() && draft.recurrence.is_none() {
+            let resolved = audience::resolve(&mut conn, tenant_id, &audience, valid).await?;
+            if resolved.recipients.is_empty() {
+                return Err(ApiError::Validation {
+                    field: "audience".into(),
+                    message: format!(
+                        "no contact with a phone has the tag {:?}, and no recipient is valid",
+                        audience.tag
+                    ),
+                    details: Some(serde_json::json!({
+                        "without_phone": resolved.without_phone,
+                        "rejected": rejected,
+                    })),
+                });
+            }
+            summary = Some(AudienceSummary {
+                tag: audience.tag,
+                resolved: true,
+                contacts: Some(resolved.contacts),
+                without_phone: Some(resolved.without_phone),
+            });
+            valid = resolved.recipients;
+        } else {
+            summary = Some(AudienceSummary {
+                tag: audience.tag.clone(),
+                resolved: false,
+                contacts: None,
+                without_phone: None,
+            });
+            deferred = Some(audience);
+        }
+    }
+    if valid.is_empty() && deferred.is_none() {
         return Err(ApiError::Validation {
             field: "recipients".into(),
             message: "no valid recipient".into(),
@@ -186,7 +261,12 @@ pub async fn accept(
             None => draft.scheduled_at,
         };
     let id = Uuid::new_v4();
-    let total = valid.len() as u64;
+    // a scheduled one-off campaign with an audience gets all its recipients when it starts
+    let (recipients, waiting) = match (&deferred, &draft.recurrence) {
+        (Some(_), None) => (Vec::new(), valid),
+        _ => (valid, Vec::new()),
+    };
+    let total = recipients.len() as u64;
     let mut tx = conn.begin().await?;
     campaigns::write(
         &mut tx,
@@ -197,17 +277,21 @@ pub async fn accept(
             template_id: draft.template_id,
             session_id: draft.session_id,
             message,
-            recipients: valid
-                .into_iter()
-                .map(|(phone, vars)| Recipient { phone, vars })
-                .collect(),
+            recipients,
             scheduled_at,
             parent_id: None,
-            recurrence: draft.recurrence,
+            recurrence: draft.recurrence.clone(),
             at: now,
         },
     )
     .await?;
+    if let Some(audience) = &deferred {
+        if draft.recurrence.is_some() {
+            audience::keep_for_recurrence(&mut tx, id, audience).await?;
+        } else {
+            audience::defer(&mut tx, id, tenant_id, draft.session_id, audience, &waiting).await?;
+        }
+    }
     tx.commit().await?;
     tracing::info!(campaign = %id, recipients = total, rejected = rejected_count, "campaign accepted");
     Ok(Accepted {
@@ -218,6 +302,7 @@ pub async fn accept(
         rejected_count,
         scheduled_at: scheduled_at.unwrap_or(now),
         scheduled: scheduled_at.is_some(),
+        audience: summary,
     })
 }
 

@@ -5,11 +5,14 @@
 //! - [`config`]: settings from the environment; secrets never print.
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
 //! - [`intake`]: accepting a campaign in one batch transaction.
+//! - [`contact_book`], [`contact_csv`]: bulk contact writes (import, sync) and CSV reading.
 //! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries).
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod contact_book;
+pub mod contact_csv;
 pub mod error;
 pub mod inbox;
 pub mod inbox_writer;

@@ -97,6 +97,14 @@ pub enum CampaignCommand {
         tenant_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// A scheduled campaign's audience was resolved when it started: its recipients now number
+    /// `total_recipients` (explicit ones included); `without_phone` tagged contacts had only a
+    /// lid and were left out.
+    ResolveAudience {
+        total_recipients: u64,
+        without_phone: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 // `CampaignCreated` happens once per campaign; the small lifecycle events do not pay for its size
@@ -135,6 +143,12 @@ pub enum CampaignEvent {
     CampaignCancelled {
         at: DateTime<Utc>,
     },
+    CampaignAudienceResolved {
+        total_recipients: u64,
+        #[serde(default)]
+        without_phone: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for CampaignEvent {
@@ -146,6 +160,7 @@ impl DomainEvent for CampaignEvent {
             CampaignEvent::CampaignPaused { .. } => "CampaignPaused",
             CampaignEvent::CampaignResumed { .. } => "CampaignResumed",
             CampaignEvent::CampaignCancelled { .. } => "CampaignCancelled",
+            CampaignEvent::CampaignAudienceResolved { .. } => "CampaignAudienceResolved",
         }
         .to_string()
     }
@@ -213,7 +228,8 @@ impl Aggregate for Campaign {
                     return Err(DomainError::AlreadyExists);
                 }
                 let name = crate::template::validate_name(&name)?;
-                if total_recipients == 0 {
+                // a scheduled campaign with an audience gets its recipients when it starts
+                if total_recipients == 0 && scheduled_at.is_none() {
                     return Err(DomainError::invalid(
                         "recipients",
                         "the campaign has no valid recipient",
@@ -285,6 +301,22 @@ impl Aggregate for Campaign {
                     other => return Err(cannot("resume", other)),
                 }
             }
+            CampaignCommand::ResolveAudience {
+                total_recipients,
+                without_phone,
+                at,
+            } => match self.status {
+                CampaignStatus::Running | CampaignStatus::Paused => {
+                    let event = CampaignEvent::CampaignAudienceResolved {
+                        total_recipients,
+                        without_phone,
+                        at,
+                    };
+                    sink.write(event, self).await;
+                }
+                _ if self.tenant_id.is_none() => return Err(DomainError::NotFound),
+                other => return Err(cannot("resolve its audience", other)),
+            },
             CampaignCommand::Cancel { tenant_id, at } => {
                 self.require_owner(tenant_id)?;
                 match self.status {
@@ -326,6 +358,9 @@ impl Aggregate for Campaign {
             CampaignEvent::CampaignPaused { .. } => self.status = CampaignStatus::Paused,
             CampaignEvent::CampaignResumed { .. } => self.status = CampaignStatus::Running,
             CampaignEvent::CampaignCancelled { .. } => self.status = CampaignStatus::Cancelled,
+            CampaignEvent::CampaignAudienceResolved {
+                total_recipients, ..
+            } => self.total_recipients = total_recipients,
         }
     }
 }
@@ -656,5 +691,50 @@ mod tests {
             ])
             .when(CampaignCommand::Start { at: due })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_started_campaign_records_its_resolved_audience() {
+        let mut expected = created();
+        if let CampaignEvent::CampaignCreated {
+            scheduled_at,
+            total_recipients,
+            ..
+        } = &mut expected
+        {
+            *scheduled_at = Some(later());
+            *total_recipients = 0;
+        }
+        let mut command = create("Launch", 0);
+        if let CampaignCommand::Create { scheduled_at, .. } = &mut command {
+            *scheduled_at = Some(later());
+        }
+        // zero recipients so far is fine for a scheduled campaign: its audience comes at start
+        CampaignTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_events(vec![expected.clone()]);
+        let resolve = CampaignCommand::ResolveAudience {
+            total_recipients: 7,
+            without_phone: 1,
+            at: later(),
+        };
+        CampaignTest::with(())
+            .given(vec![expected.clone()])
+            .when(resolve.clone())
+            .then_expect_error(DomainError::Conflict(
+                "a scheduled campaign cannot resolve its audience".into(),
+            ));
+        CampaignTest::with(())
+            .given(vec![
+                expected,
+                CampaignEvent::CampaignStarted { at: later() },
+            ])
+            .when(resolve)
+            .then_expect_events(vec![CampaignEvent::CampaignAudienceResolved {
+                total_recipients: 7,
+                without_phone: 1,
+                at: later(),
+            }]);
     }
 }

@@ -4,10 +4,11 @@
 //! Layout
 //! - [`phone`]: E.164 phone numbers, normalised with the tenant's default region.
 //! - [`template_body`]: message bodies with `{{ variables }}` (minijinja).
-//! - [`template`], [`session`], [`campaign`], [`delivery`]: the aggregates, each small
+//! - [`template`], [`session`], [`campaign`], [`delivery`], [`contact`]: the aggregates, each small
 //!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
 pub mod campaign;
+pub mod contact;
 pub mod delivery;
 mod error;
 pub mod phone;

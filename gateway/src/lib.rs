@@ -118,6 +118,18 @@ pub struct SessionStatus {
     pub jid: Option<String>,
 }
 
+/// One entry of the linked phone's contact list, as the gateway reports it. Names are the
+/// gateway's raw strings (possibly empty); Herald picks one (see `docs/contacts.md`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayContact {
+    /// `6281...@s.whatsapp.net`, or a privacy id `...@lid` that has no phone number.
+    pub jid: String,
+    pub full_name: String,
+    pub business_name: String,
+    pub push_name: String,
+    pub first_name: String,
+}
+
 /// A WhatsApp gateway as the dispatcher uses it. `token` selects the linked number (WuzAPI's user
 /// token); implementations must never log it.
 #[async_trait::async_trait]
@@ -145,6 +157,10 @@ pub trait Gateway: Send + Sync + 'static {
     /// Makes the gateway sign this number's webhooks with `key` (at least 32 characters), so
     /// Herald can tell its posts from forgeries. Implementations must never log the key.
     async fn set_hmac_key(&self, token: &str, key: &str) -> Result<(), GatewayError>;
+
+    /// The linked phone's contact list (WuzAPI `GET /user/contacts`), in one call. Entries the
+    /// gateway answers in a shape we cannot read are left out, never an error.
+    async fn contacts(&self, token: &str) -> Result<Vec<GatewayContact>, GatewayError>;
 }
 
 #[cfg(test)]

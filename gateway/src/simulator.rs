@@ -11,7 +11,9 @@
 //! - receipts posted back like WuzAPI (`Delivered`, then `Read`) to the user's webhook, form or
 //!   JSON encoded, signed with the user's HMAC key when it set one, with knobs for duplicates and
 //!   read-before-delivered ([`ReceiptSettings`], also `PUT /sim/config`; `GET /sim/receipts`
-//!   counts them). Off in [`SimulatorConfig::default`], on in `herald sim`.
+//!   counts them). Off in [`SimulatorConfig::default`], on in `herald sim`;
+//! - `PUT /sim/users/{token}/contacts` sets what that user's `GET /user/contacts` answers (any
+//!   JSON, verbatim, so hostile lists can be tested); unseeded users get a small fixed list.
 //!
 //! Users: any non-empty `Token` header is a user, created on first sight already connected and
 //! paired, so anything can send at once. Users made with `POST /admin/users` start disconnected
@@ -234,6 +236,7 @@ fn router(sim: &Arc<Sim>) -> Router {
         )
         .push(Router::with_path("sim/receipts").get(ops(OpsOp::Receipts)))
         .push(Router::with_path("sim/reset").post(ops(OpsOp::Reset)))
+        .push(Router::with_path("sim/users/{token}/contacts").put(ops(OpsOp::SeedContacts)))
 }
 
 /// The user token of a user route: WuzAPI reads the `Token` header (any case), never

@@ -13,7 +13,10 @@ use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 
-use crate::{Gateway, GatewayError, MessageContent, OutboundMessage, SendAccepted, SessionStatus};
+use crate::{
+    Gateway, GatewayContact, GatewayError, MessageContent, OutboundMessage, SendAccepted,
+    SessionStatus,
+};
 
 use answer::parse_session_status;
 
@@ -184,6 +187,15 @@ impl WuzapiClient {
     /// Sends the request and reads at most [`answer::MAX_BODY_BYTES`] of the answer. Only
     /// transport failures are errors here; the status is classified by the caller's parser.
     async fn execute(&self, request: RequestBuilder) -> Result<RawAnswer, GatewayError> {
+        self.execute_limited(request, answer::MAX_BODY_BYTES).await
+    }
+
+    /// [`Self::execute`] reading at most `max_body` bytes (a body of `max_body` or more was cut).
+    async fn execute_limited(
+        &self,
+        request: RequestBuilder,
+        max_body: usize,
+    ) -> Result<RawAnswer, GatewayError> {
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let retry_after = response
@@ -195,7 +207,7 @@ impl WuzapiClient {
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    let room = answer::MAX_BODY_BYTES - body.len();
+                    let room = max_body - body.len();
                     if chunk.len() >= room {
                         // The rest is never needed: a valid answer is far smaller than the cap.
                         body.extend_from_slice(&chunk[..room]);
@@ -286,6 +298,22 @@ impl Gateway for WuzapiClient {
             .user_request(Method::POST, "/session/hmac/config", token)?
             .json(&HmacConfigRequest { hmac_key: key });
         self.call_data(request).await.map(|_| ())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn contacts(&self, token: &str) -> Result<Vec<GatewayContact>, GatewayError> {
+        let request = self.user_request(Method::GET, "/user/contacts", token)?;
+        let answer = self
+            .execute_limited(request, answer::MAX_CONTACTS_BODY_BYTES)
+            .await?;
+        let body = answer::success_body(answer.status, answer.retry_after, &answer.body)?;
+        if body.len() >= answer::MAX_CONTACTS_BODY_BYTES {
+            return Err(GatewayError::permanent(format!(
+                "the gateway's contact list is larger than {} MiB",
+                answer::MAX_CONTACTS_BODY_BYTES / (1024 * 1024)
+            )));
+        }
+        answer::parse_contacts(&answer::envelope_data(body)?)
     }
 
     #[tracing::instrument(skip_all)]

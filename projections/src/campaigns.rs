@@ -100,6 +100,15 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
         }
         CampaignEvent::CampaignPaused { .. } => set_status(conn, id, "paused").await?,
         CampaignEvent::CampaignResumed { .. } => set_status(conn, id, "running").await?,
+        CampaignEvent::CampaignAudienceResolved {
+            total_recipients, ..
+        } => {
+            sqlx::query("UPDATE campaigns SET total_recipients = $2 WHERE id = $1")
+                .bind(id)
+                .bind(i64::try_from(total_recipients)?)
+                .execute(&mut *conn)
+                .await?;
+        }
         CampaignEvent::CampaignCancelled { at } => {
             sqlx::query(
                 "UPDATE campaigns SET status = 'cancelled', completed_at = $2 WHERE id = $1",

@@ -122,22 +122,61 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
         return Ok(());
     }
 
-    let mut phones = Vec::with_capacity(c.recipients.len());
-    let mut message_ids = Vec::with_capacity(c.recipients.len());
-    let mut vars_json = Vec::with_capacity(c.recipients.len());
-    let mut commands = Vec::with_capacity(c.recipients.len());
-    for r in c.recipients {
-        message_ids.push(message_id_for(c.id, &r.phone));
+    queue(
+        conn,
+        Queued {
+            campaign_id: c.id,
+            tenant_id: c.tenant_id,
+            session_id: c.session_id,
+            recipients: c.recipients,
+            at: c.at,
+            due: c.scheduled_at.unwrap_or(c.at),
+        },
+    )
+    .await?;
+    if let Some(due) = c.scheduled_at {
+        // nothing is claimed before the ticker starts the campaign
+        sqlx::query(
+            "INSERT INTO campaign_holds (campaign_id, reason, release_at) VALUES ($1, 'scheduled', $2)",
+        )
+        .bind(c.id)
+        .bind(due)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Recipients to append to a campaign: each one's `DeliveryQueued` and dispatch-queue row.
+pub(crate) struct Queued {
+    pub(crate) campaign_id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) session_id: Uuid,
+    pub(crate) recipients: Vec<Recipient>,
+    pub(crate) at: DateTime<Utc>,
+    /// When the queue rows become claimable.
+    pub(crate) due: DateTime<Utc>,
+}
+
+/// Appends the recipients' first events (fresh streams: `append_new`) and their queue rows, in
+/// the caller's transaction. Also used when a scheduled campaign's audience is resolved at start.
+pub(crate) async fn queue(conn: &mut PgConnection, q: Queued) -> Result<(), Error> {
+    let mut phones = Vec::with_capacity(q.recipients.len());
+    let mut message_ids = Vec::with_capacity(q.recipients.len());
+    let mut vars_json = Vec::with_capacity(q.recipients.len());
+    let mut commands = Vec::with_capacity(q.recipients.len());
+    for r in q.recipients {
+        message_ids.push(message_id_for(q.campaign_id, &r.phone));
         vars_json.push(serde_json::Value::Object(r.vars.clone()).to_string());
         phones.push(r.phone.as_str().to_string());
         commands.push((
-            delivery_id(c.id, &r.phone),
+            delivery_id(q.campaign_id, &r.phone),
             DeliveryCommand::Queue {
-                tenant_id: c.tenant_id,
-                campaign_id: c.id,
+                tenant_id: q.tenant_id,
+                campaign_id: q.campaign_id,
                 phone: r.phone,
                 vars: r.vars,
-                at: c.at,
+                at: q.at,
             },
         ));
     }
@@ -153,23 +192,13 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
             "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before)
              SELECT $1, p, $2, $3, m, v::jsonb, $7 FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
         )
-        .bind(c.id)
-        .bind(c.tenant_id)
-        .bind(c.session_id)
+        .bind(q.campaign_id)
+        .bind(q.tenant_id)
+        .bind(q.session_id)
         .bind(p)
         .bind(m)
         .bind(v)
-        .bind(c.scheduled_at.unwrap_or(c.at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(due) = c.scheduled_at {
-        // nothing is claimed before the ticker starts the campaign
-        sqlx::query(
-            "INSERT INTO campaign_holds (campaign_id, reason, release_at) VALUES ($1, 'scheduled', $2)",
-        )
-        .bind(c.id)
-        .bind(due)
+        .bind(q.due)
         .execute(&mut *conn)
         .await?;
     }

@@ -114,6 +114,11 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result
     .bind(campaign_id)
     .execute(&mut *tx)
     .await?;
+    // a scheduled campaign's audience will not be resolved any more
+    sqlx::query("DELETE FROM campaign_audiences WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .execute(&mut *tx)
+        .await?;
     // a recurring campaign starts no more runs (runs already started go on unless cancelled)
     sqlx::query("UPDATE recurring_campaigns SET active = false WHERE campaign_id = $1")
         .bind(campaign_id)

@@ -1,10 +1,12 @@
 //! Herald's sending side: dispatch workers that move due recipients through the gateway.
 //!
 //! Layout
+//! - [`audience`]: a campaign's tagged contacts, resolved when it starts.
 //! - [`campaigns`]: writing a campaign, its recipients and its queue rows in one transaction.
 //! - [`dispatch`]: the write-ahead dispatch queue, leases, outcomes, campaign completion.
 //! - [`control`]: pause, resume and cancel, each one transaction with its queue changes.
 //! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
+pub mod audience;
 pub mod campaigns;
 pub mod control;
 pub mod dispatch;

@@ -41,23 +41,26 @@ pub async fn start_due(pool: &PgPool) -> anyhow::Result<usize> {
         .map(|id| (id.to_string(), CampaignCommand::Start { at: now }))
         .collect();
     let outcomes = store::execute_batch::<Campaign>(&mut tx, commands, &()).await?;
-    let mut started = 0;
+    let mut started = Vec::new();
     for (id, outcome) in due.iter().zip(outcomes) {
         match outcome {
             Ok(events) if !events.is_empty() => {
-                started += 1;
+                started.push(*id);
                 tracing::info!(campaign = %id, "scheduled campaign started");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(campaign = %id, error = %e, "scheduled campaign not started"),
         }
     }
+    // audiences are resolved now, when the campaign starts (after the append above: see
+    // StoreError::OutOfOrder)
+    crate::audience::start_deferred(&mut tx, &due, &started, now).await?;
     sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = ANY($1) AND reason = 'scheduled'")
         .bind(&due)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(started)
+    Ok(started.len())
 }
 
 /// Most missed occurrences recorded one by one for a single campaign after a long downtime.
@@ -84,7 +87,7 @@ pub async fn fire_recurrences(
     let mut tx = pool.begin().await?;
     let due = sqlx::query(
         "SELECT campaign_id, tenant_id, name, template_id, session_id, recipients::text AS recipients,
-                recurrence::text AS recurrence, next_at
+                recurrence::text AS recurrence, next_at, audience::text AS audience
            FROM recurring_campaigns
           WHERE active AND next_at <= $1
           ORDER BY next_at LIMIT 20
@@ -212,8 +215,18 @@ async fn start_run(
             Ok(m) => m,
             Err(reason) => return Ok(Err(reason)),
         };
-    let recipients: Vec<crate::campaigns::Recipient> =
+    let mut recipients: Vec<crate::campaigns::Recipient> =
         serde_json::from_str(row.try_get("recipients")?)?;
+    if let Some(audience) = crate::audience::parse_stored(row.try_get("audience")?)? {
+        let resolved = crate::audience::resolve(conn, tenant_id, &audience, recipients).await?;
+        if resolved.recipients.is_empty() {
+            return Ok(Err(format!(
+                "no recipient: no contact with a phone has the tag {:?}",
+                audience.tag
+            )));
+        }
+        recipients = resolved.recipients;
+    }
     let name: String = row.try_get("name")?;
     let local = recurrence.zone().to_local(at).format("%Y-%m-%d %H:%M");
     let run = Uuid::new_v4();

@@ -636,6 +636,7 @@ async fn phase_accept(
                 recipients: parsed.recipients,
                 scheduled_at: None,
                 recurrence: None,
+                audience: None,
             },
         )
         .await

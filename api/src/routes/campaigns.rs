@@ -29,7 +29,10 @@ pub struct CreateCampaign {
     session_id: String,
     /// Phones (`"+62 812-3456-7890"`, `"0812..."`, `"62812..."`) or `{"phone", "vars": {...}}`.
     recipients: Option<Vec<RecipientInput>>,
-    /// Contacts with a tag (not available yet).
+    /// `{"tag": "vip"}`: the tenant's contacts with that tag, resolved when the campaign starts
+    /// (at creation for `now`, at its time for a scheduled one, at each occurrence for a recurring
+    /// one), together with `recipients` (duplicates dropped; a recipient's `vars` win over the
+    /// contact's name and fields).
     #[salvo(schema(value_type = Object))]
     audience: Option<serde_json::Value>,
     /// `now` (default), `YYYY-MM-DD HH:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]`, RFC 3339 with an offset,
@@ -56,6 +59,10 @@ pub struct CampaignCreatedView {
     /// Entries that are not valid phones (at most 1,000 listed; `rejected_count` counts all).
     rejected: Vec<Rejected>,
     rejected_count: usize,
+    /// With an `audience`: its tag, and (when it was resolved at creation) how many contacts it
+    /// gave and how many tagged contacts were left out for having no phone (lid only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<intake::AudienceSummary>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -183,9 +190,7 @@ pub async fn create(
         .session_id
         .parse()
         .map_err(|_| ApiError::validation("session_id", "is not a UUID"))?;
-    if body.audience.is_some() {
-        return Err(not_yet("audience", "sending to an audience"));
-    }
+    let audience = body.audience.map(intake::parse_audience).transpose()?;
     let scheduled_at = match herald_domain::schedule::parse_send_at(
         body.send_at.as_deref(),
         body.timezone.as_deref(),
@@ -205,9 +210,16 @@ pub async fn create(
     if body.pacing.is_some() {
         return Err(not_yet("pacing", "per-campaign pacing"));
     }
-    let entries = body
-        .recipients
-        .ok_or_else(|| ApiError::validation("recipients", "is required"))?;
+    let entries = match (body.recipients, &audience) {
+        (Some(entries), _) => entries,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "recipients",
+                "is required (or give an audience)",
+            ))
+        }
+    };
     let accepted = intake::accept(
         &state.pool,
         caller.tenant_id,
@@ -218,6 +230,7 @@ pub async fn create(
             recipients: entries,
             scheduled_at,
             recurrence,
+            audience,
         },
     )
     .await?;
@@ -239,6 +252,7 @@ pub async fn create(
         total_recipients: accepted.total_recipients,
         rejected: accepted.rejected,
         rejected_count: accepted.rejected_count,
+        audience: accepted.audience,
     }))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod campaigns;
+pub mod contacts;
 pub mod health;
 pub mod sessions;
 pub mod templates;
@@ -101,6 +102,19 @@ pub fn router() -> Router {
                         .push(Router::with_path("resume").post(campaigns::resume))
                         .push(Router::with_path("cancel").post(campaigns::cancel))
                         .push(Router::with_path("occurrences").get(campaigns::occurrences)),
+                ),
+        )
+        .push(
+            Router::with_path("contacts")
+                .get(contacts::list)
+                .post(contacts::upsert)
+                .push(Router::with_path("import").post(contacts::import))
+                .push(Router::with_path("sync").post(contacts::sync))
+                .push(
+                    Router::with_path("{phone}")
+                        .get(contacts::get)
+                        .patch(contacts::patch)
+                        .delete(contacts::delete),
                 ),
         );
     let api = Router::with_path("api/v1")

@@ -2,7 +2,10 @@
 //! test, and the WuzAPI simulator (a real HTTP server) as the gateway.
 
 mod accounts;
+mod audiences;
 mod campaigns;
+mod contacts;
+mod contacts_import;
 mod control;
 mod crash;
 mod dispatch;

@@ -26,7 +26,12 @@ pub(crate) enum OpsOp {
     PutConfig,
     Receipts,
     Reset,
+    /// `PUT /sim/users/{token}/contacts`: what that user's `/user/contacts` answers from now on.
+    SeedContacts,
 }
+
+/// A seeded contact list may be large (thousands of entries), not unbounded.
+const MAX_SEED_BYTES: usize = 32 * 1024 * 1024;
 
 /// `PUT /sim/config`: only the given knobs change. Unknown keys are refused so a typo does not
 /// silently leave a fault switched off.
@@ -79,6 +84,7 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
         }
         OpsOp::PutConfig => put_config(sim, req, res).await,
         OpsOp::Receipts => reply::json(res, StatusCode::OK, &sim.receipts.stats()),
+        OpsOp::SeedContacts => seed_contacts(sim, req, res).await,
         OpsOp::Reset => {
             sim.ledger.reset();
             sim.receipts.reset_stats();
@@ -156,4 +162,29 @@ async fn put_config(sim: &Sim, req: &mut Request, res: &mut Response) {
         "simulator settings changed"
     );
     reply::json(res, StatusCode::OK, &view(next, next_receipts));
+}
+
+async fn seed_contacts(sim: &Sim, req: &mut Request, res: &mut Response) {
+    let Some(token) = req
+        .param::<String>("token")
+        .filter(|token| !token.trim().is_empty())
+    else {
+        return reply::error(res, StatusCode::BAD_REQUEST, "missing user token");
+    };
+    let value = match req.payload_with_max_size(MAX_SEED_BYTES).await {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match value {
+        Ok(value) => {
+            let count = value.as_object().map_or(0, serde_json::Map::len);
+            sim.users
+                .with(token.trim(), |user| user.contacts = Some(value));
+            reply::json(res, StatusCode::OK, &json!({ "contacts": count }));
+        }
+        Err(reason) => {
+            let message = format!("could not decode Payload: {reason}");
+            reply::error(res, StatusCode::BAD_REQUEST, &message)
+        }
+    }
 }

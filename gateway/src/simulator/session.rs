@@ -151,7 +151,10 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
             user.logged_in = true;
             reply::ok(res, StatusCode::OK, json!({"QRCode": QR_PNG_DATA_URL}));
         }),
-        SessionOp::Contacts => reply::ok(res, StatusCode::OK, contacts()),
+        SessionOp::Contacts => {
+            let seeded = sim.users.with(&token, |user| user.contacts.clone());
+            reply::ok(res, StatusCode::OK, seeded.unwrap_or_else(contacts));
+        }
         SessionOp::SetWebhook => {
             let Ok(payload) = serde_json::from_slice::<WebhookPayload>(body) else {
                 return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload");
@@ -226,7 +229,7 @@ fn connect(user: &mut User, payload: ConnectPayload, res: &mut Response) {
     );
 }
 
-/// Deterministic contacts, including a privacy `@lid` id that has no phone number.
+/// Deterministic contacts for users nobody seeded, including a privacy `@lid` id that has no phone number.
 fn contacts() -> serde_json::Value {
     let contact = |first: &str, full: &str, push: &str, business: &str| {
         json!({

@@ -29,6 +29,9 @@ pub(crate) struct User {
     pub(crate) events: Vec<String>,
     /// Set through `/session/hmac/config`; receipts posted to `webhook` are signed with it.
     pub(crate) hmac_key: Option<String>,
+    /// What `/user/contacts` answers as `data`, set through `PUT /sim/users/{token}/contacts`
+    /// (any JSON, so tests can make it hostile); `None`: a small deterministic list.
+    pub(crate) contacts: Option<serde_json::Value>,
 }
 
 impl User {
@@ -43,6 +46,7 @@ impl User {
             webhook: String::new(),
             events: Vec::new(),
             hmac_key: None,
+            contacts: None,
         }
     }
 

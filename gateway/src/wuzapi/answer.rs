@@ -8,11 +8,21 @@ use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::{GatewayError, SendAccepted, SessionStatus};
+use crate::{GatewayContact, GatewayError, SendAccepted, SessionStatus};
 
 /// The most of an answer we read. WuzAPI's answers are a few hundred bytes; anything bigger is
 /// not an answer we can use, and reading it would only cost memory.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `/user/contacts` of a phone with many thousands of contacts is megabytes; past this it is not
+/// a contact list we should hold in memory.
+pub(crate) const MAX_CONTACTS_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most contacts read from one answer.
+pub(crate) const MAX_CONTACTS: usize = 100_000;
+
+/// Longest JID or name kept from a contact entry; longer ones are not WhatsApp's.
+const MAX_CONTACT_TEXT: usize = 512;
 
 /// How much of an unexpected body goes into an error message.
 const SNIPPET_CHARS: usize = 160;
@@ -412,5 +422,69 @@ mod tests {
         let text = snippet(long.as_bytes());
         assert_eq!(text.chars().count(), SNIPPET_CHARS + 1);
         assert_eq!(snippet(b"a\r\nb"), "a  b");
+    }
+}
+
+/// `/user/contacts` `data`: a map keyed by JID, each value `{"FullName", "BusinessName",
+/// "PushName", "FirstName", "Found"}`. A hostile or odd answer cannot hurt: entries that are not
+/// objects, keys that are not JIDs, non-string or overlong names are dropped or blanked; an answer
+/// that is not a map is an error; more than [`MAX_CONTACTS`] entries is an error.
+pub(crate) fn parse_contacts(data: &Value) -> Result<Vec<GatewayContact>, GatewayError> {
+    let Value::Object(map) = data else {
+        return Err(GatewayError::permanent(
+            "the gateway answered /user/contacts without a contact map",
+        ));
+    };
+    if map.len() > MAX_CONTACTS {
+        return Err(GatewayError::permanent(format!(
+            "the gateway answered more than {MAX_CONTACTS} contacts"
+        )));
+    }
+    let name = |entry: &Value, key: &str| -> String {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|text| text.len() <= MAX_CONTACT_TEXT)
+            .map(|text| text.chars().filter(|c| !c.is_control()).collect::<String>())
+            .map(|text| text.trim().to_owned())
+            .unwrap_or_default()
+    };
+    Ok(map
+        .iter()
+        .filter(|(jid, entry)| {
+            entry.is_object() && jid.contains('@') && jid.len() <= MAX_CONTACT_TEXT
+        })
+        .map(|(jid, entry)| GatewayContact {
+            jid: jid.trim().to_owned(),
+            full_name: name(entry, "FullName"),
+            business_name: name(entry, "BusinessName"),
+            push_name: name(entry, "PushName"),
+            first_name: name(entry, "FirstName"),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn contact_maps_are_read_and_hostile_entries_dropped() {
+        let data = json!({
+            "6281234567890@s.whatsapp.net": {"FullName": " Budi ", "PushName": "B", "Found": true},
+            "120363025246125888@lid": {"PushName": "Anon\u{7}"},
+            "not-a-jid": {"FullName": "x"},
+            "6285700000000@s.whatsapp.net": "a string",
+            "6285700000001@s.whatsapp.net": {"FullName": 42, "FirstName": ["x"]},
+        });
+        let mut contacts = parse_contacts(&data).expect("a map");
+        contacts.sort_by(|a, b| a.jid.cmp(&b.jid));
+        assert_eq!(contacts.len(), 3);
+        assert_eq!(contacts[0].jid, "120363025246125888@lid");
+        assert_eq!(contacts[0].push_name, "Anon");
+        assert_eq!(contacts[1].full_name, "Budi");
+        assert_eq!(contacts[2].full_name, "");
+        assert!(parse_contacts(&json!([1, 2])).is_err());
     }
 }

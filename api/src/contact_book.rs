@@ -1,0 +1,160 @@
+//! Writing many contacts at once (a CSV import, a gateway contact sync) through the event store's
+//! bulk paths: contacts that do not exist yet go in with `store::append_new` (fresh streams, one
+//! multi-row insert), existing ones through `store::execute_batch` (one load, one insert), in
+//! chunks, in ONE transaction, so an import is all there or not at all. A 10,000-row import is a
+//! few statements, not 10,000 round trips.
+
+use std::collections::HashMap;
+
+use herald_domain::contact::{contact_id, Contact, ContactCommand, ContactEvent, Upsert};
+use herald_domain::store::{self, StoreError};
+use sqlx::{Acquire, PgPool};
+
+use crate::error::ApiError;
+
+/// Contacts per bulk statement.
+const CHUNK: usize = 2_000;
+/// Fresh attempts when a concurrent writer got in the way (a retryable store error, or another
+/// request creating one of the same contacts a moment earlier).
+const ATTEMPTS: usize = 5;
+
+/// What a bulk upsert did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Contacts that did not exist (or were deleted) and were created.
+    pub created: usize,
+    /// Contacts that existed.
+    pub existing: usize,
+    /// Existing contacts that changed (at least one event appended).
+    pub changed: usize,
+}
+
+fn retryable(e: &StoreError) -> bool {
+    e.is_retryable()
+        || matches!(e, StoreError::Database(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505"))
+}
+
+/// Upserts every contact (keys must be distinct; the caller merges duplicates first).
+pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, ApiError> {
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        match try_upsert_all(pool, &upserts).await {
+            Ok(written) => return Ok(written),
+            Err(ApiErrorOr::Store(e)) if retryable(&e) => {
+                tracing::debug!(attempt, error = %e, "bulk contact upsert raced; retrying");
+                last = Some(e);
+            }
+            Err(ApiErrorOr::Store(e)) => return Err(e.into()),
+            Err(ApiErrorOr::Api(e)) => return Err(e),
+        }
+    }
+    Err(last
+        .map(ApiError::from)
+        .unwrap_or_else(|| ApiError::Unexpected(anyhow::anyhow!("bulk upsert gave up"))))
+}
+
+enum ApiErrorOr {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiErrorOr {
+    fn from(e: StoreError) -> Self {
+        ApiErrorOr::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for ApiErrorOr {
+    fn from(e: sqlx::Error) -> Self {
+        ApiErrorOr::Store(StoreError::Database(e))
+    }
+}
+
+async fn try_upsert_all(pool: &PgPool, upserts: &[Upsert]) -> Result<Written, ApiErrorOr> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut written = Written::default();
+    for chunk in upserts.chunks(CHUNK) {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|u| contact_id(u.tenant_id, &u.key))
+            .collect();
+        let loaded: HashMap<String, (Contact, i64)> =
+            store::load_many::<Contact>(&mut tx, &ids).await?;
+        let mut fresh = Vec::new();
+        let mut existing = Vec::new();
+        for (id, upsert) in ids.into_iter().zip(chunk) {
+            let command = ContactCommand::Upsert(upsert.clone());
+            match loaded.get(&id) {
+                // never seen: a fresh stream
+                None => fresh.push((id, command)),
+                // existing, or deleted (its stream goes on with a new ContactCreated)
+                Some((contact, _)) => existing.push((id, command, contact.exists)),
+            }
+        }
+        // existing streams first: this transaction's first append must come after what it read
+        let commands: Vec<(String, ContactCommand)> = existing
+            .iter()
+            .map(|(id, c, _)| (id.clone(), c.clone()))
+            .collect();
+        let outcomes = store::execute_batch::<Contact>(&mut tx, commands, &()).await?;
+        for ((id, _, existed), outcome) in existing.iter().zip(outcomes) {
+            let events = outcome.map_err(|e| {
+                ApiErrorOr::Api(ApiError::Unexpected(anyhow::anyhow!(
+                    "contact {id} refused a validated upsert: {e}"
+                )))
+            })?;
+            if !existed {
+                written.created += 1;
+            } else {
+                written.existing += 1;
+                if !events.is_empty() {
+                    written.changed += 1;
+                }
+            }
+        }
+        written.created += fresh.len();
+        if let Err((id, e)) = store::append_new::<Contact>(&mut tx, fresh, &()).await? {
+            return Err(ApiErrorOr::Api(ApiError::Unexpected(anyhow::anyhow!(
+                "new contact {id} refused a validated upsert: {e}"
+            ))));
+        }
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Whether any of `events` created the contact (`POST /contacts` answers 201 then).
+pub fn created(events: &[ContactEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, ContactEvent::ContactCreated { .. }))
+}
+
+/// Runs single commands (one contact) in a transaction, retrying races.
+pub async fn execute(
+    pool: &PgPool,
+    id: String,
+    command: ContactCommand,
+) -> Result<Vec<ContactEvent>, ApiError> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let mut tx = pool.begin().await?;
+        match store::execute_batch::<Contact>(&mut tx, vec![(id.clone(), command.clone())], &())
+            .await
+        {
+            Ok(mut outcomes) => {
+                let events = outcomes
+                    .pop()
+                    .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no outcome")))??;
+                tx.commit().await?;
+                return Ok(events);
+            }
+            Err(e) if retryable(&e) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last
+        .map(ApiError::from)
+        .unwrap_or_else(|| ApiError::Unexpected(anyhow::anyhow!("contact write gave up"))))
+}

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The gateway (WuzAPI) refused or could not be reached: 502.
     #[error("{0}")]
     Gateway(String),
+    /// The gateway could not be reached at all (refused, timed out): 502 `gateway_unavailable`.
+    #[error("{0}")]
+    GatewayUnavailable(String),
     #[error("service unavailable")]
     Unavailable(String),
     #[error(transparent)]
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Gateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +103,7 @@ impl ApiError {
             ApiError::Conflict { code, message } => (*code, message.clone(), None),
             ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), None),
             ApiError::Gateway(m) => ("gateway_error", m.clone(), None),
+            ApiError::GatewayUnavailable(m) => ("gateway_unavailable", m.clone(), None),
             ApiError::Unavailable(m) => ("unavailable", m.clone(), None),
             ApiError::Unexpected(_) => (
                 "internal_error",

@@ -14,7 +14,10 @@
 //!    [`InboxConfig::unmatched_grace`] (a gateway that chose its own id may be recorded after its
 //!    receipt), then kept in `unmatched_receipts` and the row is done.
 //!
-//! Event types other than `ReadReceipt` (messages, session events, presence, ...) are marked
+//! Session events (`Connected`, `Disconnected`, `LoggedOut`, `QR`, ...) move the session's status
+//! and keep its latest QR code ([`session_events`]).
+//!
+//! Event types other than these (messages, presence, ...) are marked
 //! processed with the note `ignored: <type>`; their rows stay, so a later feature can replay them
 //! (`UPDATE webhook_inbox SET processed_at = NULL WHERE event_type = ...`).
 
@@ -30,6 +33,9 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
+
+mod session_events;
+pub use session_events::store_qr;
 
 /// How the processor behaves; defaults suit production.
 #[derive(Debug, Clone)]
@@ -231,6 +237,8 @@ struct Claimed {
 
 enum Action {
     Receipt(Receipt),
+    /// A session event: status change and, for `QR`, the code (see [`session_events`]).
+    Session(webhook::session::SessionUpdate),
     /// Nothing to do; the note says why.
     Done(String),
 }
@@ -315,6 +323,9 @@ async fn process_batch(
 /// What a stored event asks for. The endpoint validated its shape already; a receipt that
 /// still cannot be understood is done (retrying cannot fix it), with the reason as its note.
 fn classify(event_type: &str, event: &str) -> Action {
+    if webhook::session::is_session_event(event_type) {
+        return session_events::classify(event_type, event);
+    }
     if event_type != "ReadReceipt" {
         return Action::Done(format!("ignored: {event_type}"));
     }
@@ -342,6 +353,7 @@ async fn apply(
     claimed: &[Claimed],
 ) -> anyhow::Result<HashMap<i64, Disposition>> {
     let mut dispositions = HashMap::with_capacity(claimed.len());
+    session_events::apply(&mut *tx, claimed, &mut dispositions).await?;
     // 1. every (message id, session) of the batch, matched in one query
     let mut keys_id: Vec<&str> = Vec::new();
     let mut keys_session: Vec<Uuid> = Vec::new();
@@ -350,6 +362,7 @@ async fn apply(
             Action::Done(note) => {
                 dispositions.insert(c.id, Disposition::Processed(note.clone()));
             }
+            Action::Session(_) => {}
             Action::Receipt(r) => {
                 for id in &r.message_ids {
                     keys_id.push(id);

@@ -1,7 +1,13 @@
 //! `Session`: one linked WhatsApp number of a tenant, behind a gateway user.
 //!
 //! The gateway token is a secret and never enters an event (events are kept forever and are
-//! published); it lives in the `session_credentials` table.
+//! published); it lives in the `session_credentials` table. So does nothing else secret or
+//! bulky: the latest pairing QR code is kept in `session_qr`, never in these events.
+//!
+//! Status changes come from the gateway's webhooks (delivered at least once and in any order)
+//! and from Herald's own calls (connect, logout). Each carries the time it describes; a change
+//! older than the last one applied is stale and records nothing, and a change to the status the
+//! session already has records nothing either (docs/decisions/0015).
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -40,6 +46,7 @@ pub enum SessionCommand {
         status: SessionStatus,
         at: DateTime<Utc>,
     },
+    /// The session was seen in `status` at `at` (a webhook's time, or Herald's own call).
     ChangeStatus {
         status: SessionStatus,
         at: DateTime<Utc>,
@@ -86,6 +93,8 @@ pub struct Session {
     pub tenant_id: Option<Uuid>,
     pub name: String,
     pub status: SessionStatus,
+    /// When the current status was observed: later observations older than this are stale.
+    pub status_at: Option<DateTime<Utc>>,
     pub deleted: bool,
 }
 
@@ -131,7 +140,8 @@ impl Aggregate for Session {
                 if self.tenant_id.is_none() || self.deleted {
                     return Err(DomainError::NotFound);
                 }
-                if status != self.status {
+                let stale = self.status_at.is_some_and(|last| at < last);
+                if !stale && status != self.status {
                     let event = SessionEvent::SessionStatusChanged { status, at };
                     sink.write(event, self).await;
                 }
@@ -152,13 +162,17 @@ impl Aggregate for Session {
                 tenant_id,
                 name,
                 status,
-                ..
+                at,
             } => {
                 self.tenant_id = Some(tenant_id);
                 self.name = name;
                 self.status = status;
+                self.status_at = Some(at);
             }
-            SessionEvent::SessionStatusChanged { status, .. } => self.status = status,
+            SessionEvent::SessionStatusChanged { status, at } => {
+                self.status = status;
+                self.status_at = Some(at);
+            }
             SessionEvent::SessionDeleted { .. } => self.deleted = true,
         }
     }
@@ -251,6 +265,42 @@ mod tests {
                 },
             ])
             .when(change(SessionStatus::Connected))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_status_older_than_the_current_one_is_stale() {
+        let later = at() + chrono::Duration::seconds(10);
+        let connected_later = SessionEvent::SessionStatusChanged {
+            status: SessionStatus::Connected,
+            at: later,
+        };
+        // a QR webhook that arrives after the Connected one it preceded changes nothing
+        SessionTest::with(())
+            .given(vec![linked(), connected_later.clone()])
+            .when(SessionCommand::ChangeStatus {
+                status: SessionStatus::QrPending,
+                at: later - chrono::Duration::seconds(1),
+            })
+            .then_expect_events(vec![]);
+        // the same time is not older: applied
+        SessionTest::with(())
+            .given(vec![linked(), connected_later])
+            .when(SessionCommand::ChangeStatus {
+                status: SessionStatus::LoggedOut,
+                at: later,
+            })
+            .then_expect_events(vec![SessionEvent::SessionStatusChanged {
+                status: SessionStatus::LoggedOut,
+                at: later,
+            }]);
+        // nor is a status older than the link itself
+        SessionTest::with(())
+            .given(vec![linked()])
+            .when(SessionCommand::ChangeStatus {
+                status: SessionStatus::Connected,
+                at: at() - chrono::Duration::seconds(1),
+            })
             .then_expect_events(vec![]);
     }
 

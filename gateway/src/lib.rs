@@ -93,6 +93,24 @@ impl GatewayError {
         matches!(self, Self::Transient { .. })
     }
 
+    /// Whether the gateway could not be reached at all (refused connection, timeout, broken
+    /// transfer), as opposed to an answer that said no. Callers tell users "unavailable" for
+    /// these and "the gateway said ..." for the rest.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Transient { message, .. } => TRANSPORT_FAILURES
+                .iter()
+                .any(|prefix| message.starts_with(prefix)),
+            Self::Permanent { .. } => false,
+        }
+    }
+
+    /// Whether the gateway's own message contains `text` (any case): how WuzAPI's few
+    /// meaningful 500s (`already connected`, `already logged in`, ...) are told apart.
+    pub(crate) fn says(&self, text: &str) -> bool {
+        !self.is_unreachable() && self.message().to_ascii_lowercase().contains(text)
+    }
+
     pub(crate) fn transient(message: impl Into<String>) -> Self {
         Self::Transient {
             message: message.into(),
@@ -105,6 +123,47 @@ impl GatewayError {
             message: message.into(),
         }
     }
+}
+
+/// How transport failures' messages start (see `wuzapi::transport_error`), so
+/// [`GatewayError::is_unreachable`] can tell them from the gateway's own answers.
+pub(crate) const TRANSPORT_FAILURES: [&str; 3] = [
+    "gateway timed out",
+    "gateway unreachable",
+    "gateway request failed",
+];
+
+/// What asking a number to connect did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    /// The gateway started connecting (and, for an unpaired number, producing QR codes).
+    Connecting,
+    /// It already was connected: nothing to do.
+    AlreadyConnected,
+}
+
+/// What asking for the pairing QR code gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QrOutcome {
+    /// The current code as a `data:image/png;base64,...` URL.
+    Code(String),
+    /// The number is paired already: there is nothing to scan.
+    AlreadyLoggedIn,
+    /// The session is not connected, so no code is being produced: connect first.
+    NotConnected,
+    /// Connected but no code produced yet (it takes a moment after connecting).
+    NotReady,
+}
+
+/// What asking a number to log out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// Unpaired: the number must scan a new QR code to be used again.
+    LoggedOut,
+    /// Connected but not paired: there was nothing to log out of.
+    NotLoggedIn,
+    /// Not connected: WuzAPI can only log out a connected session.
+    NotConnected,
 }
 
 /// Whether a linked number can send right now.
@@ -161,6 +220,47 @@ pub trait Gateway: Send + Sync + 'static {
     /// The linked phone's contact list (WuzAPI `GET /user/contacts`), in one call. Entries the
     /// gateway answers in a shape we cannot read are left out, never an error.
     async fn contacts(&self, token: &str) -> Result<Vec<GatewayContact>, GatewayError>;
+    /// Connects the number, subscribing its webhook to `events`. The default (for gateways
+    /// without a session lifecycle, like a hosted API) refuses.
+    async fn connect(
+        &self,
+        _token: &str,
+        _events: &[&str],
+    ) -> Result<ConnectOutcome, GatewayError> {
+        Err(unsupported("connecting a session"))
+    }
+
+    /// The pairing QR code of a connected, unpaired number.
+    async fn qr_code(&self, _token: &str) -> Result<QrOutcome, GatewayError> {
+        Err(unsupported("pairing QR codes"))
+    }
+
+    /// Unpairs the number (it must scan a new QR code to be used again).
+    async fn logout(&self, _token: &str) -> Result<LogoutOutcome, GatewayError> {
+        Err(unsupported("logging a session out"))
+    }
+
+    /// Creates a gateway user (one linked number) whose user token is `token`, with its webhook
+    /// preset; returns the gateway's id for it. Needs the gateway's admin credentials.
+    async fn create_user(
+        &self,
+        _name: &str,
+        _token: &str,
+        _webhook: &str,
+        _events: &[&str],
+    ) -> Result<String, GatewayError> {
+        Err(unsupported("creating users"))
+    }
+
+    /// Deletes the gateway user with this id (from [`Gateway::create_user`]). `Ok(false)` when
+    /// the gateway does not know it (already gone).
+    async fn delete_user(&self, _user_id: &str) -> Result<bool, GatewayError> {
+        Err(unsupported("deleting users"))
+    }
+}
+
+fn unsupported(what: &str) -> GatewayError {
+    GatewayError::permanent(format!("this gateway does not support {what}"))
 }
 
 #[cfg(test)]

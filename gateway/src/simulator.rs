@@ -17,16 +17,20 @@
 //!
 //! Users: any non-empty `Token` header is a user, created on first sight already connected and
 //! paired, so anything can send at once. Users made with `POST /admin/users` start disconnected
-//! and unpaired; `POST /session/connect` then `GET /session/qr` (which counts as the scan) pair
-//! them.
+//! and unpaired, like on WuzAPI: `POST /session/connect` posts a `QR` event to their webhook
+//! (and `GET /session/qr` shows the code), then `POST /sim/scan` plays the phone scanning it:
+//! the user is paired and `Connected` is posted. `/session/logout` posts `LoggedOut`;
+//! `POST /sim/drop` drops the connection and posts `Disconnected`.
 //!
 //! Built for throughput (Herald's benchmark pushes thousands of sends a second through it): the
 //! fault knobs are atomics, random draws are lock-free, the ledger and the users each take one
 //! short mutex per send, and nothing is logged per request.
 //!
 mod admin;
+mod events;
 mod ledger;
 mod ops;
+mod pairing;
 mod receipts;
 mod reply;
 mod send;
@@ -49,6 +53,7 @@ pub use receipts::{ReceiptSettings, ReceiptStats};
 use admin::AdminOp;
 use ledger::Kind;
 use ops::OpsOp;
+use pairing::PairingOp;
 use session::SessionOp;
 use state::{FaultSettings, Sim};
 
@@ -172,6 +177,7 @@ enum Route {
     Session(SessionOp),
     Admin(AdminOp),
     Ops(OpsOp),
+    Pairing(PairingOp),
 }
 
 /// One handler type for all routes: it holds the shared state directly, so no per-request
@@ -195,6 +201,7 @@ impl Handler for Endpoint {
             Route::Session(op) => session::handle(&self.sim, req, res, op).await,
             Route::Admin(op) => admin::handle(&self.sim, req, res, op).await,
             Route::Ops(op) => ops::handle(&self.sim, req, res, op).await,
+            Route::Pairing(op) => pairing::handle(&self.sim, req, res, op).await,
         }
     }
 }
@@ -237,6 +244,8 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("sim/receipts").get(ops(OpsOp::Receipts)))
         .push(Router::with_path("sim/reset").post(ops(OpsOp::Reset)))
         .push(Router::with_path("sim/users/{token}/contacts").put(ops(OpsOp::SeedContacts)))
+        .push(Router::with_path("sim/scan").post(at(Route::Pairing(PairingOp::Scan))))
+        .push(Router::with_path("sim/drop").post(at(Route::Pairing(PairingOp::Drop))))
 }
 
 /// The user token of a user route: WuzAPI reads the `Token` header (any case), never

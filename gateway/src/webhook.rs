@@ -12,6 +12,8 @@
 //!
 //! [`signed_messages`] lists, per encoding, the byte strings a valid signature may cover.
 
+pub mod session;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

@@ -14,8 +14,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 
 use crate::{
-    Gateway, GatewayContact, GatewayError, MessageContent, OutboundMessage, SendAccepted,
-    SessionStatus,
+    ConnectOutcome, Gateway, GatewayContact, GatewayError, LogoutOutcome, MessageContent,
+    OutboundMessage, QrOutcome, SendAccepted, SessionStatus, TRANSPORT_FAILURES,
 };
 
 use answer::parse_session_status;
@@ -97,6 +97,15 @@ struct CreateUserRequest<'a> {
     events: String,
 }
 
+/// `POST /session/connect`. `Immediate`: answer at once instead of waiting for the connection,
+/// so a slow WhatsApp handshake never holds an API request.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectRequest<'a> {
+    subscribe: &'a [&'a str],
+    immediate: bool,
+}
+
 /// The part of an HTTP answer classification needs, read before the connection is released.
 struct RawAnswer {
     status: StatusCode,
@@ -137,35 +146,14 @@ impl WuzapiClient {
         &self.base_url
     }
 
-    /// Creates a WuzAPI user (one linked number) whose user token is `token`, with its webhook
-    /// preset. Returns WuzAPI's id for the user (newer releases use strings, older ones numbers;
-    /// both come back as a string). Needs the admin token; a token that already exists answers
-    /// 409, which comes back as [`GatewayError::Permanent`].
-    #[tracing::instrument(skip_all, fields(name = %name))]
-    pub async fn create_user(
-        &self,
-        name: &str,
-        token: &str,
-        webhook: &str,
-        events: &[&str],
-    ) -> Result<String, GatewayError> {
+    fn admin_request(&self, method: Method, path: &str) -> Result<RequestBuilder, GatewayError> {
         let admin = self
             .admin_token
             .as_deref()
             .ok_or_else(|| GatewayError::permanent("no WuzAPI admin token configured"))?;
-        let body = CreateUserRequest {
-            name,
-            token,
-            webhook,
-            events: events.join(","),
-        };
-        let request = self
-            .request(Method::POST, "/admin/users")
-            .header("Authorization", secret_header(admin)?)
-            .json(&body);
-        let answer = self.execute(request).await?;
-        let body = answer::success_body(answer.status, answer.retry_after, &answer.body)?;
-        answer::created_user_id(body)
+        Ok(self
+            .request(method, path)
+            .header("Authorization", secret_header(admin)?))
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -317,6 +305,86 @@ impl Gateway for WuzapiClient {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn connect(&self, token: &str, events: &[&str]) -> Result<ConnectOutcome, GatewayError> {
+        let request = self
+            .user_request(Method::POST, "/session/connect", token)?
+            .json(&ConnectRequest {
+                subscribe: events,
+                immediate: true,
+            });
+        match self.call_data(request).await {
+            Ok(_) => Ok(ConnectOutcome::Connecting),
+            Err(e) if e.says("already connected") => Ok(ConnectOutcome::AlreadyConnected),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn qr_code(&self, token: &str) -> Result<QrOutcome, GatewayError> {
+        let request = self.user_request(Method::GET, "/session/qr", token)?;
+        match self.call_data(request).await {
+            Ok(data) => answer::qr_code(&data),
+            Err(e) if e.says("already logged in") => Ok(QrOutcome::AlreadyLoggedIn),
+            // `no session`: WuzAPI has no client for the user, i.e. it never connected
+            Err(e) if e.says("not connected") || e.says("no session") => {
+                Ok(QrOutcome::NotConnected)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn logout(&self, token: &str) -> Result<LogoutOutcome, GatewayError> {
+        let request = self.user_request(Method::POST, "/session/logout", token)?;
+        match self.call_data(request).await {
+            Ok(_) => Ok(LogoutOutcome::LoggedOut),
+            Err(e) if e.says("not logged in") => Ok(LogoutOutcome::NotLoggedIn),
+            Err(e) if e.says("not connected") || e.says("no session") => {
+                Ok(LogoutOutcome::NotConnected)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    // skip_all: the user token is a secret
+    #[tracing::instrument(skip_all, fields(name = %name))]
+    async fn create_user(
+        &self,
+        name: &str,
+        token: &str,
+        webhook: &str,
+        events: &[&str],
+    ) -> Result<String, GatewayError> {
+        let body = CreateUserRequest {
+            name,
+            token,
+            webhook,
+            events: events.join(","),
+        };
+        let request = self
+            .admin_request(Method::POST, "/admin/users")?
+            .json(&body);
+        let answer = self.execute(request).await?;
+        let body = answer::success_body(answer.status, answer.retry_after, &answer.body)?;
+        answer::created_user_id(body)
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    async fn delete_user(&self, user_id: &str) -> Result<bool, GatewayError> {
+        // The id came from the gateway; only a plain one goes into a path.
+        if !answer::is_plain_user_id(user_id) {
+            return Err(GatewayError::permanent("not a WuzAPI user id"));
+        }
+        let request = self.admin_request(Method::DELETE, &format!("/admin/users/{user_id}"))?;
+        let answer = self.execute(request).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        answer::success_body(answer.status, answer.retry_after, &answer.body)?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn session_status(&self, token: &str) -> Result<SessionStatus, GatewayError> {
         let request = self.user_request(Method::GET, "/session/status", token)?;
         let data = self.call_data(request).await?;
@@ -347,12 +415,13 @@ fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
 
 /// Connection failures, timeouts and broken bodies: the gateway may be back later.
 fn transport_error(error: reqwest::Error) -> GatewayError {
+    let [timed_out, unreachable, failed] = TRANSPORT_FAILURES;
     let what = if error.is_timeout() {
-        "gateway timed out"
+        timed_out
     } else if error.is_connect() {
-        "gateway unreachable"
+        unreachable
     } else {
-        "gateway request failed"
+        failed
     };
     // Without the URL: a base URL may carry credentials. The source chain says what happened.
     let error = error.without_url();

@@ -75,7 +75,11 @@ pub fn router() -> Router {
                 .push(
                     Router::with_path("{id}")
                         .get(sessions::get)
-                        .delete(sessions::delete),
+                        .delete(sessions::delete)
+                        .push(Router::with_path("connect").post(sessions::connect))
+                        .push(Router::with_path("qr").get(sessions::qr))
+                        .push(Router::with_path("status").get(sessions::live_status))
+                        .push(Router::with_path("logout").post(sessions::logout)),
                 ),
         )
         .push(

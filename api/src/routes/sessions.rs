@@ -1,9 +1,20 @@
 //! Linked WhatsApp numbers (sessions). Linking with an existing WuzAPI user token points that
-//! user's webhook at Herald and gives it a webhook signing key; token and key are stored apart
-//! from the event store.
+//! user's webhook at Herald and gives it a webhook signing key; without a token Herald first
+//! creates the WuzAPI user through the admin API (and deletes it with the session). Token and key
+//! are stored apart from the event store and never shown back.
+//!
+//! The status a session shows is the one Herald recorded: from the gateway's session webhooks and
+//! from Herald's own calls (connect, qr, logout, live status); `GET /sessions/{id}` never calls the
+//! gateway, `GET /sessions/{id}/status` does (docs/decisions/0015). Pairing (connect, QR code,
+//! logout, live status) is in [`pairing`].
+
+mod pairing;
+
+pub use pairing::{connect, live_status, logout, qr};
 
 use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
+use herald_gateway::GatewayError;
 use herald_projections::sessions::{self as read, SessionRow};
 use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::ToSchema;
@@ -31,6 +42,8 @@ pub const WEBHOOK_EVENTS: [&str; 6] = [
 pub struct CreateSession {
     name: String,
     /// The token of an existing WuzAPI user. Herald points that user's webhook at itself.
+    /// Without it, Herald creates a WuzAPI user for this session through the WuzAPI admin API
+    /// (needs `HERALD_WUZAPI_ADMIN_TOKEN`; otherwise 422 naming this field).
     gateway_token: Option<String>,
 }
 
@@ -57,20 +70,167 @@ fn view(state: &AppState, row: SessionRow) -> SessionView {
     }
 }
 
-/// 32 random bytes as 64 hex characters (WuzAPI wants at least 32 characters), from the OS's
-/// cryptographic generator. Stored like the gateway token (docs/decisions/0007).
-fn new_hmac_key() -> String {
+/// 32 random bytes as 64 hex characters, from the OS's cryptographic generator: webhook signing
+/// keys (WuzAPI wants at least 32 characters; stored like the gateway token, decision 0007) and
+/// the user tokens of WuzAPI users Herald creates.
+fn new_secret() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
+/// A failed gateway call as the user sees it: 502 `gateway_unavailable` when the gateway could
+/// not be reached, 502 `gateway_error` with the gateway's own message when it said no.
+pub(crate) fn gateway_failure(what: &str, error: &GatewayError) -> ApiError {
+    if error.is_unreachable() {
+        ApiError::GatewayUnavailable(format!(
+            "the gateway could not be reached to {what}: {}",
+            error.message()
+        ))
+    } else {
+        ApiError::Gateway(format!(
+            "the gateway refused to {what}: {}",
+            error.message()
+        ))
+    }
+}
+
+/// A session's gateway credentials, for the caller's tenant only (another tenant's session, or a
+/// deleted one, is not found).
+pub(crate) struct Credentials {
+    pub(crate) token: String,
+    /// WuzAPI's id of the user Herald created for this session, if it did.
+    pub(crate) gateway_user_id: Option<String>,
+}
+
+pub(crate) async fn credentials(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Credentials, ApiError> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT gateway_token, gateway_user_id FROM session_credentials
+          WHERE session_id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (token, gateway_user_id) = row.ok_or(ApiError::NotFound)?;
+    Ok(Credentials {
+        token,
+        gateway_user_id,
+    })
+}
+
+/// What linking set up on the gateway, to be stored.
+struct GatewayUser {
+    token: String,
+    hmac_key: String,
+    /// Set when Herald created the user (so it deletes it with the session).
+    user_id: Option<String>,
+    status: SessionStatus,
+}
+
+/// The `gateway_token` field: `None` when absent or blank (Herald creates a user).
+fn parse_gateway_token(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(token) = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if token.len() > 256 || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::validation(
+            "gateway_token",
+            "is not a valid WuzAPI token",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// Points the user's webhook at Herald and sets a fresh signing key, on the gateway FIRST: a
+/// wrong token or an unreachable gateway is the user's to know now, and Herald never demands a
+/// signature the gateway does not make. Returns the key.
+async fn register_webhook(state: &AppState, token: &str, id: Uuid) -> Result<String, ApiError> {
+    state
+        .gateway
+        .set_webhook(token, &webhook_url(state, id), &WEBHOOK_EVENTS)
+        .await
+        .map_err(|e| gateway_failure("register the webhook", &e))?;
+    let hmac_key = new_secret();
+    state
+        .gateway
+        .set_hmac_key(token, &hmac_key)
+        .await
+        .map_err(|e| gateway_failure("set the webhook signing key", &e))?;
+    Ok(hmac_key)
+}
+
+/// An existing WuzAPI user, by its token.
+async fn link_existing_user(
+    state: &AppState,
+    id: Uuid,
+    token: String,
+) -> Result<GatewayUser, ApiError> {
+    let hmac_key = register_webhook(state, &token, id).await?;
+    let status = match state.gateway.session_status(&token).await {
+        Ok(s) if s.logged_in && s.connected => SessionStatus::Connected,
+        Ok(_) => SessionStatus::Disconnected,
+        Err(e) => {
+            tracing::warn!(error = %e.message(), "gateway session status unavailable");
+            SessionStatus::Disconnected
+        }
+    };
+    Ok(GatewayUser {
+        token,
+        hmac_key,
+        user_id: None,
+        status,
+    })
+}
+
+/// A new WuzAPI user made through the admin API, with a random token only Herald knows. If the
+/// webhook cannot be set on it, the user is deleted again (best effort) so nothing is left over.
+async fn create_gateway_user(state: &AppState, id: Uuid) -> Result<GatewayUser, ApiError> {
+    if state.settings.wuzapi_admin_token.is_none() {
+        return Err(ApiError::validation(
+            "gateway_token",
+            "is required: this Herald has no WuzAPI admin token (HERALD_WUZAPI_ADMIN_TOKEN) to create a WuzAPI user with; give the token of an existing WuzAPI user, or ask the operator to set the admin token",
+        ));
+    }
+    let token = new_secret();
+    let user_id = state
+        .gateway
+        .create_user(
+            &format!("herald-{id}"),
+            &token,
+            &webhook_url(state, id),
+            &WEBHOOK_EVENTS,
+        )
+        .await
+        .map_err(|e| gateway_failure("create a WuzAPI user", &e))?;
+    match register_webhook(state, &token, id).await {
+        Ok(hmac_key) => Ok(GatewayUser {
+            token,
+            hmac_key,
+            user_id: Some(user_id),
+            status: SessionStatus::Disconnected,
+        }),
+        Err(e) => {
+            if let Err(cleanup) = state.gateway.delete_user(&user_id).await {
+                tracing::warn!(user_id, error = %cleanup.message(), "could not delete the WuzAPI user of a failed link");
+            }
+            Err(e)
+        }
+    }
+}
+
 fn webhook_url(state: &AppState, id: Uuid) -> String {
     format!("{}/api/v1/webhooks/wuzapi/{id}", state.public_url)
 }
 
-/// Links a WhatsApp number through its WuzAPI user token.
+/// Links a WhatsApp number: with `gateway_token`, that existing WuzAPI user; without it, a new
+/// WuzAPI user Herald creates through the admin API. Either way the gateway's webhook points at
+/// Herald, signed with a per-session key.
 #[endpoint(tags("sessions"), request_body = CreateSession, status_codes(201, 400, 401, 422, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
@@ -81,64 +241,21 @@ pub async fn create(
     let caller = caller(depot)?;
     let body: CreateSession = json_body(req, 64 * 1024).await?;
     let name = herald_domain::template::validate_name(&body.name)?;
-    let token = body
-        .gateway_token
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::validation(
-                "gateway_token",
-                "is required: give the token of an existing WuzAPI user (creating WuzAPI users from Herald is not available yet)",
-            )
-        })?;
-    if token.len() > 256 || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ApiError::validation(
-            "gateway_token",
-            "is not a valid WuzAPI token",
-        ));
-    }
+    let token = parse_gateway_token(body.gateway_token)?;
     let id = Uuid::new_v4();
-    // Ask the gateway first: a wrong token or an unreachable gateway is the user's to know now.
-    state
-        .gateway
-        .set_webhook(&token, &webhook_url(&state, id), &WEBHOOK_EVENTS)
-        .await
-        .map_err(|e| {
-            ApiError::Gateway(format!(
-                "the gateway refused the webhook registration: {}",
-                e.message()
-            ))
-        })?;
-    // A per-session key from now on: WuzAPI signs every post with it, and Herald refuses posts
-    // to this session that are unsigned or forged. Set on the gateway BEFORE it is stored, so
-    // Herald never demands a signature the gateway does not make.
-    let hmac_key = new_hmac_key();
-    state
-        .gateway
-        .set_hmac_key(&token, &hmac_key)
-        .await
-        .map_err(|e| {
-            ApiError::Gateway(format!(
-                "the gateway refused the webhook signing key: {}",
-                e.message()
-            ))
-        })?;
-    let status = match state.gateway.session_status(&token).await {
-        Ok(s) if s.logged_in && s.connected => SessionStatus::Connected,
-        Ok(_) => SessionStatus::Disconnected,
-        Err(e) => {
-            tracing::warn!(error = %e.message(), "gateway session status unavailable");
-            SessionStatus::Disconnected
-        }
+    let user = match token {
+        Some(token) => link_existing_user(&state, id, token).await?,
+        None => create_gateway_user(&state, id).await?,
     };
     sqlx::query(
-        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key)
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
     .bind(caller.tenant_id)
-    .bind(&token)
-    .bind(&hmac_key)
+    .bind(&user.token)
+    .bind(&user.hmac_key)
+    .bind(&user.user_id)
     .execute(&state.pool)
     .await?;
     let now = Utc::now();
@@ -149,7 +266,7 @@ pub async fn create(
             SessionCommand::Link {
                 tenant_id: caller.tenant_id,
                 name,
-                status,
+                status: user.status,
                 at: now,
             },
         )
@@ -198,16 +315,32 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
     Ok(Json(view(&state, row)))
 }
 
-/// Unlinks a number: Herald forgets its gateway token; campaigns on it stop sending.
-#[endpoint(tags("sessions"), status_codes(204, 401, 404), security(["bearer" = []], ["api_key" = []]))]
+/// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if
+/// Herald created it, and campaigns on it stop sending. `?force=true` deletes the session even
+/// when the gateway cannot delete its user (e.g. the gateway is gone for good).
+#[endpoint(tags("sessions"), status_codes(204, 401, 404, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn delete(
     id: PathParam<String>,
+    force: QueryParam<bool, false>,
     depot: &mut Depot,
     res: &mut Response,
 ) -> Result<(), ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
+    let credentials = credentials(&state, caller.tenant_id, id).await?;
+    if let Some(user_id) = &credentials.gateway_user_id {
+        match state.gateway.delete_user(user_id).await {
+            Ok(true) => tracing::info!(session_id = %id, user_id, "deleted the WuzAPI user"),
+            Ok(false) => {
+                tracing::info!(session_id = %id, user_id, "the WuzAPI user was already gone")
+            }
+            Err(e) if force.into_inner().unwrap_or(false) => {
+                tracing::warn!(session_id = %id, user_id, error = %e.message(), "WuzAPI user not deleted; session deleted anyway (force)")
+            }
+            Err(e) => return Err(gateway_failure("delete the WuzAPI user", &e)),
+        }
+    }
     state
         .sessions
         .execute(
@@ -221,6 +354,10 @@ pub async fn delete(
     sqlx::query("DELETE FROM session_credentials WHERE session_id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(caller.tenant_id)
+        .execute(&state.pool)
+        .await?;
+    sqlx::query("DELETE FROM session_qr WHERE session_id = $1")
+        .bind(id)
         .execute(&state.pool)
         .await?;
     state

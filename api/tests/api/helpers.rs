@@ -72,10 +72,37 @@ pub async fn spawn_app_with_dead_gateway() -> TestApp {
     spawn(SimulatorConfig::default(), Some(url), fast_dispatch()).await
 }
 
+/// Herald with `HERALD_WUZAPI_ADMIN_TOKEN` set to `admin_token`, so it can create WuzAPI users;
+/// the simulator checks its own `sim_config.admin_token`. `dead_gateway`: Herald points at a
+/// gateway URL where nothing answers.
+pub async fn spawn_app_with_admin_token(
+    sim_config: SimulatorConfig,
+    admin_token: &str,
+    dead_gateway: bool,
+) -> TestApp {
+    let gateway_url = dead_gateway.then(|| {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", closed.local_addr().expect("addr"))
+    });
+    spawn_configured(sim_config, gateway_url, fast_dispatch(), |settings| {
+        settings.wuzapi_admin_token = Some(herald_api::config::Secret::new(admin_token));
+    })
+    .await
+}
+
 async fn spawn(
     sim_config: SimulatorConfig,
     gateway_url: Option<String>,
     dispatch: DispatchConfig,
+) -> TestApp {
+    spawn_configured(sim_config, gateway_url, dispatch, |_| {}).await
+}
+
+async fn spawn_configured(
+    sim_config: SimulatorConfig,
+    gateway_url: Option<String>,
+    dispatch: DispatchConfig,
+    configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     init_tracing();
     let sim = simulator::spawn("127.0.0.1:0", sim_config)
@@ -85,7 +112,8 @@ async fn spawn(
         .await
         .expect("fresh database");
     let gateway_url = gateway_url.unwrap_or_else(|| sim.base_url());
-    let settings = Settings::for_tests(&db_url, &gateway_url);
+    let mut settings = Settings::for_tests(&db_url, &gateway_url);
+    configure(&mut settings);
     let app = Application::build_with_dispatch(settings, Role::All, dispatch)
         .await
         .expect("herald starts");

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod recurrence;
 mod schedule;
+mod session_lifecycle;
 mod sessions;
 mod templates;
 mod webhooks;

@@ -111,7 +111,7 @@ async fn an_unreachable_gateway_is_a_502_and_nothing_is_linked() {
         .await;
     assert_eq!(
         error_code(res, StatusCode::BAD_GATEWAY).await.0,
-        "gateway_error"
+        "gateway_unavailable"
     );
     let list: Value = app.get_json("/api/v1/sessions", &account.token).await;
     assert!(list["items"].as_array().expect("items").is_empty());

@@ -150,6 +150,11 @@ impl Receipts {
         self.read_first.store(s.read_first, Ordering::Relaxed);
     }
 
+    /// The HTTP client webhook posts go out with (shared by session events).
+    pub(crate) fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     pub(crate) fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }

@@ -1,15 +1,18 @@
 //! The per-user routes besides sending: session lifecycle (`/session/*`), contacts, webhook and
-//! HMAC settings. Pairing is simulated: fetching the QR code of a connected, unpaired session
-//! counts as scanning it.
+//! HMAC settings. Like WuzAPI, connecting an unpaired user posts a `QR` event (the code in
+//! `qrCodeBase64`) to its webhook, connecting a paired one posts `Connected`, and logging out
+//! posts `LoggedOut`. The phone's scan is simulated by `POST /sim/scan` (see `pairing`).
 
 use salvo::http::StatusCode;
 use salvo::{Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::events;
 use super::reply;
 use super::state::Sim;
 use super::users::User;
+use crate::webhook::session::SessionSignal;
 
 /// A 1x1 PNG: valid for any image decoder, small enough to inline.
 const QR_PNG_DATA_URL: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -107,7 +110,8 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
                     }
                 }
             };
-            sim.users.with(&token, |user| connect(user, payload, res));
+            let prepared = sim.users.with(&token, |user| connect(user, payload, res));
+            events::spawn(sim, prepared);
         }
         SessionOp::Disconnect => sim.users.with(&token, |user| {
             if !user.connected {
@@ -116,14 +120,28 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
             user.connected = false;
             reply::ok(res, StatusCode::OK, json!({"Details": "Disconnected"}));
         }),
-        SessionOp::Logout => sim.users.with(&token, |user| {
-            if !user.logged_in {
-                return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "no session");
-            }
-            user.logged_in = false;
-            user.connected = false;
-            reply::ok(res, StatusCode::OK, json!({"Details": "Logged out"}));
-        }),
+        SessionOp::Logout => {
+            // WuzAPI logs out only a connected, paired session.
+            let prepared = sim.users.with(&token, |user| {
+                if !user.connected {
+                    reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "no session");
+                    return None;
+                }
+                if !user.logged_in {
+                    reply::error(
+                        res,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "could not perform logout: not logged in",
+                    );
+                    return None;
+                }
+                user.logged_in = false;
+                user.connected = false;
+                reply::ok(res, StatusCode::OK, json!({"Details": "Logged out"}));
+                events::prepare(user, SessionSignal::LoggedOut)
+            });
+            events::spawn(sim, prepared);
+        }
         SessionOp::Status => {
             let status = sim.users.with(&token, |user| Status {
                 id: user.id.clone(),
@@ -147,8 +165,7 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
             if user.logged_in {
                 return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "already logged in");
             }
-            // The simulated phone scans the code as soon as it is shown.
-            user.logged_in = true;
+            // Shown, not scanned: `POST /sim/scan` is the phone.
             reply::ok(res, StatusCode::OK, json!({"QRCode": QR_PNG_DATA_URL}));
         }),
         SessionOp::Contacts => {
@@ -209,9 +226,16 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
     }
 }
 
-fn connect(user: &mut User, payload: ConnectPayload, res: &mut Response) {
+/// Connects; a paired user is connected at once (`Connected` posted), an unpaired one waits for
+/// its QR code to be scanned (`QR` posted). Returns the event to post.
+fn connect(
+    user: &mut User,
+    payload: ConnectPayload,
+    res: &mut Response,
+) -> Option<(super::receipts::Hook, SessionSignal)> {
     if user.connected {
-        return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "already connected");
+        reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "already connected");
+        return None;
     }
     user.connected = true;
     if let Some(events) = payload.subscribe {
@@ -227,6 +251,12 @@ fn connect(user: &mut User, payload: ConnectPayload, res: &mut Response) {
             "webhook": user.webhook,
         }),
     );
+    let signal = if user.logged_in {
+        SessionSignal::Connected
+    } else {
+        SessionSignal::Qr(QR_PNG_DATA_URL.to_owned())
+    };
+    events::prepare(user, signal)
 }
 
 /// Deterministic contacts for users nobody seeded, including a privacy `@lid` id that has no phone number.

@@ -54,11 +54,17 @@ impl User {
     /// `ReadReceipt` (an empty subscription list means every event, as in the simulator's
     /// default users).
     pub(crate) fn receipt_hook(&self) -> Option<Hook> {
+        self.hook_for("ReadReceipt")
+    }
+
+    /// Where this user's events of `event_type` go: its webhook, when it has one and subscribes
+    /// to the type (or to `All`, or to nothing in particular).
+    pub(crate) fn hook_for(&self, event_type: &str) -> Option<Hook> {
         let subscribed = self.events.is_empty()
             || self
                 .events
                 .iter()
-                .any(|e| e.eq_ignore_ascii_case("ReadReceipt") || e.eq_ignore_ascii_case("All"));
+                .any(|e| e.eq_ignore_ascii_case(event_type) || e.eq_ignore_ascii_case("All"));
         (!self.webhook.is_empty() && subscribed).then(|| Hook {
             url: self.webhook.clone(),
             hmac_key: self.hmac_key.clone(),
@@ -120,6 +126,23 @@ impl Users {
         }
         let user = User::new(self.next_id(), String::new(), token, true);
         f(users.entry(user.token.clone()).or_insert(user))
+    }
+
+    /// Runs `f` on the token's user if there is one; never creates a user.
+    pub(crate) fn with_existing<R>(
+        &self,
+        token: &str,
+        f: impl FnOnce(&mut User) -> R,
+    ) -> Option<R> {
+        lock(&self.by_token).get_mut(token).map(f)
+    }
+
+    /// Runs `f` on the user with this id, if there is one.
+    pub(crate) fn with_id<R>(&self, id: &str, f: impl FnOnce(&mut User) -> R) -> Option<R> {
+        lock(&self.by_token)
+            .values_mut()
+            .find(|user| user.id == id)
+            .map(f)
     }
 
     /// Creates a user the way `POST /admin/users` does: not connected, not paired. `None` when

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::{GatewayContact, GatewayError, SendAccepted, SessionStatus};
+use crate::{GatewayContact, GatewayError, QrOutcome, SendAccepted, SessionStatus};
 
 /// The most of an answer we read. WuzAPI's answers are a few hundred bytes; anything bigger is
 /// not an answer we can use, and reading it would only cost memory.
@@ -154,9 +154,33 @@ pub(crate) fn created_user_id(body: &[u8]) -> Result<String, GatewayError> {
         .and_then(|data| field(data, &["id", "Id", "ID"]))
         .or_else(|| field(&value, &["id", "Id", "ID"]));
     match id {
-        Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-        Some(Value::Number(id)) => Ok(id.to_string()),
+        Some(Value::String(id)) if is_plain_user_id(id) => Ok(id.clone()),
+        Some(Value::Number(id)) if id.is_u64() => Ok(id.to_string()),
         _ => Err(unexpected_body(body)),
+    }
+}
+
+/// A user id Herald keeps and later puts in a path (`/admin/users/{id}`): short, and only
+/// letters, digits, `-` and `_` (WuzAPI's ids are numbers or hex strings).
+pub(crate) fn is_plain_user_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `/session/qr` `data`: `{"QRCode": "data:image/png;base64,..."}`. An empty code means the
+/// gateway has not produced one yet; anything that is not an image data URL is not an answer.
+pub(crate) fn qr_code(data: &Value) -> Result<QrOutcome, GatewayError> {
+    let code = field(data, &["QRCode", "qrcode", "QrCode", "qrCode"]).and_then(Value::as_str);
+    match code.map(str::trim) {
+        None | Some("") => Ok(QrOutcome::NotReady),
+        Some(code) if crate::webhook::session::is_qr_image(code) => {
+            Ok(QrOutcome::Code(code.to_owned()))
+        }
+        Some(_) => Err(GatewayError::transient(
+            "gateway answered /session/qr with something that is not an image data URL",
+        )),
     }
 }
 
@@ -414,6 +438,21 @@ mod tests {
         assert_eq!(created_user_id(newer), Ok("a1b2".to_owned()));
         assert_eq!(created_user_id(br#"{"id": 2}"#), Ok("2".to_owned()));
         assert!(created_user_id(b"ok").is_err());
+        // ids go into a path later: only plain ones are kept
+        assert!(created_user_id(br#"{"data":{"id":"../x"}}"#).is_err());
+        assert!(created_user_id(br#"{"id": -1}"#).is_err());
+    }
+
+    #[test]
+    fn qr_codes_are_image_data_urls_or_not_ready() {
+        let png = "data:image/png;base64,iVBORw0KGgo=";
+        assert_eq!(
+            qr_code(&json!({"QRCode": png})),
+            Ok(QrOutcome::Code(png.to_owned()))
+        );
+        assert_eq!(qr_code(&json!({"QRCode": ""})), Ok(QrOutcome::NotReady));
+        assert_eq!(qr_code(&json!({})), Ok(QrOutcome::NotReady));
+        assert!(qr_code(&json!({"QRCode": "javascript:alert(1)"})).is_err());
     }
 
     #[test]

@@ -140,6 +140,7 @@ async fn an_unreachable_gateway_is_transient() {
         error.message().starts_with("gateway unreachable"),
         "{error:?}"
     );
+    assert!(error.is_unreachable(), "{error:?}");
 }
 
 #[tokio::test]
@@ -151,6 +152,7 @@ async fn a_missing_token_is_permanent() {
         .await
         .expect_err("no token, no user");
     assert_eq!(error, permanent("unauthorized"));
+    assert!(!error.is_unreachable(), "the gateway answered");
 }
 
 #[tokio::test]

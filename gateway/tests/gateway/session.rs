@@ -1,7 +1,9 @@
 //! Sessions, webhooks, contacts and the admin user flow.
 
 use herald_gateway::simulator::SimulatorConfig;
-use herald_gateway::{Gateway, SessionStatus, WuzapiClient};
+use herald_gateway::{
+    ConnectOutcome, Gateway, LogoutOutcome, QrOutcome, SessionStatus, WuzapiClient,
+};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -89,15 +91,22 @@ async fn admin_users_pair_through_connect_and_qr() {
         .expect_err("no session yet");
     assert_eq!(refused.message(), "no session");
 
-    let connect = t
-        .http
-        .post(t.url("/session/connect"))
-        .header("Token", "shop-token")
-        .json(&json!({"Subscribe": ["Message"], "Immediate": true}))
-        .send()
-        .await
-        .expect("connect answers");
-    assert_eq!(connect.status().as_u16(), 200);
+    assert_eq!(
+        t.client.qr_code("shop-token").await,
+        Ok(QrOutcome::NotConnected)
+    );
+    assert_eq!(
+        t.client.logout("shop-token").await,
+        Ok(LogoutOutcome::NotConnected)
+    );
+    assert_eq!(
+        t.client.connect("shop-token", &["Message"]).await,
+        Ok(ConnectOutcome::Connecting)
+    );
+    assert_eq!(
+        t.client.connect("shop-token", &["Message"]).await,
+        Ok(ConnectOutcome::AlreadyConnected)
+    );
     let qr: Value = t
         .http
         .get(t.url("/session/qr"))
@@ -111,8 +120,47 @@ async fn admin_users_pair_through_connect_and_qr() {
     assert!(qr["data"]["QRCode"]
         .as_str()
         .is_some_and(|qr| qr.starts_with("data:image/png;base64,")));
+    assert!(matches!(
+        t.client.qr_code("shop-token").await,
+        Ok(QrOutcome::Code(code)) if code.starts_with("data:image/png;base64,")
+    ));
+    assert_eq!(
+        t.client.logout("shop-token").await,
+        Ok(LogoutOutcome::NotLoggedIn)
+    );
+    // showing the code does not pair; the phone scanning it does
+    let unscanned = t.client.session_status("shop-token").await.expect("status");
+    assert!(unscanned.connected && !unscanned.logged_in);
+    let scan = t
+        .http
+        .post(t.url("/sim/scan"))
+        .json(&json!({"user_id": id}))
+        .send()
+        .await
+        .expect("scan answers");
+    assert_eq!(scan.status().as_u16(), 200);
     let paired = t.client.session_status("shop-token").await.expect("status");
     assert!(paired.connected && paired.logged_in && paired.jid.is_some());
+    assert_eq!(
+        t.client.qr_code("shop-token").await,
+        Ok(QrOutcome::AlreadyLoggedIn)
+    );
+    let again = t
+        .http
+        .post(t.url("/sim/scan"))
+        .json(&json!({"token": "shop-token"}))
+        .send()
+        .await
+        .expect("scan answers");
+    assert_eq!(again.status().as_u16(), 409);
+    let unknown = t
+        .http
+        .post(t.url("/sim/scan"))
+        .json(&json!({"token": "nobody"}))
+        .send()
+        .await
+        .expect("scan answers");
+    assert_eq!(unknown.status().as_u16(), 404);
 
     // Admin routes need the admin token.
     let anonymous = t
@@ -141,6 +189,8 @@ async fn admin_users_pair_through_connect_and_qr() {
         .await
         .expect("answers");
     assert_eq!(deleted.status().as_u16(), 200);
+    assert_eq!(t.client.delete_user(&id).await, Ok(false), "already gone");
+    assert!(t.client.delete_user("../etc").await.is_err());
 
     let no_admin = WuzapiClient::new(&t.sim.base_url(), None).expect("valid URL");
     let error = no_admin

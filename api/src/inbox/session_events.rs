@@ -1,0 +1,166 @@
+//! Session events in the inbox (`Connected`, `Disconnected`, `LoggedOut`, `QR`, `QRTimeout`,
+//! `ConnectFailure`): each moves the session's status through the `Session` aggregate, and a
+//! `QR` keeps its image in `session_qr` (never in an event: events are published, and a QR code
+//! lets whoever scans it take over the number).
+//!
+//! Order (docs/decisions/0015): a change is timed by the event's own `Timestamp` when it has one
+//! and by when Herald received the post otherwise; the aggregate ignores a change older than the
+//! one it last applied, so a late `QR` cannot undo a `Connected`. Duplicates are harmless: the
+//! inbox stores a retried body once, and a repeated status records nothing. The stored QR only
+//! moves forward in receive time too.
+
+use std::collections::HashMap;
+
+use herald_domain::session::{Session, SessionCommand, SessionStatus};
+use herald_domain::store;
+use herald_domain::DomainError;
+use herald_gateway::webhook::session::{self as events, SessionSignal};
+use sqlx::PgConnection;
+
+use super::{Action, Claimed, Disposition};
+
+/// What a stored session event asks for. A post that cannot be understood is done (retrying
+/// cannot fix it), with the reason as its note.
+pub(super) fn classify(event_type: &str, event: &str) -> Action {
+    let value: serde_json::Value = match serde_json::from_str(event) {
+        Ok(v) => v,
+        Err(e) => return Action::Done(format!("malformed {event_type}: {e}")),
+    };
+    match events::parse_session_event(&value) {
+        Ok(Some(update)) => Action::Session(update),
+        Ok(None) => Action::Done(format!("ignored: {event_type} without a code")),
+        Err(e) => Action::Done(format!("malformed {event_type}: {e}")),
+    }
+}
+
+/// The status a signal means.
+pub(super) fn status_of(signal: &SessionSignal) -> SessionStatus {
+    match signal {
+        SessionSignal::Connected => SessionStatus::Connected,
+        SessionSignal::Disconnected | SessionSignal::QrTimeout => SessionStatus::Disconnected,
+        SessionSignal::LoggedOut => SessionStatus::LoggedOut,
+        SessionSignal::Qr(_) => SessionStatus::QrPending,
+    }
+}
+
+/// Applies the batch's session events, oldest first, and records what became of each row.
+pub(super) async fn apply(
+    tx: &mut PgConnection,
+    claimed: &[Claimed],
+    dispositions: &mut HashMap<i64, Disposition>,
+) -> anyhow::Result<()> {
+    let mut ours: Vec<&Claimed> = claimed
+        .iter()
+        .filter(|c| matches!(c.action, Action::Session(_)))
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    ours.sort_by_key(|c| (c.received_at, c.id));
+    let mut commands = Vec::with_capacity(ours.len());
+    for c in &ours {
+        let Action::Session(update) = &c.action else {
+            continue;
+        };
+        let at = update.timestamp.unwrap_or(c.received_at);
+        let status = status_of(&update.signal);
+        commands.push((
+            c.session_id.to_string(),
+            SessionCommand::ChangeStatus { status, at },
+        ));
+    }
+    let outcomes = store::execute_batch::<Session>(&mut *tx, commands, &()).await?;
+    let mut changed = 0u64;
+    for (c, outcome) in ours.iter().zip(outcomes) {
+        let Action::Session(update) = &c.action else {
+            continue;
+        };
+        let status = status_of(&update.signal).as_str();
+        let note = match outcome {
+            Ok(new) => {
+                keep_qr(&mut *tx, c, &update.signal).await?;
+                if new.is_empty() {
+                    format!(
+                        "session {status}: unchanged (same status, or older than the last change)"
+                    )
+                } else {
+                    changed += 1;
+                    format!("session {status}")
+                }
+            }
+            // the session was deleted after the gateway posted: nothing to update
+            Err(DomainError::NotFound) => "ignored: the session no longer exists".to_string(),
+            Err(e) => format!("session event not applied: {e}"),
+        };
+        dispositions.insert(c.id, Disposition::Processed(note));
+    }
+    metrics::counter!("herald_webhook_session_events_total").increment(ours.len() as u64);
+    metrics::counter!("herald_session_status_changes_total").increment(changed);
+    Ok(())
+}
+
+/// A QR code is stored when it is newer than the one kept; anything that ends pairing
+/// (connected, logged out, timed out, disconnected) forgets the codes received before it.
+async fn keep_qr(
+    conn: &mut PgConnection,
+    claimed: &Claimed,
+    signal: &SessionSignal,
+) -> sqlx::Result<()> {
+    match signal {
+        SessionSignal::Qr(image) => {
+            store_qr(conn, claimed.session_id, image, claimed.received_at).await
+        }
+        _ => sqlx::query("DELETE FROM session_qr WHERE session_id = $1 AND received_at <= $2")
+            .bind(claimed.session_id)
+            .bind(claimed.received_at)
+            .execute(conn)
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// Keeps `image` as the session's QR code unless a newer one is stored already.
+pub async fn store_qr(
+    conn: &mut PgConnection,
+    session_id: uuid::Uuid,
+    image: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO session_qr (session_id, qr_code, received_at) VALUES ($1, $2, $3)
+         ON CONFLICT (session_id) DO UPDATE
+            SET qr_code = EXCLUDED.qr_code, received_at = EXCLUDED.received_at
+          WHERE session_qr.received_at <= EXCLUDED.received_at",
+    )
+    .bind(session_id)
+    .bind(image)
+    .bind(received_at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_events_are_classified_by_their_meaning() {
+        let qr =
+            r#"{"type":"QR","event":"code","qrCodeBase64":"data:image/png;base64,iVBORw0KGgo="}"#;
+        assert!(
+            matches!(classify("QR", qr), Action::Session(u) if status_of(&u.signal) == SessionStatus::QrPending)
+        );
+        let bad = r#"{"type":"QR","event":"code","qrCodeBase64":"javascript:x"}"#;
+        assert!(matches!(classify("QR", bad), Action::Done(n) if n.starts_with("malformed QR")));
+        let success = r#"{"type":"QR","event":"success"}"#;
+        assert!(matches!(classify("QR", success), Action::Done(n) if n.starts_with("ignored")));
+        let out = r#"{"type":"LoggedOut","event":{"Reason":401}}"#;
+        assert!(
+            matches!(classify("LoggedOut", out), Action::Session(u) if status_of(&u.signal) == SessionStatus::LoggedOut)
+        );
+        assert!(
+            matches!(classify("Connected", "{"), Action::Done(n) if n.starts_with("malformed"))
+        );
+    }
+}

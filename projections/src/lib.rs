@@ -3,9 +3,10 @@
 //! Layout
 //! - [`runtime`]: tailing the event store in commit-safe order, checkpoints, advisory locks,
 //!   rebuilds, and waiting for a projector to catch up (read-your-writes in the API).
-//! - [`templates`], [`sessions`], [`campaigns`]: one projector and its queries each. Every query
+//! - [`templates`], [`sessions`], [`campaigns`], [`conversations`]: one projector and its queries each. Every query
 //!   takes the caller's tenant: another tenant's row is simply not found.
 pub mod campaigns;
+pub mod conversations;
 pub mod runtime;
 pub mod sessions;
 pub mod templates;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(templates::TemplatesProjector),
         Arc::new(sessions::SessionsProjector),
         Arc::new(campaigns::CampaignProgressProjector),
+        Arc::new(conversations::ConversationsProjector),
     ]
 }
 

@@ -32,6 +32,9 @@ pub struct CreateSession {
     name: String,
     /// The token of an existing WuzAPI user. Herald points that user's webhook at itself.
     gateway_token: Option<String>,
+    /// The WhatsApp Cloud API phone number id this number has at Meta (digits), when Meta's
+    /// webhook notifications for it should reach this session.
+    meta_phone_number_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,6 +45,8 @@ pub struct SessionView {
     status: String,
     /// Where the gateway posts this session's events.
     webhook_url: String,
+    /// The WhatsApp Cloud API phone number id, when set.
+    meta_phone_number_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -52,6 +57,7 @@ fn view(state: &AppState, row: SessionRow) -> SessionView {
         id: row.id,
         name: row.name,
         status: row.status,
+        meta_phone_number_id: row.meta_phone_number_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -97,6 +103,29 @@ pub async fn create(
             "is not a valid WuzAPI token",
         ));
     }
+    let meta_phone_number_id = body
+        .meta_phone_number_id
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    if let Some(n) = &meta_phone_number_id {
+        if !herald_gateway::meta::valid_phone_number_id(n) {
+            return Err(ApiError::validation(
+                "meta_phone_number_id",
+                "must be the digits of a Cloud API phone number id",
+            ));
+        }
+        let taken: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM session_credentials WHERE meta_phone_number_id = $1")
+                .bind(n)
+                .fetch_optional(&state.pool)
+                .await?;
+        if taken.is_some() {
+            return Err(ApiError::Conflict {
+                code: "already_exists",
+                message: "another session already has this meta_phone_number_id".into(),
+            });
+        }
+    }
     let id = Uuid::new_v4();
     // Ask the gateway first: a wrong token or an unreachable gateway is the user's to know now.
     state
@@ -132,15 +161,23 @@ pub async fn create(
         }
     };
     sqlx::query(
-        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key)
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, meta_phone_number_id)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
     .bind(caller.tenant_id)
     .bind(&token)
     .bind(&hmac_key)
+    .bind(&meta_phone_number_id)
     .execute(&state.pool)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => ApiError::Conflict {
+            code: "already_exists",
+            message: "another session already has this meta_phone_number_id".into(),
+        },
+        _ => e.into(),
+    })?;
     let now = Utc::now();
     state
         .sessions

@@ -3,11 +3,13 @@
 
 mod accounts;
 mod campaigns;
+mod chats;
 mod control;
 mod crash;
 mod dispatch;
 mod health;
 mod helpers;
+mod meta;
 mod recurrence;
 mod schedule;
 mod sessions;

@@ -483,16 +483,6 @@ async fn apply(
         dispositions.insert(c.id, disposition);
     }
 
-    // chats: messages, then statuses of their messages, in one batch
-    if !chat_commands.is_empty() {
-        let outcomes = store::execute_batch::<Conversation>(&mut *tx, chat_commands, &()).await?;
-        for outcome in outcomes {
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "chat message not recorded");
-            }
-        }
-    }
-
     // 3. one batch through the Delivery aggregate
     if !commands.is_empty() {
         let n = commands.len();
@@ -507,6 +497,18 @@ async fn apply(
         metrics::counter!("herald_webhook_receipts_total").increment(n as u64);
         metrics::counter!("herald_webhook_receipt_events_total").increment(events as u64);
     }
+    // 4. chats: messages, then statuses of their messages, in one batch. After the deliveries:
+    // only the inbox writes conversations, so this second append rarely meets a younger writer
+    // (`StoreError::OutOfOrder`, retried by the caller)
+    if !chat_commands.is_empty() {
+        let outcomes = store::execute_batch::<Conversation>(&mut *tx, chat_commands, &()).await?;
+        for outcome in outcomes {
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "chat message not recorded");
+            }
+        }
+    }
+
     if !unmatched_rows.is_empty() {
         metrics::counter!("herald_webhook_receipts_unmatched_total")
             .increment(unmatched_rows.len() as u64);

@@ -5,7 +5,8 @@
 //! - [`config`]: settings from the environment; secrets never print.
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
 //! - [`intake`]: accepting a campaign in one batch transaction.
-//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries).
+//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries,
+//!   messages in conversations).
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 pub mod app;
 pub mod auth;

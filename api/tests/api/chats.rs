@@ -463,7 +463,13 @@ async fn receipts_for_phone_sent_messages_are_kept_on_the_chat_in_any_order() {
     processed(&app).await;
     let chat = wait_chat(&app, &account, "6281233784490@s.whatsapp.net", |_| true).await;
     let id = chat["id"].as_str().expect("id");
+    // the inbox is done; the read model follows shortly
+    let read_seen = eventually(Duration::from_secs(15), || async {
+        messages(&app, &account, id, "").await["items"][0]["status"] == "read"
+    })
+    .await;
     let page = messages(&app, &account, id, "").await;
+    assert!(read_seen, "{page}");
     assert_eq!(page["items"][0]["id"], "PHONE1");
     assert_eq!(
         page["items"][0]["status"], "read",

@@ -242,6 +242,27 @@ async fn statuses_move_deliveries_forward_like_wuzapi_receipts() {
     );
     assert_eq!(after[&phones[2]]["status"], "sent");
     assert_eq!(after[&phones[2]]["sent_at"], before[&phones[2]]["sent_at"]);
+    // WhatsApp could not deliver phone 2's message after all: failed, with Meta's reason; a
+    // failure for the delivered phone 1 changes nothing
+    let failed = notification(
+        NUMBER_ID,
+        json!({"statuses": [
+            status(&id(2), "failed", t0 + 30, &phones[2]),
+            status(&id(1), "failed", t0 + 30, &phones[1])]}),
+    );
+    post_notification(&app, &failed).await;
+    let settled = eventually(Duration::from_secs(15), || async {
+        recipients(&app, &account, &campaign).await[&phones[2]]["status"] == "failed"
+    })
+    .await;
+    let after = recipients(&app, &account, &campaign).await;
+    assert!(settled, "{after:?}");
+    assert_eq!(
+        after[&phones[2]]["error"],
+        "131026 Message undeliverable: Message Undeliverable."
+    );
+    assert_eq!(after[&phones[2]]["failed_at"], at(t0 + 30));
+    assert_eq!(after[&phones[1]]["status"], "delivered");
     let counts = app
         .get_json(&format!("/api/v1/campaigns/{campaign}"), &account.token)
         .await["counts"]
@@ -250,9 +271,10 @@ async fn statuses_move_deliveries_forward_like_wuzapi_receipts() {
         (
             counts["read"].as_i64(),
             counts["delivered"].as_i64(),
+            counts["failed"].as_i64(),
             counts["sent"].as_i64()
         ),
-        (Some(1), Some(1), Some(1))
+        (Some(1), Some(1), Some(1), Some(0))
     );
     // the inbox says what it did
     let notes: Vec<String> = inbox_rows(&app)
@@ -299,7 +321,14 @@ async fn messages_feed_chats_and_unknown_numbers_are_stored_and_ignored() {
     })
     .await;
     assert!(ok, "{:?}", inbox_rows(&app).await);
+    // the inbox is done; the read model follows shortly
+    let projected = eventually(Duration::from_secs(15), || async {
+        let chats = app.get_json("/api/v1/chats", &account.token).await;
+        chats["items"][0]["unread_count"] == 2
+    })
+    .await;
     let chats = app.get_json("/api/v1/chats", &account.token).await;
+    assert!(projected, "{chats}");
     let items = chats["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{chats}");
     let chat = &items[0];

@@ -271,13 +271,20 @@ async fn captured_payloads_are_accepted_as_form_json_and_multipart() {
         }
     }
     // three encodings of each message are one chat line each; the receipts reached the phone's
-    // own message
-    let chat_messages: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT message_id, direction, status FROM chat_messages ORDER BY message_id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .expect("chat messages");
+    // own message (the inbox is done; the read model follows shortly)
+    let chat_messages = || async {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT message_id, direction, status FROM chat_messages ORDER BY message_id",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .expect("chat messages")
+    };
+    eventually(Duration::from_secs(10), || async {
+        chat_messages().await.iter().any(|m| m.2 == "read")
+    })
+    .await;
+    let chat_messages = chat_messages().await;
     assert_eq!(
         chat_messages,
         vec![

@@ -60,6 +60,12 @@ pub struct Settings {
     /// How late a recurring campaign's occurrence may still fire after downtime
     /// (`HERALD_RECURRENCE_GRACE_SECS`, default 3600); older ones are recorded as missed.
     pub recurrence_grace_secs: u64,
+    /// The WhatsApp Cloud API webhook's verify token (`HERALD_META_VERIFY_TOKEN`); unset: the
+    /// `GET /api/v1/webhooks/meta` handshake answers 404.
+    pub meta_verify_token: Option<Secret>,
+    /// The Meta app secret that signs Cloud API notifications (`HERALD_META_APP_SECRET`);
+    /// unset: `POST /api/v1/webhooks/meta` answers 404.
+    pub meta_app_secret: Option<Secret>,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -132,6 +138,8 @@ impl Settings {
                 as usize,
             dispatch_lease_secs: parse_num("HERALD_DISPATCH_LEASE_SECS", 60)?.clamp(1, 3_600),
             recurrence_grace_secs: parse_num("HERALD_RECURRENCE_GRACE_SECS", 3_600)?,
+            meta_verify_token: var("HERALD_META_VERIFY_TOKEN").map(Secret::new),
+            meta_app_secret: var("HERALD_META_APP_SECRET").map(Secret::new),
         })
     }
 
@@ -155,6 +163,8 @@ impl Settings {
             dispatch_concurrency: 64,
             dispatch_lease_secs: 60,
             recurrence_grace_secs: 3_600,
+            meta_verify_token: None,
+            meta_app_secret: None,
         }
     }
 }

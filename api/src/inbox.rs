@@ -15,20 +15,26 @@
 //!    receipt), then kept in `unmatched_receipts` and the row is done.
 //!
 //! Session events (`Connected`, `Disconnected`, `LoggedOut`, `QR`, ...) move the session's status
-//! and keep its latest QR code ([`session_events`]).
-//!
-//! Event types other than these (messages, presence, ...) are marked
-//! processed with the note `ignored: <type>`; their rows stay, so a later feature can replay them
+//! and keep its latest QR code ([`session_events`]). `Message` events and the Cloud API's
+//! notifications (`meta:messages` rows) build conversations and move deliveries (see
+//! [`conversations`]). Other event types (presence, history sync, ...) are marked processed with
+//! the note `ignored: <type>`; their rows stay, so a later feature can replay them
 //! (`UPDATE webhook_inbox SET processed_at = NULL WHERE event_type = ...`).
+
+mod conversations;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use conversations::StatusUpdate;
+pub use conversations::META_MESSAGES;
+use herald_domain::conversation::{Conversation, ConversationCommand};
 use herald_domain::delivery::{Delivery, DeliveryCommand};
 use herald_domain::store::{self, StoreError};
-use herald_gateway::webhook::{self, Receipt, ReceiptState};
+use herald_gateway::meta::MessagesValue;
+use herald_gateway::webhook::{self, InboundMessage, Receipt};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
@@ -230,6 +236,7 @@ impl BatchFailure {
 struct Claimed {
     id: i64,
     session_id: Uuid,
+    tenant_id: Option<Uuid>,
     received_at: DateTime<Utc>,
     attempts: i32,
     action: Action,
@@ -239,6 +246,10 @@ enum Action {
     Receipt(Receipt),
     /// A session event: status change and, for `QR`, the code (see [`session_events`]).
     Session(webhook::session::SessionUpdate),
+    /// A chat message (WuzAPI `Message`).
+    Message(InboundMessage),
+    /// A Cloud API `messages` change: statuses and/or messages.
+    Meta(MessagesValue),
     /// Nothing to do; the note says why.
     Done(String),
 }
@@ -258,7 +269,7 @@ async fn process_batch(
     let mut tx = pool.begin().await.map_err(BatchFailure::before_claim)?;
     let rows = match only {
         None => sqlx::query(
-            "SELECT id, session_id, event::text AS event, event_type, received_at, attempts
+            "SELECT id, session_id, tenant_id, event::text AS event, event_type, received_at, attempts
                FROM webhook_inbox
               WHERE processed_at IS NULL AND next_attempt_at <= now()
               ORDER BY next_attempt_at, id
@@ -267,7 +278,7 @@ async fn process_batch(
         )
         .bind(config.batch_size),
         Some(id) => sqlx::query(
-            "SELECT id, session_id, event::text AS event, event_type, received_at, attempts
+            "SELECT id, session_id, tenant_id, event::text AS event, event_type, received_at, attempts
                FROM webhook_inbox
               WHERE id = $1 AND processed_at IS NULL
               FOR UPDATE SKIP LOCKED",
@@ -303,6 +314,7 @@ async fn process_batch(
             Ok(Claimed {
                 id: row.try_get("id")?,
                 session_id: row.try_get("session_id")?,
+                tenant_id: row.try_get("tenant_id")?,
                 received_at: row.try_get("received_at")?,
                 attempts: row.try_get("attempts")?,
                 action: classify(&event_type, &event),
@@ -326,6 +338,12 @@ fn classify(event_type: &str, event: &str) -> Action {
     if webhook::session::is_session_event(event_type) {
         return session_events::classify(event_type, event);
     }
+    if event_type == "Message" {
+        return conversations::classify_message(event);
+    }
+    if event_type.starts_with("meta:") {
+        return conversations::classify_meta(event_type, event);
+    }
     if event_type != "ReadReceipt" {
         return Action::Done(format!("ignored: {event_type}"));
     }
@@ -346,7 +364,7 @@ fn classify(event_type: &str, event: &str) -> Action {
     }
 }
 
-/// Applies every receipt of the batch and says what became of each row.
+/// Applies every message and status of the batch and says what became of each row.
 async fn apply(
     tx: &mut sqlx::PgConnection,
     config: &InboxConfig,
@@ -354,71 +372,103 @@ async fn apply(
 ) -> anyhow::Result<HashMap<i64, Disposition>> {
     let mut dispositions = HashMap::with_capacity(claimed.len());
     session_events::apply(&mut *tx, claimed, &mut dispositions).await?;
-    // 1. every (message id, session) of the batch, matched in one query
+    // 0. chat messages first, so a status in the same batch finds its message
+    let mut chat_commands = conversations::message_commands(&mut *tx, claimed).await?;
+    // 1. every (message id, session) with a status, matched in one query per index
+    let mut updates = Vec::with_capacity(claimed.len());
     let mut keys_id: Vec<&str> = Vec::new();
     let mut keys_session: Vec<Uuid> = Vec::new();
     for c in claimed {
-        match &c.action {
-            Action::Done(note) => {
-                dispositions.insert(c.id, Disposition::Processed(note.clone()));
-            }
-            Action::Session(_) => {}
-            Action::Receipt(r) => {
-                for id in &r.message_ids {
-                    keys_id.push(id);
-                    keys_session.push(c.session_id);
-                }
-            }
+        if let Action::Done(note) = &c.action {
+            dispositions.insert(c.id, Disposition::Processed(note.clone()));
+        }
+        updates.push(conversations::status_updates(&c.action));
+    }
+    for (c, row_updates) in claimed.iter().zip(&updates) {
+        for (id, _, _) in row_updates {
+            keys_id.push(id);
+            keys_session.push(c.session_id);
         }
     }
-    if keys_id.is_empty() {
-        return Ok(dispositions);
+    let matched: HashMap<(String, Uuid), String> = if keys_id.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query(
+            "SELECT m.message_id, m.session_id, m.delivery_id
+               FROM message_index m JOIN UNNEST($1::text[], $2::uuid[]) AS k(id, s)
+                 ON m.message_id = k.id AND m.session_id = k.s",
+        )
+        .bind(&keys_id)
+        .bind(&keys_session)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| -> anyhow::Result<_> {
+            Ok((
+                (r.try_get("message_id")?, r.try_get("session_id")?),
+                r.try_get("delivery_id")?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?
+    };
+    // ids Herald did not send: messages of a chat (sent from the phone), kept on the conversation
+    let (mut chat_ids, mut chat_sessions) = (Vec::new(), Vec::new());
+    for (id, session) in keys_id.iter().zip(&keys_session) {
+        if !matched.contains_key(&(id.to_string(), *session)) {
+            chat_ids.push(*id);
+            chat_sessions.push(*session);
+        }
     }
-    let matched: HashMap<(String, Uuid), String> = sqlx::query(
-        "SELECT m.message_id, m.session_id, m.delivery_id
-           FROM message_index m JOIN UNNEST($1::text[], $2::uuid[]) AS k(id, s)
-             ON m.message_id = k.id AND m.session_id = k.s",
-    )
-    .bind(&keys_id)
-    .bind(&keys_session)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| -> anyhow::Result<_> {
-        Ok((
-            (r.try_get("message_id")?, r.try_get("session_id")?),
-            r.try_get("delivery_id")?,
-        ))
-    })
-    .collect::<anyhow::Result<_>>()?;
+    let in_chats = conversations::find_chat_messages(&mut *tx, &chat_ids, &chat_sessions).await?;
 
     // 2. the commands, and what is left unmatched
     let now = Utc::now();
     let mut commands = Vec::new();
     let mut unmatched_rows: Vec<(i64, Uuid, String, &'static str, DateTime<Utc>)> = Vec::new();
-    for c in claimed {
-        let Action::Receipt(r) = &c.action else {
+    for (c, row_updates) in claimed.iter().zip(updates) {
+        if matches!(c.action, Action::Done(_) | Action::Session(_)) {
             continue;
-        };
-        let at = r.timestamp.unwrap_or(c.received_at);
+        }
+        let messages_note = conversations::messages_note(&c.action);
+        if row_updates.is_empty() {
+            let note = messages_note.unwrap_or_else(|| "nothing to apply".to_string());
+            dispositions.insert(c.id, Disposition::Processed(note));
+            continue;
+        }
         let mut applied = 0usize;
         let mut missing = Vec::new();
-        for id in &r.message_ids {
-            match matched.get(&(id.clone(), c.session_id)) {
-                Some(delivery) => {
-                    let command = match r.state {
-                        ReceiptState::Delivered => DeliveryCommand::MarkDelivered { at },
-                        ReceiptState::Read => DeliveryCommand::MarkRead { at },
-                    };
-                    commands.push((delivery.clone(), command));
-                    applied += 1;
-                }
-                None => missing.push(id.clone()),
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for (id, update, timestamp) in row_updates {
+            let at = timestamp.unwrap_or(c.received_at);
+            if !kinds.contains(&update.as_str()) {
+                kinds.push(update.as_str());
+            }
+            let key = (id.clone(), c.session_id);
+            if let Some(delivery) = matched.get(&key) {
+                let command = match update {
+                    StatusUpdate::Delivered => DeliveryCommand::MarkDelivered { at },
+                    StatusUpdate::Read => DeliveryCommand::MarkRead { at },
+                    StatusUpdate::Sent => DeliveryCommand::RecordSent { message_id: id, at },
+                    StatusUpdate::Failed(reason) => DeliveryCommand::MarkUndelivered { reason, at },
+                };
+                commands.push((delivery.clone(), command));
+                applied += 1;
+            } else if let Some(conversation) = in_chats.get(&key) {
+                let command = ConversationCommand::RecordStatus {
+                    message_id: id,
+                    status: update.chat_status(),
+                    at,
+                };
+                chat_commands.push((conversation.to_string(), command));
+                applied += 1;
+            } else {
+                missing.push((id, update.as_str(), at));
             }
         }
-        let state = r.state.as_str();
+        let state = kinds.join("/");
+        let prefix = messages_note.map(|n| format!("{n}; ")).unwrap_or_default();
         let disposition = if missing.is_empty() {
-            Disposition::Processed(format!("{state} receipt for {applied} message(s)"))
+            Disposition::Processed(format!("{prefix}{state} receipt for {applied} message(s)"))
         } else {
             let age = (now - c.received_at).to_std().unwrap_or_default();
             if age < config.unmatched_grace {
@@ -433,11 +483,11 @@ async fn apply(
                 )
             } else {
                 let n = missing.len();
-                for id in missing {
-                    unmatched_rows.push((c.id, c.session_id, id, state, at));
+                for (id, kind, at) in missing {
+                    unmatched_rows.push((c.id, c.session_id, id, kind, at));
                 }
                 Disposition::Processed(format!(
-                    "{state} receipt for {applied} message(s); {n} unknown id(s) kept as unmatched"
+                    "{prefix}{state} receipt for {applied} message(s); {n} unknown id(s) kept as unmatched"
                 ))
             }
         };
@@ -458,6 +508,18 @@ async fn apply(
         metrics::counter!("herald_webhook_receipts_total").increment(n as u64);
         metrics::counter!("herald_webhook_receipt_events_total").increment(events as u64);
     }
+    // 4. chats: messages, then statuses of their messages, in one batch. After the deliveries:
+    // only the inbox writes conversations, so this second append rarely meets a younger writer
+    // (`StoreError::OutOfOrder`, retried by the caller)
+    if !chat_commands.is_empty() {
+        let outcomes = store::execute_batch::<Conversation>(&mut *tx, chat_commands, &()).await?;
+        for outcome in outcomes {
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "chat message not recorded");
+            }
+        }
+    }
+
     if !unmatched_rows.is_empty() {
         metrics::counter!("herald_webhook_receipts_unmatched_total")
             .increment(unmatched_rows.len() as u64);

@@ -6,7 +6,8 @@
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
 //! - [`intake`]: accepting a campaign in one batch transaction.
 //! - [`contact_book`], [`contact_csv`]: bulk contact writes (import, sync) and CSV reading.
-//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries).
+//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries,
+//!   messages in conversations, session status).
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 pub mod app;
 pub mod auth;

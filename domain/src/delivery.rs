@@ -125,6 +125,13 @@ pub enum DeliveryCommand {
     MarkRead {
         at: DateTime<Utc>,
     },
+    /// The provider reported, after accepting it, that the message could not be delivered (the
+    /// Cloud API's `failed` status). Fails a `sending` or `sent` recipient; a delivered or read
+    /// one stays as it is (a receipt is proof it arrived).
+    MarkUndelivered {
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +304,17 @@ impl Aggregate for Delivery {
                 self.require_queued()?;
                 if self.read_at.is_none() {
                     sink.write(DeliveryEvent::DeliveryRead { at }, self).await;
+                }
+            }
+            DeliveryCommand::MarkUndelivered { reason, at } => {
+                self.require_queued()?;
+                if matches!(self.status, DeliveryStatus::Sending | DeliveryStatus::Sent) {
+                    let event = DeliveryEvent::DeliveryFailed {
+                        reason,
+                        attempts: self.attempts,
+                        at,
+                    };
+                    sink.write(event, self).await;
                 }
             }
         }
@@ -886,6 +904,40 @@ mod tests {
         DeliveryTest::with(())
             .given(vec![queued(), skipped])
             .when(record_sent())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_provider_failure_fails_a_sent_recipient_but_never_a_delivered_one() {
+        let undelivered = || DeliveryCommand::MarkUndelivered {
+            reason: "131026 Message undeliverable".into(),
+            at: at(),
+        };
+        let failed = DeliveryEvent::DeliveryFailed {
+            reason: "131026 Message undeliverable".into(),
+            attempts: 1,
+            at: at(),
+        };
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent()])
+            .when(undelivered())
+            .then_expect_events(vec![failed.clone()]);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1)])
+            .when(undelivered())
+            .then_expect_events(vec![failed.clone()]);
+        DeliveryTest::with(())
+            .given(vec![queued(), dispatched(1), sent(), failed])
+            .when(undelivered())
+            .then_expect_events(vec![]);
+        DeliveryTest::with(())
+            .given(vec![
+                queued(),
+                dispatched(1),
+                sent(),
+                DeliveryEvent::DeliveryDelivered { at: at() },
+            ])
+            .when(undelivered())
             .then_expect_events(vec![]);
     }
 }

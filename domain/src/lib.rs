@@ -6,9 +6,11 @@
 //! - [`template_body`]: message bodies with `{{ variables }}` (minijinja).
 //! - [`template`], [`session`], [`campaign`], [`delivery`], [`contact`]: the aggregates, each small
 //!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
+//! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
 pub mod campaign;
 pub mod contact;
+pub mod conversation;
 pub mod delivery;
 mod error;
 pub mod phone;

@@ -16,12 +16,14 @@
 //! - [`wuzapi`] — [`WuzapiClient`], the reqwest adapter for WuzAPI's REST API (see
 //!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
+//! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
 //! - [`simulator`] — a salvo server answering the WuzAPI subset Herald uses, with fault injection
 //!   (latency, 500s, 429s), duplicate-id detection, receipts posted back to the webhook, and
 //!   `/sim/*` operator endpoints.
 
 use std::time::Duration;
 
+pub mod meta;
 pub mod simulator;
 pub mod webhook;
 pub mod wuzapi;

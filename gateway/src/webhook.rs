@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 
+pub mod message;
+
+pub use message::{parse_message, InboundMessage};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The header WuzAPI puts its signature in (lowercase hex, no `sha256=` prefix).
@@ -31,7 +35,7 @@ pub const SIGNATURE_HEADER: &str = "x-hmac-signature";
 pub const MIN_HMAC_KEY_CHARS: usize = 32;
 
 /// The longest message id Herald accepts in a receipt; WhatsApp's are 16 to 32 characters.
-const MAX_MESSAGE_ID_CHARS: usize = 128;
+pub(crate) const MAX_MESSAGE_ID_CHARS: usize = 128;
 
 /// How a post is encoded (WuzAPI's `WEBHOOK_FORMAT`, plus multipart for media).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

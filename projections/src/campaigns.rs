@@ -254,7 +254,8 @@ async fn apply_deliveries(conn: &mut PgConnection, events: &[&StoredEvent]) -> a
                         row.error = None;
                     }
                     DeliveryEvent::DeliveryFailed { reason, at, .. } => {
-                        if !row.status.is_final() {
+                        // a provider may fail a sent message later (`MarkUndelivered`)
+                        if !row.status.is_final() || row.status == DeliveryStatus::Sent {
                             row.status = DeliveryStatus::Failed;
                         }
                         row.error = Some(reason);

@@ -3,10 +3,12 @@
 //! Layout
 //! - [`runtime`]: tailing the event store in commit-safe order, checkpoints, advisory locks,
 //!   rebuilds, and waiting for a projector to catch up (read-your-writes in the API).
-//! - [`templates`], [`sessions`], [`campaigns`], [`contacts`]: one projector and its queries each. Every query
-//!   takes the caller's tenant: another tenant's row is simply not found.
+//! - [`templates`], [`sessions`], [`campaigns`], [`contacts`], [`conversations`]: one projector
+//!   and its queries each. Every query takes the caller's tenant: another tenant's row is simply
+//!   not found.
 pub mod campaigns;
 pub mod contacts;
+pub mod conversations;
 pub mod runtime;
 pub mod sessions;
 pub mod templates;
@@ -25,6 +27,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(sessions::SessionsProjector),
         Arc::new(campaigns::CampaignProgressProjector),
         Arc::new(contacts::ContactsProjector),
+        Arc::new(conversations::ConversationsProjector),
     ]
 }
 

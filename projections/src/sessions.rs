@@ -69,16 +69,22 @@ pub struct SessionRow {
     pub tenant_id: Uuid,
     pub name: String,
     pub status: String,
+    /// The Cloud API phone number id (from `session_credentials`), when the session has one.
+    pub meta_phone_number_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as("SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(
+        "SELECT s.*, c.meta_phone_number_id FROM sessions s
+           LEFT JOIN session_credentials c ON c.session_id = s.id
+          WHERE s.tenant_id = $1 AND s.id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn list(
@@ -89,9 +95,11 @@ pub async fn list(
 ) -> sqlx::Result<Page<SessionRow>> {
     let (at, id) = cursor.unzip();
     let rows: Vec<SessionRow> = sqlx::query_as(
-        "SELECT * FROM sessions WHERE tenant_id = $1
-            AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-          ORDER BY created_at DESC, id DESC LIMIT $4",
+        "SELECT s.*, c.meta_phone_number_id FROM sessions s
+           LEFT JOIN session_credentials c ON c.session_id = s.id
+          WHERE s.tenant_id = $1
+            AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3))
+          ORDER BY s.created_at DESC, s.id DESC LIMIT $4",
     )
     .bind(tenant_id)
     .bind(at)

@@ -3,7 +3,9 @@
 pub mod accounts;
 pub mod campaigns;
 pub mod contacts;
+pub mod chats;
 pub mod health;
+pub mod meta;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -120,12 +122,26 @@ pub fn router() -> Router {
                         .patch(contacts::patch)
                         .delete(contacts::delete),
                 ),
+        )
+        .push(
+            Router::with_path("chats").get(chats::list).push(
+                Router::with_path("{id}")
+                    .get(chats::get)
+                    .push(Router::with_path("messages").get(chats::messages))
+                    .push(Router::with_path("read").post(chats::mark_read)),
+            ),
         );
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT
         .push(Router::with_path("webhooks/wuzapi/{session_id}").post(webhooks::wuzapi))
+        // WhatsApp Cloud API: Meta's handshake and its notifications, signed with the app secret
+        .push(
+            Router::with_path("webhooks/meta")
+                .get(meta::verify)
+                .post(meta::notify),
+        )
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

@@ -45,6 +45,9 @@ pub struct CreateSession {
     /// Without it, Herald creates a WuzAPI user for this session through the WuzAPI admin API
     /// (needs `HERALD_WUZAPI_ADMIN_TOKEN`; otherwise 422 naming this field).
     gateway_token: Option<String>,
+    /// The WhatsApp Cloud API phone number id this number has at Meta (digits), when Meta's
+    /// webhook notifications for it should reach this session.
+    meta_phone_number_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -55,6 +58,8 @@ pub struct SessionView {
     status: String,
     /// Where the gateway posts this session's events.
     webhook_url: String,
+    /// The WhatsApp Cloud API phone number id, when set.
+    meta_phone_number_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -65,6 +70,7 @@ fn view(state: &AppState, row: SessionRow) -> SessionView {
         id: row.id,
         name: row.name,
         status: row.status,
+        meta_phone_number_id: row.meta_phone_number_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -242,22 +248,54 @@ pub async fn create(
     let body: CreateSession = json_body(req, 64 * 1024).await?;
     let name = herald_domain::template::validate_name(&body.name)?;
     let token = parse_gateway_token(body.gateway_token)?;
+    let meta_phone_number_id = body
+        .meta_phone_number_id
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    if let Some(n) = &meta_phone_number_id {
+        if !herald_gateway::meta::valid_phone_number_id(n) {
+            return Err(ApiError::validation(
+                "meta_phone_number_id",
+                "must be the digits of a Cloud API phone number id",
+            ));
+        }
+        let taken: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM session_credentials WHERE meta_phone_number_id = $1")
+                .bind(n)
+                .fetch_optional(&state.pool)
+                .await?;
+        if taken.is_some() {
+            return Err(ApiError::Conflict {
+                code: "already_exists",
+                message: "another session already has this meta_phone_number_id".into(),
+            });
+        }
+    }
     let id = Uuid::new_v4();
     let user = match token {
         Some(token) => link_existing_user(&state, id, token).await?,
         None => create_gateway_user(&state, id).await?,
     };
     sqlx::query(
-        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id,
+                                          meta_phone_number_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(caller.tenant_id)
     .bind(&user.token)
     .bind(&user.hmac_key)
     .bind(&user.user_id)
+    .bind(&meta_phone_number_id)
     .execute(&state.pool)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => ApiError::Conflict {
+            code: "already_exists",
+            message: "another session already has this meta_phone_number_id".into(),
+        },
+        _ => e.into(),
+    })?;
     let now = Utc::now();
     state
         .sessions

@@ -36,6 +36,14 @@ pub struct WebhookAck {
     status: String,
 }
 
+impl WebhookAck {
+    pub fn new(status: &str) -> Self {
+        WebhookAck {
+            status: status.to_string(),
+        }
+    }
+}
+
 /// Receives a WuzAPI event for a linked session: form (`jsonData`), JSON or multipart.
 #[endpoint(tags("webhooks"), status_codes(200, 400, 401, 404, 413))]
 pub async fn wuzapi(
@@ -124,6 +132,10 @@ pub async fn wuzapi(
     // A receipt Herald could not apply is refused now, while the gateway can still be told.
     if event_type == "ReadReceipt" {
         webhook::parse_receipt(&event)
+            .map_err(|e| ApiError::bad_request("invalid_webhook", e.0))?;
+    }
+    if event_type == "Message" {
+        webhook::parse_message(&event)
             .map_err(|e| ApiError::bad_request("invalid_webhook", e.0))?;
     }
 

@@ -49,6 +49,11 @@ async fn health_ready_openapi_and_docs_answer() {
         "/api/v1/campaigns/{id}/cancel",
         "/api/v1/campaigns/{id}/occurrences",
         "/api/v1/webhooks/wuzapi/{session_id}",
+        "/api/v1/webhooks/meta",
+        "/api/v1/chats",
+        "/api/v1/chats/{id}",
+        "/api/v1/chats/{id}/messages",
+        "/api/v1/chats/{id}/read",
         "/health",
         "/health/ready",
     ] {

@@ -90,6 +90,11 @@ pub async fn spawn_app_with_admin_token(
     .await
 }
 
+/// Herald with settings changed by `tweak` (e.g. the Cloud API webhook's secrets).
+pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_configured(SimulatorConfig::default(), None, fast_dispatch(), tweak).await
+}
+
 async fn spawn(
     sim_config: SimulatorConfig,
     gateway_url: Option<String>,

@@ -245,3 +245,102 @@ async fn a_scheduled_campaign_resolves_its_audience_when_it_starts() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn each_occurrence_of_a_recurring_campaign_resolves_the_audience_again() {
+    let app = spawn_app().await;
+    let (a, session, template) = app.ready_tenant("weekly@c.co", "Weekly {{ name }}").await;
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &a.token,
+            &json!({"name": "Weekly", "template_id": template, "session_id": session,
+                    "audience": {"tag": "weekly"}, "recurrence": "0 9 * * MON",
+                    "timezone": "Asia/Jakarta"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let parent: Value = res.json().await.expect("json");
+    assert_eq!(parent["audience"]["resolved"], false);
+    let parent_id = parent["id"].as_str().expect("id").to_string();
+    let make_due = || async {
+        sqlx::query(
+            "UPDATE recurring_campaigns SET next_at = now() - interval '1 second'
+              WHERE campaign_id = $1::uuid",
+        )
+        .bind(&parent_id)
+        .execute(&app.pool)
+        .await
+        .expect("update");
+    };
+    let occurrences = || async {
+        app.get_json(
+            &format!("/api/v1/campaigns/{parent_id}/occurrences"),
+            &a.token,
+        )
+        .await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let wait_occurrences = |n: usize| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let items = occurrences().await;
+            if items.len() >= n || tokio::time::Instant::now() > deadline {
+                return items;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    // nobody has the tag yet: the occurrence fails, saying why
+    make_due().await;
+    let first = wait_occurrences(1).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["status"], "failed");
+    assert!(
+        first[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("weekly"),
+        "{first:?}"
+    );
+
+    // tagged since: the next occurrence sends to them
+    contact(
+        &app,
+        &a,
+        json!({"phone": "6281300000001", "name": "Dewi", "tags": ["weekly"]}),
+    )
+    .await;
+    contact(
+        &app,
+        &a,
+        json!({"phone": "6281300000002", "name": "Eko", "tags": ["weekly"]}),
+    )
+    .await;
+    make_due().await;
+    let second = wait_occurrences(2).await;
+    let fired = second
+        .iter()
+        .find(|o| o["status"] == "fired")
+        .unwrap_or_else(|| panic!("no fired occurrence in {second:?}"));
+    let run = fired["run_id"].as_str().expect("run id").to_string();
+    let done = app
+        .wait_campaign(&a, &run, Duration::from_secs(30), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["total_recipients"], 2, "{done}");
+    let sent = messages_to(&app, &["6281300000001", "6281300000002"]).await;
+    assert_eq!(
+        sent.get("6281300000001").map(String::as_str),
+        Some("Weekly Dewi")
+    );
+    assert_eq!(
+        sent.get("6281300000002").map(String::as_str),
+        Some("Weekly Eko")
+    );
+    app.stop().await;
+}

@@ -72,10 +72,24 @@ pub async fn spawn_app_with_dead_gateway() -> TestApp {
     spawn(SimulatorConfig::default(), Some(url), fast_dispatch()).await
 }
 
+/// Herald with settings changed by `tweak` (e.g. `allow_private_media_urls = false`).
+pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_tweaked(SimulatorConfig::default(), None, fast_dispatch(), tweak).await
+}
+
 async fn spawn(
     sim_config: SimulatorConfig,
     gateway_url: Option<String>,
     dispatch: DispatchConfig,
+) -> TestApp {
+    spawn_tweaked(sim_config, gateway_url, dispatch, |_| {}).await
+}
+
+async fn spawn_tweaked(
+    sim_config: SimulatorConfig,
+    gateway_url: Option<String>,
+    dispatch: DispatchConfig,
+    tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
     init_tracing();
     let sim = simulator::spawn("127.0.0.1:0", sim_config)
@@ -85,7 +99,8 @@ async fn spawn(
         .await
         .expect("fresh database");
     let gateway_url = gateway_url.unwrap_or_else(|| sim.base_url());
-    let settings = Settings::for_tests(&db_url, &gateway_url);
+    let mut settings = Settings::for_tests(&db_url, &gateway_url);
+    tweak(&mut settings);
     let app = Application::build_with_dispatch(settings, Role::All, dispatch)
         .await
         .expect("herald starts");

@@ -8,6 +8,7 @@ mod crash;
 mod dispatch;
 mod health;
 mod helpers;
+mod images;
 mod recurrence;
 mod schedule;
 mod sessions;

@@ -42,6 +42,8 @@ pub struct Settings {
     pub wuzapi_url: String,
     pub wuzapi_admin_token: Option<Secret>,
     pub jwt_secret: Secret,
+    /// `HERALD_ALLOW_PRIVATE_MEDIA_URLS` (tests only): image URLs may reach loopback, private,
+    /// CGNAT and unique-local addresses; link-local/metadata and the like stay refused.
     pub allow_private_media_urls: bool,
     pub default_plan: String,
     pub admin_token: Option<Secret>,

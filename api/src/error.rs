@@ -24,6 +24,15 @@ pub enum ApiError {
         message: String,
         details: Option<Value>,
     },
+    /// An image that cannot be used (refused URL, failed fetch, too large, not an image): 422
+    /// `invalid_image`, naming the field and the reason (docs/images.md).
+    #[error("{field}: {reason}")]
+    InvalidImage {
+        field: String,
+        /// `url_refused`, `fetch_failed`, `too_large` or `not_a_valid_image`.
+        kind: &'static str,
+        reason: String,
+    },
     #[error("authentication required")]
     Unauthorized(String),
     #[error("forbidden")]
@@ -67,6 +76,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidImage { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -97,6 +107,15 @@ impl ApiError {
                 }
                 ("validation_failed", format!("{field}: {message}"), Some(d))
             }
+            ApiError::InvalidImage {
+                field,
+                kind,
+                reason,
+            } => (
+                "invalid_image",
+                format!("{field}: {reason}"),
+                Some(serde_json::json!({ "field": field, "kind": kind, "reason": reason })),
+            ),
             ApiError::Unauthorized(m) => ("unauthorized", m.clone(), None),
             ApiError::Forbidden { code, message } => (*code, message.clone(), None),
             ApiError::NotFound => ("not_found", "no such object".to_string(), None),
@@ -116,6 +135,22 @@ impl ApiError {
                 code: code.to_string(),
                 message,
                 details,
+            },
+        }
+    }
+}
+
+impl ApiError {
+    /// An image refusal for `field`; Herald's own failures stay 500s.
+    pub fn image(field: &str, error: herald_scheduler::media::MediaError) -> Self {
+        match error {
+            herald_scheduler::media::MediaError::Internal(m) => {
+                ApiError::Unexpected(anyhow::anyhow!("image processing: {m}"))
+            }
+            other => ApiError::InvalidImage {
+                field: field.to_string(),
+                kind: other.kind(),
+                reason: other.to_string(),
             },
         }
     }

@@ -56,6 +56,9 @@ pub struct MessageSpec {
     pub body: Option<TemplateBody>,
     pub caption: Option<TemplateBody>,
     pub image_url: Option<String>,
+    /// Image campaigns: the template's processed image, by hash (absent in older events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::template::ImageRef>,
 }
 
 // `Create` is much larger than the other commands; commands live for one call, so boxing its
@@ -387,6 +390,7 @@ mod tests {
             body: Some(TemplateBody::parse("Hi {{ name }}").expect("a valid body")),
             caption: None,
             image_url: None,
+            image: None,
         }
     }
 

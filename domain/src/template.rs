@@ -45,6 +45,21 @@ impl TemplateStatus {
     }
 }
 
+/// The processed image of an image template: a JPEG stored once in the `media` table under its
+/// SHA-256, referenced here by hash so events stay small (never the image itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// Lowercase hex SHA-256 of the processed JPEG: its key in `media`.
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    /// Size of the processed JPEG in bytes.
+    pub bytes: u64,
+    /// The URL it was fetched from; `None` when it came as base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum TemplateCommand {
     Create {
@@ -54,6 +69,8 @@ pub enum TemplateCommand {
         body: Option<TemplateBody>,
         caption: Option<TemplateBody>,
         image_url: Option<String>,
+        /// Image templates: the processed image (required for them, refused for text).
+        image: Option<ImageRef>,
         at: DateTime<Utc>,
     },
     Update {
@@ -62,6 +79,8 @@ pub enum TemplateCommand {
         body: Option<TemplateBody>,
         caption: Option<TemplateBody>,
         status: Option<TemplateStatus>,
+        /// A new processed image (image templates only).
+        image: Option<ImageRef>,
         at: DateTime<Utc>,
     },
     Delete {
@@ -79,6 +98,9 @@ pub enum TemplateEvent {
         body: Option<TemplateBody>,
         caption: Option<TemplateBody>,
         image_url: Option<String>,
+        /// Added with image templates; absent in older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<ImageRef>,
         at: DateTime<Utc>,
     },
     TemplateUpdated {
@@ -86,6 +108,9 @@ pub enum TemplateEvent {
         body: Option<TemplateBody>,
         caption: Option<TemplateBody>,
         status: Option<TemplateStatus>,
+        /// A re-processed image (its `source_url` replaces the template's `image_url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<ImageRef>,
         at: DateTime<Utc>,
     },
     TemplateDeleted {
@@ -115,6 +140,7 @@ pub struct Template {
     pub body: Option<TemplateBody>,
     pub caption: Option<TemplateBody>,
     pub image_url: Option<String>,
+    pub image: Option<ImageRef>,
     pub status: TemplateStatus,
     pub deleted: bool,
 }
@@ -162,6 +188,7 @@ impl Aggregate for Template {
                 body,
                 caption,
                 image_url,
+                image,
                 at,
             } => {
                 if self.tenant_id.is_some() {
@@ -172,10 +199,22 @@ impl Aggregate for Template {
                     TemplateKind::Text if body.is_none() => {
                         return Err(DomainError::invalid("body", "text templates need a body"))
                     }
-                    TemplateKind::Image if image_url.is_none() => {
+                    TemplateKind::Text if image.is_some() || caption.is_some() => {
+                        return Err(DomainError::invalid(
+                            "image_url",
+                            "text templates take a body only (no image or caption)",
+                        ))
+                    }
+                    TemplateKind::Image if image.is_none() => {
                         return Err(DomainError::invalid(
                             "image_url",
                             "image templates need an image",
+                        ))
+                    }
+                    TemplateKind::Image if body.is_some() => {
+                        return Err(DomainError::invalid(
+                            "body",
+                            "image templates have a caption, not a body",
                         ))
                     }
                     _ => {}
@@ -187,6 +226,7 @@ impl Aggregate for Template {
                     body,
                     caption,
                     image_url,
+                    image,
                     at,
                 };
                 sink.write(event, self).await;
@@ -197,6 +237,7 @@ impl Aggregate for Template {
                 body,
                 caption,
                 status,
+                image,
                 at,
             } => {
                 if !self.visible_to(tenant_id) {
@@ -209,7 +250,26 @@ impl Aggregate for Template {
                         "image templates have a caption, not a body",
                     ));
                 }
-                if name.is_none() && body.is_none() && caption.is_none() && status.is_none() {
+                if self.kind == Some(TemplateKind::Text) {
+                    if image.is_some() {
+                        return Err(DomainError::invalid(
+                            "image_url",
+                            "text templates have no image",
+                        ));
+                    }
+                    if caption.is_some() {
+                        return Err(DomainError::invalid(
+                            "caption",
+                            "text templates have a body, not a caption",
+                        ));
+                    }
+                }
+                if name.is_none()
+                    && body.is_none()
+                    && caption.is_none()
+                    && status.is_none()
+                    && image.is_none()
+                {
                     return Ok(());
                 }
                 let event = TemplateEvent::TemplateUpdated {
@@ -217,6 +277,7 @@ impl Aggregate for Template {
                     body,
                     caption,
                     status,
+                    image,
                     at,
                 };
                 sink.write(event, self).await;
@@ -241,6 +302,7 @@ impl Aggregate for Template {
                 body,
                 caption,
                 image_url,
+                image,
                 ..
             } => {
                 self.tenant_id = Some(tenant_id);
@@ -249,6 +311,7 @@ impl Aggregate for Template {
                 self.body = body;
                 self.caption = caption;
                 self.image_url = image_url;
+                self.image = image;
                 self.status = TemplateStatus::Active;
             }
             TemplateEvent::TemplateUpdated {
@@ -256,8 +319,13 @@ impl Aggregate for Template {
                 body,
                 caption,
                 status,
+                image,
                 ..
             } => {
+                if let Some(i) = image {
+                    self.image_url = i.source_url.clone();
+                    self.image = Some(i);
+                }
                 if let Some(n) = name {
                     self.name = n;
                 }
@@ -287,6 +355,16 @@ mod tests {
         DateTime::from_timestamp(1_767_225_600, 0).expect("a valid timestamp")
     }
 
+    fn promo_image() -> ImageRef {
+        ImageRef {
+            sha256: "ab".repeat(32),
+            width: 800,
+            height: 600,
+            bytes: 51_200,
+            source_url: Some("https://example.com/promo.png".to_string()),
+        }
+    }
+
     fn owner() -> Uuid {
         Uuid::from_u128(1)
     }
@@ -303,6 +381,7 @@ mod tests {
             body: Some(body("Hello {{ name }}")),
             caption: None,
             image_url: None,
+            image: None,
             at: at(),
         }
     }
@@ -315,6 +394,7 @@ mod tests {
             body: Some(body("Hello {{ name }}")),
             caption: None,
             image_url: None,
+            image: None,
             at: at(),
         }
     }
@@ -327,6 +407,7 @@ mod tests {
             body: None,
             caption: Some(body("Look, {{ name }}")),
             image_url: Some("https://example.com/promo.png".to_string()),
+            image: Some(promo_image()),
             at: at(),
         }
     }
@@ -338,6 +419,7 @@ mod tests {
             body: None,
             caption: None,
             status: None,
+            image: None,
             at: at(),
         }
     }
@@ -361,6 +443,7 @@ mod tests {
                 body: None,
                 caption: Some(body("Look, {{ name }}")),
                 image_url: Some("https://example.com/promo.png".to_string()),
+                image: Some(promo_image()),
                 at: at(),
             })
             .then_expect_events(vec![image_created()]);
@@ -377,6 +460,7 @@ mod tests {
                 body: None,
                 caption: None,
                 image_url: None,
+                image: None,
                 at: at(),
             })
             .then_expect_error(DomainError::invalid("body", "text templates need a body"));
@@ -393,6 +477,7 @@ mod tests {
                 body: None,
                 caption: Some(body("Look")),
                 image_url: None,
+                image: None,
                 at: at(),
             })
             .then_expect_error(DomainError::invalid(
@@ -441,6 +526,7 @@ mod tests {
                 body: Some(body("Hi {{ name }}")),
                 caption: None,
                 status: Some(TemplateStatus::Inactive),
+                image: None,
                 at: at(),
             })
             .then_expect_events(vec![TemplateEvent::TemplateUpdated {
@@ -448,6 +534,7 @@ mod tests {
                 body: Some(body("Hi {{ name }}")),
                 caption: None,
                 status: Some(TemplateStatus::Inactive),
+                image: None,
                 at: at(),
             }]);
     }
@@ -462,6 +549,7 @@ mod tests {
                 body: None,
                 caption: None,
                 status: None,
+                image: None,
                 at: at(),
             })
             .then_expect_events(vec![]);
@@ -485,12 +573,91 @@ mod tests {
                 body: Some(body("Hi")),
                 caption: None,
                 status: None,
+                image: None,
                 at: at(),
             })
             .then_expect_error(DomainError::invalid(
                 "body",
                 "image templates have a caption, not a body",
             ));
+    }
+
+    #[test]
+    fn a_new_image_replaces_the_old_one_and_its_source() {
+        let replacement = ImageRef {
+            sha256: "cd".repeat(32),
+            width: 1600,
+            height: 900,
+            bytes: 90_000,
+            source_url: None,
+        };
+        let update = TemplateCommand::Update {
+            tenant_id: owner(),
+            name: None,
+            body: None,
+            caption: None,
+            status: None,
+            image: Some(replacement.clone()),
+            at: at(),
+        };
+        TemplateTest::with(())
+            .given(vec![image_created()])
+            .when(update)
+            .then_expect_events(vec![TemplateEvent::TemplateUpdated {
+                name: None,
+                body: None,
+                caption: None,
+                status: None,
+                image: Some(replacement.clone()),
+                at: at(),
+            }]);
+        let mut template = Template::default();
+        template.apply(image_created());
+        template.apply(TemplateEvent::TemplateUpdated {
+            name: None,
+            body: None,
+            caption: None,
+            status: None,
+            image: Some(replacement.clone()),
+            at: at(),
+        });
+        assert_eq!(template.image, Some(replacement));
+        assert_eq!(template.image_url, None, "the base64 image has no URL");
+    }
+
+    #[test]
+    fn a_text_template_gets_no_image_and_no_caption() {
+        let with =
+            |image: Option<ImageRef>, caption: Option<TemplateBody>| TemplateCommand::Update {
+                tenant_id: owner(),
+                name: None,
+                body: None,
+                caption,
+                status: None,
+                image,
+                at: at(),
+            };
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(with(Some(promo_image()), None))
+            .then_expect_error(DomainError::invalid(
+                "image_url",
+                "text templates have no image",
+            ));
+        TemplateTest::with(())
+            .given(vec![text_created()])
+            .when(with(None, Some(body("Hi"))))
+            .then_expect_error(DomainError::invalid(
+                "caption",
+                "text templates have a body, not a caption",
+            ));
+    }
+
+    #[test]
+    fn events_written_before_images_still_read() {
+        let old = r#"{"TemplateCreated":{"tenant_id":"00000000-0000-0000-0000-000000000001","name":"Welcome","kind":"text","body":"Hello {{ name }}","caption":null,"image_url":null,"at":"2026-01-01T00:00:00Z"}}"#;
+        let event: TemplateEvent = serde_json::from_str(old).expect("an old event reads");
+        assert_eq!(event, text_created());
     }
 
     #[test]
@@ -553,6 +720,7 @@ mod tests {
             body: None,
             caption: None,
             status: Some(TemplateStatus::Archived),
+            image: None,
             at: at(),
         });
         assert_eq!(template.name, "Renamed");

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use herald_domain::template::{Template, TemplateEvent};
+use herald_domain::template::{ImageRef, Template, TemplateEvent};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -32,11 +32,14 @@ impl Projector for TemplatesProjector {
                     body,
                     caption,
                     image_url,
+                    image,
                     at,
                 } => {
+                    let image = ImageColumns::from(image.as_ref());
                     sqlx::query(
-                        "INSERT INTO templates (id, tenant_id, name, kind, body, caption, image_url, status, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO templates (id, tenant_id, name, kind, body, caption, image_url, status, created_at, updated_at,
+                                                image_sha256, image_width, image_height, image_bytes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(id)
                     .bind(tenant_id)
@@ -46,6 +49,10 @@ impl Projector for TemplatesProjector {
                     .bind(caption.map(String::from))
                     .bind(image_url)
                     .bind(at)
+                    .bind(image.sha256)
+                    .bind(image.width)
+                    .bind(image.height)
+                    .bind(image.bytes)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -54,11 +61,18 @@ impl Projector for TemplatesProjector {
                     body,
                     caption,
                     status,
+                    image,
                     at,
                 } => {
+                    let replaced = image.is_some();
+                    let source_url = image.as_ref().and_then(|i| i.source_url.clone());
+                    let image = ImageColumns::from(image.as_ref());
                     sqlx::query(
                         "UPDATE templates SET name = COALESCE($2, name), body = COALESCE($3, body),
-                                caption = COALESCE($4, caption), status = COALESCE($5, status), updated_at = $6
+                                caption = COALESCE($4, caption), status = COALESCE($5, status), updated_at = $6,
+                                image_url = CASE WHEN $7 THEN $8 ELSE image_url END,
+                                image_sha256 = COALESCE($9, image_sha256), image_width = COALESCE($10, image_width),
+                                image_height = COALESCE($11, image_height), image_bytes = COALESCE($12, image_bytes)
                           WHERE id = $1",
                     )
                     .bind(id)
@@ -67,6 +81,12 @@ impl Projector for TemplatesProjector {
                     .bind(caption.map(String::from))
                     .bind(status.map(|s| s.as_str()))
                     .bind(at)
+                    .bind(replaced)
+                    .bind(source_url)
+                    .bind(image.sha256)
+                    .bind(image.width)
+                    .bind(image.height)
+                    .bind(image.bytes)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -82,6 +102,25 @@ impl Projector for TemplatesProjector {
     }
 }
 
+/// An image reference as the read model's nullable columns.
+struct ImageColumns {
+    sha256: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    bytes: Option<i64>,
+}
+
+impl From<Option<&ImageRef>> for ImageColumns {
+    fn from(image: Option<&ImageRef>) -> Self {
+        ImageColumns {
+            sha256: image.map(|i| i.sha256.clone()),
+            width: image.map(|i| i32::try_from(i.width).unwrap_or(i32::MAX)),
+            height: image.map(|i| i32::try_from(i.height).unwrap_or(i32::MAX)),
+            bytes: image.map(|i| i64::try_from(i.bytes).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TemplateRow {
     pub id: Uuid,
@@ -92,6 +131,10 @@ pub struct TemplateRow {
     pub caption: Option<String>,
     pub image_url: Option<String>,
     pub status: String,
+    pub image_sha256: Option<String>,
+    pub image_width: Option<i32>,
+    pub image_height: Option<i32>,
+    pub image_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

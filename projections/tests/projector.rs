@@ -380,6 +380,7 @@ async fn create_campaign(pool: &PgPool, tenant: Uuid, n: usize) -> anyhow::Resul
             body: Some(TemplateBody::parse("Hello {{ name }}").expect("a valid body")),
             caption: None,
             image_url: None,
+            image: None,
         },
         total_recipients: n as u64,
         scheduled_at: None,
@@ -552,6 +553,7 @@ async fn write_templates(pool: &PgPool, tenant: Uuid) -> anyhow::Result<[Uuid; 3
             body: Some(TemplateBody::parse("Hi {{ name }}").expect("a valid body")),
             caption: None,
             image_url: None,
+            image: None,
             at: Utc::now(),
         };
         cqrs.execute(&id.to_string(), create).await?;
@@ -562,6 +564,7 @@ async fn write_templates(pool: &PgPool, tenant: Uuid) -> anyhow::Result<[Uuid; 3
         body: Some(TemplateBody::parse("Hello again {{ name }}").expect("a valid body")),
         caption: None,
         status: Some(TemplateStatus::Inactive),
+        image: None,
         at: Utc::now(),
     };
     cqrs.execute(&ids[1].to_string(), update).await?;

@@ -74,6 +74,7 @@ pub async fn message_from_template(
         body: template.body,
         caption: template.caption,
         image_url: template.image_url,
+        image: template.image,
     }))
 }
 

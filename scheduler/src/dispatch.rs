@@ -24,6 +24,8 @@ use herald_domain::store;
 use herald_domain::template::TemplateKind;
 use herald_domain::template_body::CompiledTemplate;
 use herald_gateway::{Gateway, GatewayError, MessageContent, OutboundMessage};
+
+use crate::media::MediaCache;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
@@ -60,7 +62,14 @@ impl Default for DispatchConfig {
 /// A campaign's message compiled once and shared by every worker.
 struct CompiledMessage {
     body: Option<CompiledTemplate>,
+    caption: Option<CompiledTemplate>,
+    /// Image campaigns: the SHA-256 of the stored JPEG (loaded once per process, [`MediaCache`]).
+    image: Option<String>,
 }
+
+/// Image sends in flight per process: each holds the image's data URL and its JSON request body
+/// (up to ~1.4 MB each), so this bounds the dispatcher's image memory to a few tens of MB.
+const IMAGE_SENDS_IN_FLIGHT: usize = 16;
 
 /// Shared by the worker tasks of one process.
 pub struct Dispatcher {
@@ -69,6 +78,8 @@ pub struct Dispatcher {
     config: DispatchConfig,
     messages: Mutex<HashMap<Uuid, Arc<Result<CompiledMessage, String>>>>,
     tokens: Mutex<HashMap<Uuid, (Option<String>, tokio::time::Instant)>>,
+    media: MediaCache,
+    image_sends: tokio::sync::Semaphore,
 }
 
 /// One claimed recipient.
@@ -114,11 +125,13 @@ enum Outcome {
 impl Dispatcher {
     pub fn new(pool: PgPool, gateway: Arc<dyn Gateway>, config: DispatchConfig) -> Arc<Self> {
         Arc::new(Dispatcher {
-            pool,
             gateway,
             config,
             messages: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            media: MediaCache::new(pool.clone()),
+            image_sends: tokio::sync::Semaphore::new(IMAGE_SENDS_IN_FLIGHT),
+            pool,
         })
     }
 
@@ -304,7 +317,27 @@ impl Dispatcher {
             Ok(None) => return Outcome::Failed("the campaign's session no longer exists".into()),
             Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
         };
-        let content = match render(message, c) {
+        // Image sends wait for a slot before their data URL is copied into a request.
+        let _image_slot = match &message.image {
+            Some(_) => match self.image_sends.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return Outcome::Retry("shutting down".into(), Duration::from_secs(1)),
+            },
+            None => None,
+        };
+        let image = match &message.image {
+            Some(sha256) => match self.media.data_url(sha256).await {
+                Ok(Some(url)) => Some(url),
+                Ok(None) => {
+                    return Outcome::Failed(format!(
+                        "the campaign's image ({sha256}) is no longer stored"
+                    ))
+                }
+                Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
+            },
+            None => None,
+        };
+        let content = match render(message, c, image.as_deref()) {
             Ok(content) => content,
             Err(reason) => return Outcome::Failed(reason),
         };
@@ -506,13 +539,46 @@ fn compile(message: Option<MessageSpec>) -> Result<CompiledMessage, String> {
             let compiled = body.compile().map_err(|e| e.to_string())?;
             Ok(CompiledMessage {
                 body: Some(compiled),
+                caption: None,
+                image: None,
             })
         }
-        TemplateKind::Image => Err("image campaigns are not supported yet".to_string()),
+        TemplateKind::Image => {
+            let image = message
+                .image
+                .ok_or("the campaign's template has no processed image")?;
+            let caption = message
+                .caption
+                .map(|c| c.compile().map_err(|e| e.to_string()))
+                .transpose()?;
+            Ok(CompiledMessage {
+                body: None,
+                caption,
+                image: Some(image.sha256),
+            })
+        }
     }
 }
 
-fn render(message: &CompiledMessage, c: &Claimed) -> Result<MessageContent, String> {
+/// The recipient's message: the text, or the shared image with the recipient's caption.
+fn render(
+    message: &CompiledMessage,
+    c: &Claimed,
+    image: Option<&str>,
+) -> Result<MessageContent, String> {
+    if let Some(data_url) = image {
+        let caption = message
+            .caption
+            .as_ref()
+            .map(|t| t.render(&c.phone, None, &c.vars))
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .filter(|text| !text.trim().is_empty());
+        return Ok(MessageContent::Image {
+            data_url: data_url.to_string(),
+            caption,
+        });
+    }
     let body = message
         .body
         .as_ref()

@@ -2,9 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use herald_domain::template::{Template, TemplateCommand, TemplateKind, TemplateStatus};
+use herald_domain::template::{
+    validate_name, ImageRef, Template, TemplateCommand, TemplateKind, TemplateStatus,
+};
 use herald_domain::template_body::TemplateBody;
 use herald_projections::templates::{self as read, TemplateRow};
+use herald_scheduler::media::{self, ImageSource, MediaPolicy};
 use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -16,19 +19,24 @@ use crate::auth::caller;
 use crate::error::{json_body, ApiError};
 use crate::state::AppState;
 
-const BODY_LIMIT: usize = 256 * 1024;
+/// Bodies carry `image_base64`: 16 MB of image is about 22.4 MB of base64, plus the rest.
+const BODY_LIMIT: usize = 23 * 1024 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     name: String,
-    /// `text` (image templates are not available yet).
+    /// `text` or `image`.
     #[serde(rename = "type")]
     kind: String,
-    /// Text with variables: `{{ name }}`, `{{ phone }}`, any recipient variable.
+    /// Text templates: text with variables: `{{ name }}`, `{{ phone }}`, any recipient variable.
     body: Option<String>,
+    /// Image templates: an http(s) URL Herald fetches once, now (public addresses only; at most
+    /// 16 MB; JPEG, PNG, WebP or GIF; at most 8,192 pixels a side). See docs/images.md.
     image_url: Option<String>,
+    /// Image templates: the image itself, as raw base64 or a `data:image/...;base64,` URL.
     image_base64: Option<String>,
+    /// Image templates: the caption, with variables like `body`.
     caption: Option<String>,
 }
 
@@ -38,6 +46,10 @@ pub struct UpdateTemplate {
     name: Option<String>,
     body: Option<String>,
     caption: Option<String>,
+    /// Image templates: a new image from this URL (fetched and processed again).
+    image_url: Option<String>,
+    /// Image templates: a new image as base64.
+    image_base64: Option<String>,
     /// `active`, `inactive` or `archived`.
     status: Option<String>,
 }
@@ -51,11 +63,26 @@ pub struct TemplateView {
     body: Option<String>,
     caption: Option<String>,
     image_url: Option<String>,
+    /// Image templates: the processed image every recipient gets.
+    image: Option<ImageView>,
     status: String,
     /// Variables the body and caption use.
     variables: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+/// The processed image of an image template.
+#[derive(Serialize, ToSchema)]
+pub struct ImageView {
+    /// SHA-256 of the JPEG sent (hex).
+    sha256: String,
+    /// Always `image/jpeg`: Herald re-encodes every image.
+    content_type: &'static str,
+    width: i32,
+    height: i32,
+    /// Size of the JPEG sent.
+    bytes: i64,
 }
 
 fn view(row: TemplateRow) -> TemplateView {
@@ -72,6 +99,21 @@ fn view(row: TemplateRow) -> TemplateView {
         body: row.body,
         caption: row.caption,
         image_url: row.image_url,
+        image: match (
+            row.image_sha256,
+            row.image_width,
+            row.image_height,
+            row.image_bytes,
+        ) {
+            (Some(sha256), Some(width), Some(height), Some(bytes)) => Some(ImageView {
+                sha256,
+                content_type: "image/jpeg",
+                width,
+                height,
+                bytes,
+            }),
+            _ => None,
+        },
         status: row.status,
         variables: variables.into_iter().collect(),
         created_at: row.created_at,
@@ -96,6 +138,39 @@ fn parse_status(raw: &str) -> Result<TemplateStatus, ApiError> {
     }
 }
 
+/// `image_url` or `image_base64`, exactly one, with the field it came in.
+fn image_source(
+    image_url: Option<String>,
+    image_base64: Option<String>,
+) -> Result<Option<(ImageSource, &'static str)>, ApiError> {
+    match (image_url, image_base64) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "image_url",
+            "give image_url or image_base64, not both",
+        )),
+        (Some(url), None) => Ok(Some((ImageSource::Url(url), "image_url"))),
+        (None, Some(data)) => Ok(Some((ImageSource::Base64(data), "image_base64"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Fetches (or decodes) and processes the image once, and stores it by hash before any event
+/// refers to it. Refusals are 422 `invalid_image` naming `field`.
+async fn prepare_image(
+    state: &AppState,
+    source: ImageSource,
+    field: &str,
+) -> Result<ImageRef, ApiError> {
+    let policy = MediaPolicy {
+        allow_private: state.settings.allow_private_media_urls,
+    };
+    let prepared = media::prepare_image(source, &policy)
+        .await
+        .map_err(|e| ApiError::image(field, e))?;
+    media::store(&state.pool, &prepared).await?;
+    Ok(prepared.image_ref())
+}
+
 async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<TemplateView, ApiError> {
     state
         .wait_projected(read::NAME, Template::TYPE, &id.to_string())
@@ -106,7 +181,10 @@ async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<TemplateVi
         .ok_or(ApiError::NotFound)
 }
 
-/// Creates a template. A body that does not parse is 422 with the line and column.
+/// Creates a template. A body or caption that does not parse is 422 with the line and column.
+/// An image template's image is fetched (or decoded from base64) and processed now, once: a URL
+/// Herald refuses, a failed fetch, or a file that is too large or not an image is 422
+/// `invalid_image` with the reason.
 #[endpoint(tags("templates"), request_body = CreateTemplate, status_codes(201, 400, 401, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
@@ -118,27 +196,21 @@ pub async fn create(
     let body: CreateTemplate = json_body(req, BODY_LIMIT).await?;
     let kind = match body.kind.as_str() {
         "text" => TemplateKind::Text,
-        "image" => {
-            return Err(ApiError::validation(
-                "type",
-                "image templates are not available yet; use `text`",
-            ))
-        }
+        "image" => TemplateKind::Image,
         _ => return Err(ApiError::validation("type", "must be `text` or `image`")),
     };
-    if body.image_url.is_some() || body.image_base64.is_some() || body.caption.is_some() {
-        return Err(ApiError::validation(
-            "image_url",
-            "text templates take a body only (no image_url, image_base64 or caption)",
-        ));
-    }
-    let text = parse_body("body", body.body)?
-        .ok_or_else(|| ApiError::validation("body", "text templates need a body"))?;
-    let id = Uuid::new_v4();
-    state
-        .templates
-        .execute(
-            &id.to_string(),
+    // Cheap checks first: a bad name or caption costs no fetch.
+    validate_name(&body.name)?;
+    let command = match kind {
+        TemplateKind::Text => {
+            if body.image_url.is_some() || body.image_base64.is_some() || body.caption.is_some() {
+                return Err(ApiError::validation(
+                    "image_url",
+                    "text templates take a body only (no image_url, image_base64 or caption)",
+                ));
+            }
+            let text = parse_body("body", body.body)?
+                .ok_or_else(|| ApiError::validation("body", "text templates need a body"))?;
             TemplateCommand::Create {
                 tenant_id: caller.tenant_id,
                 name: body.name,
@@ -146,10 +218,40 @@ pub async fn create(
                 body: Some(text),
                 caption: None,
                 image_url: None,
+                image: None,
                 at: Utc::now(),
-            },
-        )
-        .await?;
+            }
+        }
+        TemplateKind::Image => {
+            if body.body.is_some() {
+                return Err(ApiError::validation(
+                    "body",
+                    "image templates have a caption, not a body",
+                ));
+            }
+            let caption = parse_body("caption", body.caption)?;
+            let (source, field) =
+                image_source(body.image_url, body.image_base64)?.ok_or_else(|| {
+                    ApiError::validation(
+                        "image_url",
+                        "image templates need image_url or image_base64",
+                    )
+                })?;
+            let image = prepare_image(&state, source, field).await?;
+            TemplateCommand::Create {
+                tenant_id: caller.tenant_id,
+                name: body.name,
+                kind,
+                body: None,
+                caption,
+                image_url: image.source_url.clone(),
+                image: Some(image),
+                at: Utc::now(),
+            }
+        }
+    };
+    let id = Uuid::new_v4();
+    state.templates.execute(&id.to_string(), command).await?;
     let view = fetch(&state, caller.tenant_id, id).await?;
     res.status_code(StatusCode::CREATED);
     Ok(Json(view))
@@ -185,7 +287,8 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Templa
         .ok_or(ApiError::NotFound)
 }
 
-/// Changes a template's name, body or status. Running campaigns keep the text they started with.
+/// Changes a template's name, body, caption, image or status. A new `image_url` or
+/// `image_base64` is fetched and processed again. Running campaigns keep what they started with.
 #[endpoint(tags("templates"), request_body = UpdateTemplate, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
@@ -197,16 +300,33 @@ pub async fn update(
     let id = parse_id(&id.into_inner())?;
     let body: UpdateTemplate = json_body(req, BODY_LIMIT).await?;
     let status = body.status.as_deref().map(parse_status).transpose()?;
+    let name = body.name.map(|n| validate_name(&n)).transpose()?;
+    let text = parse_body("body", body.body)?;
+    let caption = parse_body("caption", body.caption)?;
+    let image = match image_source(body.image_url, body.image_base64)? {
+        None => None,
+        Some((source, field)) => {
+            // Another tenant's template (or a text one) is refused before anything is fetched.
+            let current = read::get(&state.pool, caller.tenant_id, id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            if current.kind != TemplateKind::Image.as_str() {
+                return Err(ApiError::validation(field, "text templates have no image"));
+            }
+            Some(prepare_image(&state, source, field).await?)
+        }
+    };
     state
         .templates
         .execute(
             &id.to_string(),
             TemplateCommand::Update {
                 tenant_id: caller.tenant_id,
-                name: body.name,
-                body: parse_body("body", body.body)?,
-                caption: parse_body("caption", body.caption)?,
+                name,
+                body: text,
+                caption,
                 status,
+                image,
                 at: Utc::now(),
             },
         )

@@ -13,6 +13,7 @@ mod dispatch;
 mod health;
 mod helpers;
 mod meta;
+mod images;
 mod recurrence;
 mod schedule;
 mod session_lifecycle;

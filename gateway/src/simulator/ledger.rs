@@ -53,6 +53,12 @@ pub(crate) struct SentMessage {
     kind: Kind,
     /// The body of a text, the caption of an image (never the image itself).
     text: Box<str>,
+    /// Images: the decoded image's size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_bytes: Option<u64>,
+    /// Images: lowercase hex SHA-256 of the decoded image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_sha256: Option<Box<str>>,
     #[serde(serialize_with = "rfc3339_millis")]
     at: DateTime<Utc>,
 }
@@ -64,6 +70,8 @@ pub(crate) struct Accepted<'a> {
     pub(crate) id: &'a str,
     pub(crate) kind: Kind,
     pub(crate) text: &'a str,
+    /// Images: `(decoded bytes, hex SHA-256)`.
+    pub(crate) image: Option<(usize, String)>,
 }
 
 #[derive(Default)]
@@ -94,6 +102,8 @@ impl Ledger {
             id: send.id.into(),
             kind: send.kind,
             text: send.text.into(),
+            image_bytes: send.image.as_ref().map(|(n, _)| *n as u64),
+            image_sha256: send.image.map(|(_, sha)| sha.into()),
             at: Utc::now(),
         });
         let mut records = lock(&self.records);
@@ -219,6 +229,7 @@ mod tests {
             id,
             kind: Kind::Text,
             text: "hi",
+            image: None,
         });
     }
 

@@ -34,11 +34,32 @@ struct SendPayload {
     id: Option<String>,
 }
 
-/// What the simulator needs to know about `Image` without copying a multi-megabyte string.
+/// What the simulator needs to know about `Image` without keeping a multi-megabyte string: that
+/// it is a `data:image...;base64,` URL whose data decodes, and the decoded bytes' size and
+/// SHA-256 (so tests can tell which image arrived).
 #[derive(Default)]
 struct ImageField {
     present: bool,
     is_data_url: bool,
+    /// `(bytes, lowercase hex SHA-256)` of the decoded data; `None` when it does not decode.
+    decoded: Option<(usize, String)>,
+}
+
+/// Decodes a data URL's base64 payload and fingerprints it.
+fn fingerprint_data_url(value: &str) -> Option<(usize, String)> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (header, data) = value.split_once(',')?;
+    if !header.ends_with(";base64") {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    Some((bytes.len(), hex::encode(sha2::Sha256::digest(&bytes))))
 }
 
 impl<'de> Deserialize<'de> for ImageField {
@@ -50,9 +71,15 @@ impl<'de> Deserialize<'de> for ImageField {
                 f.write_str("an image data URL")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<ImageField, E> {
+                let is_data_url = value.starts_with("data:image");
                 Ok(ImageField {
                     present: !value.is_empty(),
-                    is_data_url: value.starts_with("data:image"),
+                    is_data_url,
+                    decoded: if is_data_url {
+                        fingerprint_data_url(value)
+                    } else {
+                        None
+                    },
                 })
             }
             fn visit_unit<E: de::Error>(self) -> Result<ImageField, E> {
@@ -112,6 +139,7 @@ pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind:
     if phone.is_empty() {
         return reply::error(res, StatusCode::BAD_REQUEST, "missing Phone in Payload");
     }
+    let mut image_seen = None;
     let text = match kind {
         Kind::Text => {
             let body = payload.body.as_deref().unwrap_or_default();
@@ -132,6 +160,14 @@ pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind:
                     "Image data should start with \"data:image/png;base64,\"",
                 );
             }
+            let Some(decoded) = image.decoded else {
+                return reply::error(
+                    res,
+                    StatusCode::BAD_REQUEST,
+                    "could not decode base64 encoded data from payload",
+                );
+            };
+            image_seen = Some(decoded);
             payload.caption.as_deref().unwrap_or_default()
         }
     };
@@ -172,6 +208,7 @@ pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind:
         id,
         kind,
         text,
+        image: image_seen,
     });
     if let Some(hook) = hook {
         // in its own task: the send is answered now, the receipts follow
@@ -223,6 +260,21 @@ mod tests {
         assert_eq!(payload.id, None);
         let image = payload.image.expect("image present");
         assert!(image.present && image.is_data_url);
+        assert_eq!(image.decoded.map(|(n, _)| n), Some(1));
         assert!(serde_json::from_str::<SendPayload>(r#"{"Phone": 1}"#).is_err());
+    }
+
+    #[test]
+    fn image_data_urls_are_decoded_and_fingerprinted() {
+        let (bytes, sha) =
+            fingerprint_data_url("data:image/jpeg;base64,aGVsbG8=").expect("decodes");
+        assert_eq!(bytes, 5);
+        assert_eq!(
+            sha,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(fingerprint_data_url("data:image/jpeg;base64,@@@"), None);
+        assert_eq!(fingerprint_data_url("data:image/jpeg,aGVsbG8="), None);
+        assert_eq!(fingerprint_data_url("data:image/jpeg;base64,"), None);
     }
 }

@@ -50,9 +50,36 @@ async fn image_send_takes_a_data_url_and_refuses_a_plain_url_permanently() {
     assert!(!refused.is_transient(), "{refused:?}");
     assert!(refused.message().contains("data:image"), "{refused:?}");
 
+    let broken = t
+        .client
+        .send(
+            TOKEN,
+            &image(
+                "6281234567890",
+                "IMG3",
+                "data:image/png;base64,@@not base64@@",
+            ),
+        )
+        .await
+        .expect_err("undecodable data refused");
+    assert!(!broken.is_transient(), "{broken:?}");
+    assert!(broken.message().contains("base64"), "{broken:?}");
+
     let (_, listing): (u16, Value) = t.get_json("/sim/messages").await;
     assert_eq!(listing["items"][0]["kind"], "image");
     assert_eq!(listing["items"][0]["text"], "promo");
+    // the decoded image's size and hash, so tests can tell which image arrived
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let data = PNG.split_once(',').expect("a data URL").1;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("valid base64");
+    assert_eq!(listing["items"][0]["image_bytes"], bytes.len() as u64);
+    assert_eq!(
+        listing["items"][0]["image_sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
     assert_eq!(t.stats().await.accepted, 1);
 }
 

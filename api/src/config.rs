@@ -60,6 +60,9 @@ pub struct Settings {
     /// How late a recurring campaign's occurrence may still fire after downtime
     /// (`HERALD_RECURRENCE_GRACE_SECS`, default 3600); older ones are recorded as missed.
     pub recurrence_grace_secs: u64,
+    /// Length of the message-quota and API-call windows (`HERALD_QUOTA_WINDOW_SECS`, default
+    /// 3600: whole clock hours). Shorter only to watch a window turn in tests.
+    pub quota_window_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -132,6 +135,7 @@ impl Settings {
                 as usize,
             dispatch_lease_secs: parse_num("HERALD_DISPATCH_LEASE_SECS", 60)?.clamp(1, 3_600),
             recurrence_grace_secs: parse_num("HERALD_RECURRENCE_GRACE_SECS", 3_600)?,
+            quota_window_secs: parse_num("HERALD_QUOTA_WINDOW_SECS", 3_600)?.clamp(1, 86_400),
         })
     }
 
@@ -146,7 +150,8 @@ impl Settings {
             wuzapi_admin_token: None,
             jwt_secret: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
             allow_private_media_urls: true,
-            default_plan: "basic".into(),
+            // tests choose a limited plan where the limits are what they test
+            default_plan: "unlimited".into(),
             admin_token: None,
             environment: Environment::Development,
             dispatch_workers: 2,
@@ -155,6 +160,7 @@ impl Settings {
             dispatch_concurrency: 64,
             dispatch_lease_secs: 60,
             recurrence_grace_secs: 3_600,
+            quota_window_secs: 3_600,
         }
     }
 }

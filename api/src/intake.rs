@@ -73,6 +73,8 @@ pub struct CampaignDraft {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Repeat at each occurrence of this schedule instead of sending once.
     pub recurrence: Option<Recurrence>,
+    /// Overrides the session's pacing.
+    pub pacing: Option<herald_scheduler::pacing::Pacing>,
 }
 
 fn phone_reason(e: &PhoneError) -> String {
@@ -204,6 +206,7 @@ pub async fn accept(
             scheduled_at,
             parent_id: None,
             recurrence: draft.recurrence,
+            pacing: draft.pacing,
             at: now,
         },
     )

@@ -43,6 +43,8 @@ pub struct NewCampaign {
     pub parent_id: Option<Uuid>,
     /// With a recurrence, `scheduled_at` is the first occurrence and nothing is queued now.
     pub recurrence: Option<Recurrence>,
+    /// Overrides the session's pacing; `None`: the session's (a recurring run: its parent's).
+    pub pacing: Option<crate::pacing::Pacing>,
     pub at: DateTime<Utc>,
 }
 
@@ -102,6 +104,39 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     .await?
     .map_err(|(_, e)| e)?;
 
+    // pacing: the campaign's own, else (a run) its parent's, else its session's
+    let own = match (c.pacing, c.parent_id) {
+        (Some(p), _) => Some(p),
+        (None, Some(parent)) => crate::pacing::of_campaign(conn, parent).await?,
+        (None, None) => None,
+    };
+    if let Some(p) = own {
+        sqlx::query(
+            "INSERT INTO campaign_pacing (campaign_id, min_interval_ms, max_interval_ms)
+             VALUES ($1, $2, $3)",
+        )
+        .bind(c.id)
+        .bind(p.min_interval_ms)
+        .bind(p.max_interval_ms)
+        .execute(&mut *conn)
+        .await?;
+        // the claim paces through the session's row: make sure there is one (an unpaced one)
+        sqlx::query(
+            "INSERT INTO session_pacing (session_id, tenant_id, min_interval_ms, max_interval_ms)
+             VALUES ($1, $2, 0, 0) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(c.session_id)
+        .bind(c.tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let pacing = match own {
+        Some(p) => p,
+        None => crate::pacing::of_session(conn, c.session_id)
+            .await?
+            .unwrap_or(crate::pacing::Pacing::NONE),
+    };
+
     if let Some(recurrence) = c.recurrence {
         let next_at = c.scheduled_at.unwrap_or(c.at);
         sqlx::query(
@@ -150,8 +185,10 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
         .zip(vars_json.chunks(CHUNK))
     {
         sqlx::query(
-            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before)
-             SELECT $1, p, $2, $3, m, v::jsonb, $7 FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
+            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before,
+                                         pace_min_ms, pace_max_ms, pace_from_session)
+             SELECT $1, p, $2, $3, m, v::jsonb, $7, $8, $9, $10
+               FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
         )
         .bind(c.id)
         .bind(c.tenant_id)
@@ -160,6 +197,9 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
         .bind(m)
         .bind(v)
         .bind(c.scheduled_at.unwrap_or(c.at))
+        .bind(pacing.min_interval_ms)
+        .bind(pacing.max_interval_ms)
+        .bind(own.is_none())
         .execute(&mut *conn)
         .await?;
     }

@@ -5,9 +5,14 @@
 //! - [`dispatch`]: the write-ahead dispatch queue, leases, outcomes, campaign completion.
 //! - [`control`]: pause, resume and cancel, each one transaction with its queue changes.
 //! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
+//! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
+//!   number; [`single`]: one message sent through the campaign path.
 pub mod campaigns;
 pub mod control;
 pub mod dispatch;
+pub mod pacing;
+pub mod quota;
+pub mod single;
 pub mod ticker;
 
 pub use dispatch::{DispatchConfig, Dispatcher};

@@ -230,6 +230,7 @@ async fn start_run(
             scheduled_at: None,
             parent_id: Some(parent),
             recurrence: None,
+            pacing: None,
             at: Utc::now(),
         },
     )

@@ -1,8 +1,10 @@
 //! HTTP routes. Each module holds one resource's endpoints and its request/response shapes.
 
 pub mod accounts;
+pub mod admin;
 pub mod campaigns;
 pub mod health;
+pub mod messages;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -74,6 +76,7 @@ pub fn router() -> Router {
                 .push(
                     Router::with_path("{id}")
                         .get(sessions::get)
+                        .patch(sessions::update)
                         .delete(sessions::delete),
                 ),
         )
@@ -102,12 +105,24 @@ pub fn router() -> Router {
                         .push(Router::with_path("cancel").post(campaigns::cancel))
                         .push(Router::with_path("occurrences").get(campaigns::occurrences)),
                 ),
+        )
+        .push(
+            Router::with_path("messages")
+                .post(messages::send)
+                .push(Router::with_path("{id}").get(messages::get)),
         );
+    // the operator's endpoints: X-Admin-Token, not a tenant's credentials
+    let admin = Router::with_path("admin").hoop(admin::require_admin).push(
+        Router::with_path("tenants")
+            .get(admin::list_tenants)
+            .push(Router::with_path("{id}/plan").put(admin::set_plan)),
+    );
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT
         .push(Router::with_path("webhooks/wuzapi/{session_id}").post(webhooks::wuzapi))
+        .push(admin)
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

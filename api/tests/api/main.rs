@@ -2,12 +2,16 @@
 //! test, and the WuzAPI simulator (a real HTTP server) as the gateway.
 
 mod accounts;
+mod admin;
 mod campaigns;
 mod control;
 mod crash;
 mod dispatch;
 mod health;
 mod helpers;
+mod messages;
+mod pacing;
+mod quotas;
 mod recurrence;
 mod schedule;
 mod sessions;

@@ -112,6 +112,11 @@ pub async fn usage(state: &AppState, tenant_id: Uuid) -> Result<UsageView, ApiEr
 pub async fn count_api_call(state: &AppState, tenant_id: Uuid) -> Result<(), ApiError> {
     let now = Utc::now();
     let (start, end) = window(state).around(now);
+    // a counter lost in a crash costs nothing: do not make every API call wait for a disk flush
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let row: Option<(i64, String)> = sqlx::query_as(
         "WITH t AS (SELECT plan FROM tenants WHERE id = $1)
          INSERT INTO api_usage AS u (tenant_id, window_start, calls)
@@ -121,8 +126,9 @@ pub async fn count_api_call(state: &AppState, tenant_id: Uuid) -> Result<(), Api
     )
     .bind(tenant_id)
     .bind(start)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     let Some((calls, plan)) = row else {
         return Ok(());
     };

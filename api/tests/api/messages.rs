@@ -247,3 +247,47 @@ async fn bad_single_sends_are_4xx_naming_the_field() {
     assert_eq!(app.sim.stats().accepted, 0);
     app.stop().await;
 }
+
+/// Receipts find a single send by its message id like a campaign's recipient, and single sends
+/// keep their session's pace.
+#[tokio::test]
+async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
+    use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
+    let app = crate::helpers::spawn_app_with(SimulatorConfig {
+        receipts: ReceiptSettings::on(),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let account = app.register("pace@b.co").await;
+    let session = app
+        .link_session_paced(&account, "pace-token", 400, 500)
+        .await;
+    let mut ids = Vec::new();
+    for to in ["6281200000011", "6281200000012", "6281200000013"] {
+        let res = send(
+            &app,
+            &account,
+            None,
+            &json!({"session_id": session, "to": to, "type": "text", "body": "hello"}),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let body: Value = res.json().await.expect("json");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let read = wait_message(&app, &account, id, "read").await;
+        assert_eq!(read["status"], "read", "{read}");
+        assert!(
+            read["delivered_at"].is_string() || read["read_at"].is_string(),
+            "{read}"
+        );
+    }
+    let times = app.sim_message_times().await;
+    assert_eq!(times.len(), 3);
+    for w in times.windows(2) {
+        let gap = (w[1].1 - w[0].1).num_milliseconds();
+        assert!(gap >= 400, "sends {gap} ms apart");
+    }
+    app.stop().await;
+}

@@ -291,7 +291,7 @@ impl Dispatcher {
             }
         }
         let (claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
-        reserve_pacing(&mut tx, &claimed).await?;
+        reserve_pacing(&mut tx, &claimed, self.config.lease).await?;
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok(claimed);
@@ -369,12 +369,12 @@ impl Dispatcher {
     async fn send(&self, c: &Claimed) -> Outcome {
         let outcome = self.send_once(c).await;
         if c.pacing.is_paced() {
-            // The pace runs from the end of this call too, so the gateway never sees two sends
-            // of the session closer than the interval drawn at the claim.
+            // The interval drawn at the claim runs from the end of this call, so the gateway
+            // never sees two sends of the session closer than it, however slow the call was.
+            // (Until now the session was busy: next_at was the lease's end.)
             if let Err(e) = sqlx::query(
                 "UPDATE session_pacing
-                    SET next_at = GREATEST(next_at, clock_timestamp()
-                                  + make_interval(secs => last_interval_ms / 1000.0))
+                    SET next_at = clock_timestamp() + make_interval(secs => last_interval_ms / 1000.0)
                   WHERE session_id = $1",
             )
             .bind(c.session_id)
@@ -764,9 +764,14 @@ impl Dispatcher {
     }
 }
 
-/// Moves each paced session's next send time on by a random interval of its pacing, in the
-/// claim's transaction (the session's row is locked by the claim).
-async fn reserve_pacing(tx: &mut PgConnection, claimed: &[Claimed]) -> sqlx::Result<()> {
+/// Marks each paced session busy while its send is in flight (until the lease ends, in case this
+/// worker dies) and draws the interval that will follow the send, in the claim's transaction
+/// (the session's row is locked by the claim).
+async fn reserve_pacing(
+    tx: &mut PgConnection,
+    claimed: &[Claimed],
+    lease: Duration,
+) -> sqlx::Result<()> {
     let mut sessions = Vec::new();
     let mut intervals = Vec::new();
     for c in claimed.iter().filter(|c| c.pacing.is_paced()) {
@@ -784,13 +789,13 @@ async fn reserve_pacing(tx: &mut PgConnection, claimed: &[Claimed]) -> sqlx::Res
     }
     sqlx::query(
         "UPDATE session_pacing p
-            SET next_at = clock_timestamp() + make_interval(secs => r.ms / 1000.0),
-                last_interval_ms = r.ms
+            SET next_at = clock_timestamp() + make_interval(secs => $3), last_interval_ms = r.ms
            FROM UNNEST($1::uuid[], $2::int[]) AS r(s, ms)
           WHERE p.session_id = r.s",
     )
     .bind(&sessions)
     .bind(&intervals)
+    .bind(lease.as_secs_f64())
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -354,11 +354,8 @@ pub async fn delete(
         .bind(caller.tenant_id)
         .execute(&state.pool)
         .await?;
-    sqlx::query("DELETE FROM session_pacing WHERE session_id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(&state.pool)
-        .await?;
+    // session_pacing stays: recipients still queued on this session are claimed through it (at
+    // its pace) and fail with "the session no longer exists"; without the row they would strand
     state
         .wait_projected(
             read::NAME,

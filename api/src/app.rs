@@ -110,6 +110,8 @@ impl Application {
                 )));
             }
             dispatch.workers = settings.dispatch_workers;
+            dispatch.quota_window =
+                herald_scheduler::quota::Window::new(settings.quota_window_secs);
             let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
             tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
             tasks.push(crate::inbox::spawn(

@@ -167,6 +167,12 @@ pub async fn require_caller(
     };
     match caller_from(req, &state).await {
         Ok(caller) => {
+            // API calls per window (limited plans), counted in Postgres across instances
+            if let Err(e) = crate::plans::count_api_call(&state, caller.tenant_id).await {
+                res.render(e);
+                ctrl.skip_rest();
+                return;
+            }
             depot.insert_typed(caller);
         }
         Err(e) => {

@@ -68,6 +68,9 @@ pub struct Settings {
     /// The Meta app secret that signs Cloud API notifications (`HERALD_META_APP_SECRET`);
     /// unset: `POST /api/v1/webhooks/meta` answers 404.
     pub meta_app_secret: Option<Secret>,
+    /// Length of the message-quota and API-call windows (`HERALD_QUOTA_WINDOW_SECS`, default
+    /// 3600: whole clock hours). Shorter only to watch a window turn in tests.
+    pub quota_window_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -142,6 +145,7 @@ impl Settings {
             recurrence_grace_secs: parse_num("HERALD_RECURRENCE_GRACE_SECS", 3_600)?,
             meta_verify_token: var("HERALD_META_VERIFY_TOKEN").map(Secret::new),
             meta_app_secret: var("HERALD_META_APP_SECRET").map(Secret::new),
+            quota_window_secs: parse_num("HERALD_QUOTA_WINDOW_SECS", 3_600)?.clamp(1, 86_400),
         })
     }
 
@@ -156,7 +160,8 @@ impl Settings {
             wuzapi_admin_token: None,
             jwt_secret: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
             allow_private_media_urls: true,
-            default_plan: "basic".into(),
+            // tests choose a limited plan where the limits are what they test
+            default_plan: "unlimited".into(),
             admin_token: None,
             environment: Environment::Development,
             dispatch_workers: 2,
@@ -167,6 +172,7 @@ impl Settings {
             recurrence_grace_secs: 3_600,
             meta_verify_token: None,
             meta_app_secret: None,
+            quota_window_secs: 3_600,
         }
     }
 }

@@ -51,6 +51,28 @@ pub enum ApiError {
     GatewayUnavailable(String),
     #[error("service unavailable")]
     Unavailable(String),
+    /// Well-formed but refused for a reason with its own code (e.g. `idempotency_key_reused`): 422.
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    /// A plan's limit or an expired subscription: 403 with the limit in `details`.
+    #[error("{message}")]
+    PlanRefused {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    /// Over a quota or rate limit: 429 with `Retry-After` (seconds).
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -85,6 +107,9 @@ impl ApiError {
             ApiError::Gateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PlanRefused { .. } => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +149,22 @@ impl ApiError {
             ApiError::Gateway(m) => ("gateway_error", m.clone(), None),
             ApiError::GatewayUnavailable(m) => ("gateway_unavailable", m.clone(), None),
             ApiError::Unavailable(m) => ("unavailable", m.clone(), None),
+            ApiError::PlanRefused {
+                code,
+                message,
+                details,
+            }
+            | ApiError::Unprocessable {
+                code,
+                message,
+                details,
+            }
+            | ApiError::TooManyRequests {
+                code,
+                message,
+                details,
+                ..
+            } => (*code, message.clone(), details.clone()),
             ApiError::Unexpected(_) => (
                 "internal_error",
                 "something went wrong on our side; it was logged".to_string(),
@@ -233,6 +274,12 @@ impl Scribe for ApiError {
             tracing::error!(error = %format!("{cause:#}"), "request failed");
         }
         res.status_code(status);
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            let _ = res.add_header("retry-after", retry_after_secs.to_string(), true);
+        }
         res.render(Json(self.body()));
     }
 }
@@ -289,6 +336,12 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     req: &mut Request,
     max: usize,
 ) -> Result<T, ApiError> {
+    let bytes = read_body(req, max).await?;
+    parse_json(&bytes)
+}
+
+/// The raw body, at most `max` bytes (more is 413).
+pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     let bytes = match req.payload_with_max_size(max).await {
         Ok(b) => b.clone(),
         Err(e) => {
@@ -309,7 +362,7 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
             "the request body is larger than {max} bytes"
         )));
     }
-    parse_json(&bytes)
+    Ok(bytes.to_vec())
 }
 
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

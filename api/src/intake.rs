@@ -108,6 +108,8 @@ pub struct CampaignDraft {
     pub recurrence: Option<Recurrence>,
     /// Contacts with a tag, in addition to `recipients`.
     pub audience: Option<Audience>,
+    /// Overrides the session's pacing.
+    pub pacing: Option<herald_scheduler::pacing::Pacing>,
 }
 
 pub fn phone_reason(e: &PhoneError) -> String {
@@ -281,6 +283,7 @@ pub async fn accept(
             scheduled_at,
             parent_id: None,
             recurrence: draft.recurrence.clone(),
+            pacing: draft.pacing,
             at: now,
         },
     )

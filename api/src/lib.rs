@@ -8,6 +8,7 @@
 //! - [`contact_book`], [`contact_csv`]: bulk contact writes (import, sync) and CSV reading.
 //! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries,
 //!   messages in conversations, session status).
+//! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 pub mod app;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod inbox;
 pub mod inbox_writer;
 pub mod intake;
+pub mod plans;
 pub mod routes;
 pub mod state;
 

@@ -187,15 +187,20 @@ pub async fn start_deferred(
         for outcome in store::execute_batch::<Campaign>(conn, commands, &()).await? {
             outcome?;
         }
+        let session_id: Uuid = row.try_get("session_id")?;
+        let (pacing, pace_from_session) =
+            crate::campaigns::campaign_pace(conn, campaign_id, session_id).await?;
         queue(
             conn,
             Queued {
                 campaign_id,
                 tenant_id,
-                session_id: row.try_get("session_id")?,
+                session_id,
                 recipients: resolved.recipients,
                 at: now,
                 due: now,
+                pacing,
+                pace_from_session,
             },
         )
         .await?;

@@ -43,6 +43,8 @@ pub struct NewCampaign {
     pub parent_id: Option<Uuid>,
     /// With a recurrence, `scheduled_at` is the first occurrence and nothing is queued now.
     pub recurrence: Option<Recurrence>,
+    /// Overrides the session's pacing; `None`: the session's (a recurring run: its parent's).
+    pub pacing: Option<crate::pacing::Pacing>,
     pub at: DateTime<Utc>,
 }
 
@@ -103,6 +105,39 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     .await?
     .map_err(|(_, e)| e)?;
 
+    // pacing: the campaign's own, else (a run) its parent's, else its session's
+    let own = match (c.pacing, c.parent_id) {
+        (Some(p), _) => Some(p),
+        (None, Some(parent)) => crate::pacing::of_campaign(conn, parent).await?,
+        (None, None) => None,
+    };
+    if let Some(p) = own {
+        sqlx::query(
+            "INSERT INTO campaign_pacing (campaign_id, min_interval_ms, max_interval_ms)
+             VALUES ($1, $2, $3)",
+        )
+        .bind(c.id)
+        .bind(p.min_interval_ms)
+        .bind(p.max_interval_ms)
+        .execute(&mut *conn)
+        .await?;
+        // the claim paces through the session's row: make sure there is one (an unpaced one)
+        sqlx::query(
+            "INSERT INTO session_pacing (session_id, tenant_id, min_interval_ms, max_interval_ms)
+             VALUES ($1, $2, 0, 0) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(c.session_id)
+        .bind(c.tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let pacing = match own {
+        Some(p) => p,
+        None => crate::pacing::of_session(conn, c.session_id)
+            .await?
+            .unwrap_or(crate::pacing::Pacing::NONE),
+    };
+
     if let Some(recurrence) = c.recurrence {
         let next_at = c.scheduled_at.unwrap_or(c.at);
         sqlx::query(
@@ -132,6 +167,8 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
             recipients: c.recipients,
             at: c.at,
             due: c.scheduled_at.unwrap_or(c.at),
+            pacing,
+            pace_from_session: own.is_none(),
         },
     )
     .await?;
@@ -157,6 +194,24 @@ pub(crate) struct Queued {
     pub(crate) at: DateTime<Utc>,
     /// When the queue rows become claimable.
     pub(crate) due: DateTime<Utc>,
+    /// The pace of these rows, and whether it is the session's (a session change reaches them).
+    pub(crate) pacing: crate::pacing::Pacing,
+    pub(crate) pace_from_session: bool,
+}
+
+/// The pace of a campaign's rows: its own (`campaign_pacing`), else its session's.
+pub(crate) async fn campaign_pace(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    session_id: Uuid,
+) -> Result<(crate::pacing::Pacing, bool), Error> {
+    if let Some(own) = crate::pacing::of_campaign(conn, campaign_id).await? {
+        return Ok((own, false));
+    }
+    let session = crate::pacing::of_session(conn, session_id)
+        .await?
+        .unwrap_or(crate::pacing::Pacing::NONE);
+    Ok((session, true))
 }
 
 /// Appends the recipients' first events (fresh streams: `append_new`) and their queue rows, in
@@ -190,8 +245,10 @@ pub(crate) async fn queue(conn: &mut PgConnection, q: Queued) -> Result<(), Erro
         .zip(vars_json.chunks(CHUNK))
     {
         sqlx::query(
-            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before)
-             SELECT $1, p, $2, $3, m, v::jsonb, $7 FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
+            "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, vars, not_before,
+                                         pace_min_ms, pace_max_ms, pace_from_session)
+             SELECT $1, p, $2, $3, m, v::jsonb, $7, $8, $9, $10
+               FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, m, v)",
         )
         .bind(q.campaign_id)
         .bind(q.tenant_id)
@@ -200,6 +257,9 @@ pub(crate) async fn queue(conn: &mut PgConnection, q: Queued) -> Result<(), Erro
         .bind(m)
         .bind(v)
         .bind(q.due)
+        .bind(q.pacing.min_interval_ms)
+        .bind(q.pacing.max_interval_ms)
+        .bind(q.pace_from_session)
         .execute(&mut *conn)
         .await?;
     }

@@ -24,9 +24,12 @@ use herald_domain::store;
 use herald_domain::template::TemplateKind;
 use herald_domain::template_body::CompiledTemplate;
 use herald_gateway::{Gateway, GatewayError, MessageContent, OutboundMessage};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::media::MediaCache;
-use sqlx::{PgPool, Row};
+use crate::pacing::Pacing;
+use crate::quota::{self, Plan};
+use crate::single::SingleContent;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
@@ -44,6 +47,8 @@ pub struct DispatchConfig {
     pub idle_poll: Duration,
     /// Attempts before a retryable failure becomes final.
     pub max_attempts: i32,
+    /// The message quota's window (an hour; shorter only to test window turns).
+    pub quota_window: crate::quota::Window,
 }
 
 impl Default for DispatchConfig {
@@ -55,6 +60,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(100),
             max_attempts: 5,
+            quota_window: crate::quota::Window::default(),
         }
     }
 }
@@ -85,20 +91,40 @@ pub struct Dispatcher {
 /// One claimed recipient.
 #[derive(Debug, Clone)]
 struct Claimed {
+    /// The campaign, or for a single send the message's own id.
     campaign_id: Uuid,
     phone: String,
+    tenant_id: Uuid,
     session_id: Uuid,
     message_id: String,
     vars: serde_json::Map<String, serde_json::Value>,
     attempts: i32,
     in_doubt: bool,
+    waiting_quota: bool,
+    /// A single send's own message (its quota was taken when it was accepted).
+    content: Option<SingleContent>,
+    pacing: Pacing,
 }
 
 impl Claimed {
     fn delivery_id(&self) -> String {
         format!("{}:{}", self.campaign_id, self.phone)
     }
+
+    /// Its first claim, which takes quota (retries and in-doubt resends were counted already).
+    fn needs_quota(&self) -> bool {
+        self.content.is_none() && self.attempts == 1 && !self.in_doubt
+    }
+
+    fn is_campaign(&self) -> bool {
+        self.content.is_none()
+    }
 }
+
+/// What the claim statements return.
+const CLAIM_RETURNING: &str = "RETURNING q.campaign_id, q.phone, q.tenant_id, q.session_id,
+    q.message_id, q.vars, q.attempts, q.in_doubt, q.waiting_quota, q.content, q.pace_min_ms,
+    q.pace_max_ms";
 
 /// What step 3 writes: final outcomes (events, queue rows deleted) and retries (rows due again).
 #[derive(Default)]
@@ -209,38 +235,75 @@ impl Dispatcher {
         )
         .execute(&mut *tx)
         .await?;
-        let rows = sqlx::query(
+        // Unpaced rows, the fast path: the oldest due rows of campaigns not held.
+        let unpaced = format!(
             "UPDATE dispatch_queue q
                 SET state = 'leased', attempts = q.attempts + 1,
                     lease_until = now() + make_interval(secs => $2)
               WHERE ctid = ANY(ARRAY(
                     SELECT ctid FROM dispatch_queue
-                     WHERE state = 'ready' AND not_before <= now()
+                     WHERE state = 'ready' AND pace_max_ms = 0 AND not_before <= now()
                        AND NOT EXISTS (SELECT 1 FROM campaign_holds h
                                         WHERE h.campaign_id = dispatch_queue.campaign_id)
                      ORDER BY not_before
                      LIMIT $1
                      FOR UPDATE SKIP LOCKED))
-          RETURNING q.campaign_id, q.phone, q.session_id, q.message_id, q.vars, q.attempts, q.in_doubt",
-        )
-        .bind(self.config.batch_size)
-        .bind(self.config.lease.as_secs_f64())
-        .fetch_all(&mut *tx)
-        .await?;
+             {CLAIM_RETURNING}"
+        );
+        let rows = sqlx::query(&unpaced)
+            .bind(self.config.batch_size)
+            .bind(self.config.lease.as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
-            let vars: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> =
-                r.try_get("vars")?;
-            claimed.push(Claimed {
-                campaign_id: r.try_get("campaign_id")?,
-                phone: r.try_get("phone")?,
-                session_id: r.try_get("session_id")?,
-                message_id: r.try_get("message_id")?,
-                vars: vars.0,
-                attempts: r.try_get("attempts")?,
-                in_doubt: r.try_get("in_doubt")?,
-            });
+            claimed.push(claimed_from(&r)?);
         }
+        // Paced rows: one per session whose next send time has come, the session's pacing row
+        // locked until this transaction ends (another instance skips it).
+        let paced_due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dispatch_queue
+                             WHERE state = 'ready' AND pace_max_ms > 0 AND not_before <= now())",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if paced_due {
+            let paced = format!(
+                "WITH free AS (
+                    SELECT p.session_id FROM session_pacing p
+                     WHERE p.next_at <= now()
+                       AND EXISTS (SELECT 1 FROM dispatch_queue d
+                                    WHERE d.session_id = p.session_id AND d.state = 'ready'
+                                      AND d.pace_max_ms > 0 AND d.not_before <= now())
+                     LIMIT $1
+                     FOR UPDATE OF p SKIP LOCKED
+                 ), picked AS (
+                    SELECT x.ctid FROM free f CROSS JOIN LATERAL (
+                        SELECT d.ctid FROM dispatch_queue d
+                         WHERE d.session_id = f.session_id AND d.state = 'ready'
+                           AND d.pace_max_ms > 0 AND d.not_before <= now()
+                           AND NOT EXISTS (SELECT 1 FROM campaign_holds h
+                                            WHERE h.campaign_id = d.campaign_id)
+                         ORDER BY d.not_before LIMIT 1
+                         FOR UPDATE OF d SKIP LOCKED) x
+                 )
+                 UPDATE dispatch_queue q
+                    SET state = 'leased', attempts = q.attempts + 1,
+                        lease_until = now() + make_interval(secs => $2)
+                  WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+                 {CLAIM_RETURNING}"
+            );
+            let rows = sqlx::query(&paced)
+                .bind(self.config.batch_size)
+                .bind(self.config.lease.as_secs_f64())
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                claimed.push(claimed_from(&r)?);
+            }
+        }
+        let (claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
+        reserve_pacing(&mut tx, &claimed, self.config.lease).await?;
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok(claimed);
@@ -270,13 +333,17 @@ impl Dispatcher {
         // A recipient that is already final (cancelled, or recorded by an earlier worker whose
         // queue delete was lost) must not be sent again: drop its queue row.
         let mut keep = Vec::with_capacity(claimed.len());
-        let mut stale_c = Vec::new();
+        let mut stale_c: Vec<Uuid> = Vec::new();
         let mut stale_p = Vec::new();
+        let mut stale_done = Vec::new();
         for (c, outcome) in claimed.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) => keep.push(c),
                 Err(e) => {
                     tracing::info!(campaign = %c.campaign_id, error = %e, "dropping a queued recipient that cannot be sent");
+                    if c.is_campaign() {
+                        stale_done.push(c.campaign_id);
+                    }
                     stale_c.push(c.campaign_id);
                     stale_p.push(c.phone);
                 }
@@ -289,13 +356,21 @@ impl Dispatcher {
         // called, so it is always there before any receipt can be.
         index_messages(&mut tx, &keep).await?;
         tx.commit().await?;
-        if !stale_c.is_empty() {
+        if !unlimited.is_empty() {
+            let (window_start, _) = self.config.quota_window.around(Utc::now());
+            for (tenant, n) in unlimited {
+                if let Err(e) = quota::count_unlimited(&self.pool, tenant, window_start, n).await {
+                    tracing::warn!(error = %e, "usage of an unlimited tenant not counted");
+                }
+            }
+        }
+        if !stale_done.is_empty() {
             // A dropped row may have been its campaign's last (e.g. a receipt proved a retried
             // message delivered): such a campaign is finished now.
             // Never fatal here: the kept rows are leased already and must be sent now.
-            stale_c.sort();
-            stale_c.dedup();
-            if let Err(e) = self.complete_finished(&stale_c).await {
+            stale_done.sort();
+            stale_done.dedup();
+            if let Err(e) = self.complete_finished(&stale_done).await {
                 tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
             }
         }
@@ -304,6 +379,41 @@ impl Dispatcher {
 
     /// Step 2: one gateway call, classified.
     async fn send(&self, c: &Claimed) -> Outcome {
+        let outcome = self.send_once(c).await;
+        if c.pacing.is_paced() {
+            // The interval drawn at the claim runs from the end of this call, so the gateway
+            // never sees two sends of the session closer than it, however slow the call was.
+            // (Until now the session was busy: next_at was the lease's end.)
+            if let Err(e) = sqlx::query(
+                "UPDATE session_pacing
+                    SET next_at = clock_timestamp() + make_interval(secs => last_interval_ms / 1000.0)
+                  WHERE session_id = $1",
+            )
+            .bind(c.session_id)
+            .execute(&self.pool)
+            .await
+            {
+                tracing::warn!(error = %e, "pacing not extended after a send");
+            }
+        }
+        outcome
+    }
+
+    async fn send_once(&self, c: &Claimed) -> Outcome {
+        if let Some(content) = &c.content {
+            return match self.token(c.session_id).await {
+                Ok(Some(token)) => {
+                    let outbound = OutboundMessage {
+                        phone: c.phone.clone(),
+                        message_id: c.message_id.clone(),
+                        content: content.to_gateway(),
+                    };
+                    self.classify(c, self.gateway.send(&token, &outbound).await)
+                }
+                Ok(None) => Outcome::Failed("the message's session no longer exists".into()),
+                Err(e) => Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
+            };
+        }
         let message = match self.message(c.campaign_id).await {
             Ok(m) => m,
             Err(passing) => return Outcome::Retry(passing, Duration::from_secs(1)),
@@ -346,7 +456,11 @@ impl Dispatcher {
             message_id: c.message_id.clone(),
             content,
         };
-        match self.gateway.send(&token, &outbound).await {
+        self.classify(c, self.gateway.send(&token, &outbound).await)
+    }
+
+    fn classify<T>(&self, c: &Claimed, result: Result<T, GatewayError>) -> Outcome {
+        match result {
             Ok(_) => Outcome::Sent(Utc::now()),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
             Err(GatewayError::Transient {
@@ -369,7 +483,9 @@ impl Dispatcher {
         let mut campaigns: Vec<Uuid> = Vec::new();
         let (mut sent, mut failed) = (0u64, 0u64);
         for (c, outcome) in sends {
-            campaigns.push(c.campaign_id);
+            if c.is_campaign() {
+                campaigns.push(c.campaign_id);
+            }
             let command = match outcome {
                 Outcome::Sent(at) => {
                     sent += 1;
@@ -529,6 +645,192 @@ impl Dispatcher {
             .insert(session_id, (token.clone(), now));
         Ok(token)
     }
+}
+
+fn claimed_from(r: &sqlx::postgres::PgRow) -> anyhow::Result<Claimed> {
+    let vars: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> = r.try_get("vars")?;
+    let content: Option<sqlx::types::Json<serde_json::Value>> = r.try_get("content")?;
+    let content = match content {
+        // a row Herald wrote itself; one it cannot read is sent as nothing and fails below
+        Some(c) => Some(serde_json::from_value(c.0).unwrap_or(SingleContent::Unreadable)),
+        None => None,
+    };
+    Ok(Claimed {
+        campaign_id: r.try_get("campaign_id")?,
+        phone: r.try_get("phone")?,
+        tenant_id: r.try_get("tenant_id")?,
+        session_id: r.try_get("session_id")?,
+        message_id: r.try_get("message_id")?,
+        vars: vars.0,
+        attempts: r.try_get("attempts")?,
+        in_doubt: r.try_get("in_doubt")?,
+        waiting_quota: r.try_get("waiting_quota")?,
+        content,
+        pacing: Pacing {
+            min_interval_ms: r.try_get("pace_min_ms")?,
+            max_interval_ms: r.try_get("pace_max_ms")?,
+        },
+    })
+}
+
+impl Dispatcher {
+    /// Quota (decision 7): each tenant's first-time recipients are granted from its current
+    /// window in one upsert; the rest go back to the queue flagged `waiting_quota`, due when the
+    /// window turns (or, for an expired subscription, when the operator renews it), together with
+    /// every other due first-time recipient of their campaigns, so they are not claimed again and
+    /// again. Returns the rows to send, and the unlimited tenants' counts to record.
+    async fn apply_quota(
+        &self,
+        tx: &mut PgConnection,
+        claimed: Vec<Claimed>,
+    ) -> anyhow::Result<(Vec<Claimed>, Vec<(Uuid, i64)>)> {
+        let mut wanted: HashMap<Uuid, i64> = HashMap::new();
+        for c in claimed.iter().filter(|c| c.needs_quota()) {
+            *wanted.entry(c.tenant_id).or_default() += 1;
+        }
+        let mut unlimited = Vec::new();
+        let mut waiting_granted: Vec<(Uuid, String)> = Vec::new();
+        if wanted.is_empty() {
+            return Ok((claimed, unlimited));
+        }
+        let now = Utc::now();
+        let (window_start, window_end) = self.config.quota_window.around(now);
+        let tenants: Vec<Uuid> = wanted.keys().copied().collect();
+        let plans: HashMap<Uuid, quota::TenantPlan> = quota::plans(&mut *tx, &tenants)
+            .await?
+            .into_iter()
+            .collect();
+        // tenant -> (granted count, when the refused ones are due again)
+        let mut grants: HashMap<Uuid, (i64, Option<chrono::DateTime<Utc>>)> = HashMap::new();
+        for (tenant, n) in &wanted {
+            let plan = plans.get(tenant).cloned().unwrap_or(quota::TenantPlan {
+                plan: Plan::Basic,
+                expires_at: None,
+            });
+            if plan.expired(now) {
+                grants.insert(*tenant, (0, None));
+                continue;
+            }
+            match plan.plan.limits().messages_per_window {
+                None => {
+                    unlimited.push((*tenant, *n));
+                    grants.insert(*tenant, (*n, Some(window_end)));
+                }
+                Some(limit) => {
+                    let granted = quota::grant(&mut *tx, *tenant, window_start, *n, limit).await?;
+                    grants.insert(*tenant, (granted, Some(window_end)));
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(claimed.len());
+        // due again at: (campaign, phone) per time; None = when the plan is renewed
+        let mut refused: HashMap<Option<chrono::DateTime<Utc>>, (Vec<Uuid>, Vec<String>)> =
+            HashMap::new();
+        for c in claimed {
+            if !c.needs_quota() {
+                keep.push(c);
+                continue;
+            }
+            let entry = grants.entry(c.tenant_id).or_insert((0, None));
+            if entry.0 > 0 {
+                entry.0 -= 1;
+                if c.waiting_quota {
+                    waiting_granted.push((c.campaign_id, c.phone.clone()));
+                }
+                keep.push(c);
+            } else {
+                let (cs, ps) = refused.entry(entry.1).or_default();
+                cs.push(c.campaign_id);
+                ps.push(c.phone);
+            }
+        }
+        for (due, (campaigns, phones)) in refused {
+            // 'infinity' is also where pause parks rows; a hold tells them apart
+            let due_sql = due
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_else(|| "infinity".into());
+            sqlx::query(
+                "UPDATE dispatch_queue q
+                    SET state = 'ready', attempts = q.attempts - 1, lease_until = NULL,
+                        waiting_quota = true, not_before = $3::timestamptz
+                   FROM UNNEST($1::uuid[], $2::text[]) AS r(c, p)
+                  WHERE q.campaign_id = r.c AND q.phone = r.p",
+            )
+            .bind(&campaigns)
+            .bind(&phones)
+            .bind(&due_sql)
+            .execute(&mut *tx)
+            .await?;
+            let mut distinct = campaigns;
+            distinct.sort();
+            distinct.dedup();
+            let parked = sqlx::query(
+                "UPDATE dispatch_queue SET waiting_quota = true, not_before = $2::timestamptz
+                  WHERE campaign_id = ANY($1) AND state = 'ready' AND attempts = 0
+                    AND content IS NULL AND not_before <= now()",
+            )
+            .bind(&distinct)
+            .bind(&due_sql)
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(
+                campaigns = distinct.len(),
+                parked = parked.rows_affected(),
+                due = %due_sql,
+                "recipients wait for quota"
+            );
+        }
+        if !waiting_granted.is_empty() {
+            let (cs, ps): (Vec<Uuid>, Vec<String>) = waiting_granted.into_iter().unzip();
+            sqlx::query(
+                "UPDATE dispatch_queue q SET waiting_quota = false
+                   FROM UNNEST($1::uuid[], $2::text[]) AS r(c, p)
+                  WHERE q.campaign_id = r.c AND q.phone = r.p",
+            )
+            .bind(&cs)
+            .bind(&ps)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok((keep, unlimited))
+    }
+}
+
+/// Marks each paced session busy while its send is in flight (until the lease ends, in case this
+/// worker dies) and draws the interval that will follow the send, in the claim's transaction
+/// (the session's row is locked by the claim).
+async fn reserve_pacing(
+    tx: &mut PgConnection,
+    claimed: &[Claimed],
+    lease: Duration,
+) -> sqlx::Result<()> {
+    let mut sessions = Vec::new();
+    let mut intervals = Vec::new();
+    for c in claimed.iter().filter(|c| c.pacing.is_paced()) {
+        let (min, max) = (c.pacing.min_interval_ms, c.pacing.max_interval_ms);
+        let ms = if max > min {
+            min + (rand::random::<u32>() % ((max - min) as u32 + 1)) as i32
+        } else {
+            max
+        };
+        sessions.push(c.session_id);
+        intervals.push(ms);
+    }
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE session_pacing p
+            SET next_at = clock_timestamp() + make_interval(secs => $3), last_interval_ms = r.ms
+           FROM UNNEST($1::uuid[], $2::int[]) AS r(s, ms)
+          WHERE p.session_id = r.s",
+    )
+    .bind(&sessions)
+    .bind(&intervals)
+    .bind(lease.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 fn compile(message: Option<MessageSpec>) -> Result<CompiledMessage, String> {

@@ -8,11 +8,16 @@
 //! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
 //! - [`media`]: images for image templates: SSRF-safe fetching, decoding with limits, JPEG
 //!   re-encoding, the `media` table and the dispatcher's per-process image cache.
+//! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
+//!   number; [`single`]: one message sent through the campaign path.
 pub mod audience;
 pub mod campaigns;
 pub mod control;
 pub mod dispatch;
 pub mod media;
+pub mod pacing;
+pub mod quota;
+pub mod single;
 pub mod ticker;
 
 pub use dispatch::{DispatchConfig, Dispatcher};

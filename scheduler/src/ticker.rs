@@ -243,6 +243,7 @@ async fn start_run(
             scheduled_at: None,
             parent_id: Some(parent),
             recurrence: None,
+            pacing: None,
             at: Utc::now(),
         },
     )

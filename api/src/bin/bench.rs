@@ -478,7 +478,8 @@ async fn set_up(base: &str) -> anyhow::Result<Tenant> {
     let session = client
         .post(
             "/api/v1/sessions",
-            &json!({"name": "bench number", "gateway_token": "bench-token"}),
+            &json!({"name": "bench number", "gateway_token": "bench-token",
+                    "pacing": {"min_interval_ms": 0, "max_interval_ms": 0}}),
         )
         .await?;
     let template = client
@@ -637,6 +638,7 @@ async fn phase_accept(
                 scheduled_at: None,
                 recurrence: None,
                 audience: None,
+                pacing: None,
             },
         )
         .await

@@ -194,9 +194,35 @@ pub struct TenantView {
 pub struct MeResponse {
     user: Option<UserView>,
     tenant: TenantView,
+    /// The plan with its limits (`null`: no limit).
+    plan: PlanView,
+    /// Usage in the current window, and when it resets.
+    usage: crate::plans::UsageView,
 }
 
-/// The caller's user (absent for an API key) and tenant.
+#[derive(Serialize, ToSchema)]
+pub struct PlanView {
+    /// `basic`, `pro`, `max` or `unlimited`.
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// An expired subscription can read but not send.
+    pub expired: bool,
+    pub limits: crate::plans::LimitsView,
+}
+
+impl PlanView {
+    pub fn of(plan: &herald_scheduler::quota::TenantPlan) -> PlanView {
+        PlanView {
+            name: plan.plan.as_str().into(),
+            expires_at: plan.expires_at,
+            expired: plan.expired(Utc::now()),
+            limits: crate::plans::limits_view(plan.plan),
+        }
+    }
+}
+
+/// The caller's user (absent for an API key), tenant, plan with its limits, and usage in the
+/// current window with the time it resets.
 #[endpoint(tags("accounts"), security(["bearer" = []], ["api_key" = []]))]
 pub async fn me(depot: &mut Depot) -> Result<Json<MeResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
@@ -219,7 +245,11 @@ pub async fn me(depot: &mut Depot) -> Result<Json<MeResponse>, ApiError> {
         .map(|(id, email, name)| UserView { id, email, name }),
         None => None,
     };
+    let plan = crate::plans::tenant_plan(&state.pool, caller.tenant_id).await?;
+    let usage = crate::plans::usage(&state, caller.tenant_id).await?;
     Ok(Json(MeResponse {
+        plan: PlanView::of(&plan),
+        usage,
         user,
         tenant: TenantView {
             id: tenant.0,

@@ -45,8 +45,9 @@ pub struct CreateCampaign {
     /// A 5-field cron (`0 9 * * MON`) read in `timezone` (required): each occurrence starts a run
     /// with the same template (as it is then) and audience, listed with `?parent_id=`.
     recurrence: Option<String>,
-    #[salvo(schema(value_type = Object))]
-    pacing: Option<serde_json::Value>,
+    /// Overrides the session's pacing for this campaign (and its runs): `{"min_interval_ms",
+    /// "max_interval_ms"}`, 0/0 for none.
+    pacing: Option<super::sessions::PacingBody>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -95,6 +96,8 @@ pub struct CampaignView {
     parent_id: Option<Uuid>,
     /// For a recurring campaign: its cron and time zone. Its runs are listed with `?parent_id=`.
     recurrence: Option<RecurrenceView>,
+    /// The campaign's own pacing; `null`: its session's.
+    pacing: Option<super::sessions::PacingView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -131,6 +134,7 @@ impl From<CampaignRow> for CampaignView {
                 cron,
                 timezone: r.recurrence_timezone.unwrap_or_default(),
             }),
+            pacing: None,
         }
     }
 }
@@ -167,13 +171,9 @@ impl From<DeliveryRow> for RecipientView {
     }
 }
 
-fn not_yet(field: &str, what: &str) -> ApiError {
-    ApiError::validation(field, format!("{what} is not available yet"))
-}
-
 /// Creates a campaign that starts now or at `send_at` (then `status` is `scheduled`). Invalid
 /// phones are listed in `rejected`, not fatal; duplicates are dropped.
-#[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 413, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 403, 413, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
@@ -207,9 +207,8 @@ pub async fn create(
         .map(|cron| herald_domain::schedule::parse_recurrence(cron, body.timezone.as_deref()))
         .transpose()
         .map_err(|e| ApiError::validation(e.field(), e.to_string()))?;
-    if body.pacing.is_some() {
-        return Err(not_yet("pacing", "per-campaign pacing"));
-    }
+    let pacing = body.pacing.map(|p| p.parse("pacing")).transpose()?;
+    crate::plans::require_active(&state, caller.tenant_id).await?;
     let entries = match (body.recipients, &audience) {
         (Some(entries), _) => entries,
         (None, Some(_)) => Vec::new(),
@@ -231,6 +230,7 @@ pub async fn create(
             scheduled_at,
             recurrence,
             audience,
+            pacing,
         },
     )
     .await?;
@@ -296,10 +296,46 @@ pub async fn list(
         cursor,
     )
     .await?;
+    let items = live_counts(&state, page.items.into_iter().map(Into::into).collect()).await?;
     Ok(Json(ListOf {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// What the read model cannot know: recipients waiting for quota right now (queue rows), and the
+/// campaign's own pacing.
+async fn live_counts(
+    state: &AppState,
+    mut views: Vec<CampaignView>,
+) -> Result<Vec<CampaignView>, ApiError> {
+    let ids: Vec<Uuid> = views.iter().map(|v| v.id).collect();
+    let waiting = herald_scheduler::quota::waiting_counts(&state.pool, &ids).await?;
+    let pacing: Vec<(Uuid, i32, i32)> = sqlx::query_as(
+        "SELECT campaign_id, min_interval_ms, max_interval_ms FROM campaign_pacing
+          WHERE campaign_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&state.pool)
+    .await?;
+    for v in &mut views {
+        v.counts.waiting_quota = waiting.get(&v.id).copied().unwrap_or(0);
+        v.pacing = pacing
+            .iter()
+            .find(|(id, _, _)| *id == v.id)
+            .map(|(_, min, max)| super::sessions::PacingView {
+                min_interval_ms: *min,
+                max_interval_ms: *max,
+            });
+    }
+    Ok(views)
+}
+
+async fn one_view(state: &AppState, row: CampaignRow) -> Result<CampaignView, ApiError> {
+    live_counts(state, vec![row.into()])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)
 }
 
 async fn owned_campaign(
@@ -318,11 +354,8 @@ async fn owned_campaign(
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<CampaignView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
-    Ok(Json(
-        owned_campaign(&state, caller.tenant_id, id.into_inner())
-            .await?
-            .into(),
-    ))
+    let row = owned_campaign(&state, caller.tenant_id, id.into_inner()).await?;
+    Ok(Json(one_view(&state, row).await?))
 }
 
 fn parse_delivery_status(raw: Option<&str>) -> Result<Option<&'static str>, ApiError> {
@@ -498,18 +531,18 @@ async fn control(
     let id = parse_id(&raw_id)?;
     match action {
         Control::Pause => control::pause(&state.pool, caller.tenant_id, id).await?,
-        Control::Resume => control::resume(&state.pool, caller.tenant_id, id).await?,
+        Control::Resume => {
+            crate::plans::require_active(&state, caller.tenant_id).await?;
+            control::resume(&state.pool, caller.tenant_id, id).await?
+        }
         Control::Cancel => {
             control::cancel(&state.pool, caller.tenant_id, id).await?;
         }
     }
     // cancel writes the campaign's event, then every skipped recipient's
     state.wait_projected_everything(read::NAME).await?;
-    Ok(Json(
-        owned_campaign(&state, caller.tenant_id, raw_id)
-            .await?
-            .into(),
-    ))
+    let row = owned_campaign(&state, caller.tenant_id, raw_id).await?;
+    Ok(Json(one_view(&state, row).await?))
 }
 
 /// Pauses a running campaign: nothing more is sent until it is resumed (sends already on their

@@ -1,11 +1,13 @@
 //! HTTP routes. Each module holds one resource's endpoints and its request/response shapes.
 
 pub mod accounts;
+pub mod admin;
 pub mod campaigns;
 pub mod contacts;
 pub mod chats;
 pub mod health;
 pub mod meta;
+pub mod messages;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -77,6 +79,7 @@ pub fn router() -> Router {
                 .push(
                     Router::with_path("{id}")
                         .get(sessions::get)
+                        .patch(sessions::update)
                         .delete(sessions::delete)
                         .push(Router::with_path("connect").post(sessions::connect))
                         .push(Router::with_path("qr").get(sessions::qr))
@@ -130,7 +133,18 @@ pub fn router() -> Router {
                     .push(Router::with_path("messages").get(chats::messages))
                     .push(Router::with_path("read").post(chats::mark_read)),
             ),
+        )
+        .push(
+            Router::with_path("messages")
+                .post(messages::send)
+                .push(Router::with_path("{id}").get(messages::get)),
         );
+    // the operator's endpoints: X-Admin-Token, not a tenant's credentials
+    let admin = Router::with_path("admin").hoop(admin::require_admin).push(
+        Router::with_path("tenants")
+            .get(admin::list_tenants)
+            .push(Router::with_path("{id}/plan").put(admin::set_plan)),
+    );
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
@@ -142,6 +156,7 @@ pub fn router() -> Router {
                 .get(meta::verify)
                 .post(meta::notify),
         )
+        .push(admin)
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
 use herald_gateway::GatewayError;
 use herald_projections::sessions::{self as read, SessionRow};
+use herald_scheduler::pacing::Pacing;
 use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -48,6 +49,52 @@ pub struct CreateSession {
     /// The WhatsApp Cloud API phone number id this number has at Meta (digits), when Meta's
     /// webhook notifications for it should reach this session.
     meta_phone_number_id: Option<String>,
+    /// The interval between two sends of this number (default 3,000-8,000 ms; 0/0: none).
+    pacing: Option<PacingBody>,
+}
+
+/// `{"min_interval_ms", "max_interval_ms"}`: a random interval in this range between two sends
+/// of one number, across every campaign and instance. 0/0 is no pacing; at most one hour.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PacingBody {
+    #[salvo(schema(value_type = i64))]
+    min_interval_ms: Option<serde_json::Value>,
+    #[salvo(schema(value_type = i64))]
+    max_interval_ms: Option<serde_json::Value>,
+}
+
+impl PacingBody {
+    /// Checks the numbers; errors name `<prefix>.<field>`.
+    pub fn parse(self, prefix: &str) -> Result<Pacing, ApiError> {
+        let input = herald_scheduler::pacing::PacingInput {
+            min_interval_ms: self.min_interval_ms,
+            max_interval_ms: self.max_interval_ms,
+        };
+        Pacing::from_input(prefix, &input)
+            .map_err(|(field, message)| ApiError::validation(&field, message))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PacingView {
+    pub min_interval_ms: i32,
+    pub max_interval_ms: i32,
+}
+
+impl From<Pacing> for PacingView {
+    fn from(p: Pacing) -> Self {
+        PacingView {
+            min_interval_ms: p.min_interval_ms,
+            max_interval_ms: p.max_interval_ms,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    pacing: Option<PacingBody>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,12 +107,25 @@ pub struct SessionView {
     webhook_url: String,
     /// The WhatsApp Cloud API phone number id, when set.
     meta_phone_number_id: Option<String>,
+    /// The pace of sends through this number (0/0: none).
+    pacing: PacingView,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-fn view(state: &AppState, row: SessionRow) -> SessionView {
+/// A session as the API shows it, with its pacing read from the store.
+pub(super) async fn view_with_pacing(
+    state: &AppState,
+    row: SessionRow,
+) -> Result<SessionView, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let pacing = herald_scheduler::pacing::of_session(&mut conn, row.id).await?;
+    Ok(view(state, row, pacing))
+}
+
+fn view(state: &AppState, row: SessionRow, pacing: Option<Pacing>) -> SessionView {
     SessionView {
+        pacing: pacing.unwrap_or(Pacing::NONE).into(),
         webhook_url: webhook_url(state, row.id),
         id: row.id,
         name: row.name,
@@ -237,7 +297,7 @@ fn webhook_url(state: &AppState, id: Uuid) -> String {
 /// Links a WhatsApp number: with `gateway_token`, that existing WuzAPI user; without it, a new
 /// WuzAPI user Herald creates through the admin API. Either way the gateway's webhook points at
 /// Herald, signed with a per-session key.
-#[endpoint(tags("sessions"), request_body = CreateSession, status_codes(201, 400, 401, 422, 502), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), request_body = CreateSession, status_codes(201, 400, 401, 403, 409, 422, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
@@ -247,6 +307,17 @@ pub async fn create(
     let caller = caller(depot)?;
     let body: CreateSession = json_body(req, 64 * 1024).await?;
     let name = herald_domain::template::validate_name(&body.name)?;
+    let pacing = match body.pacing {
+        Some(p) => p.parse("pacing")?,
+        None => herald_scheduler::pacing::DEFAULT,
+    };
+    let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
+    let max_sessions = plan.plan.limits().sessions;
+    // checked before the gateway is asked, and again where the session is stored
+    if let Some(limit) = max_sessions {
+        let mut conn = state.pool.acquire().await?;
+        plan_session_limit(&mut conn, caller.tenant_id, plan.plan, limit).await?;
+    }
     let token = parse_gateway_token(body.gateway_token)?;
     let meta_phone_number_id = body
         .meta_phone_number_id
@@ -276,6 +347,15 @@ pub async fn create(
         Some(token) => link_existing_user(&state, id, token).await?,
         None => create_gateway_user(&state, id).await?,
     };
+    let mut tx = state.pool.begin().await?;
+    if let Some(limit) = max_sessions {
+        // one tenant's session creations in a row, so two at once cannot both pass the limit
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald-sessions:' || $1::text))")
+            .bind(caller.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        plan_session_limit(&mut tx, caller.tenant_id, plan.plan, limit).await?;
+    }
     sqlx::query(
         "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id,
                                           meta_phone_number_id)
@@ -287,7 +367,7 @@ pub async fn create(
     .bind(&user.hmac_key)
     .bind(&user.user_id)
     .bind(&meta_phone_number_id)
-    .execute(&state.pool)
+    .execute(&mut *tx)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => ApiError::Conflict {
@@ -296,6 +376,8 @@ pub async fn create(
         },
         _ => e.into(),
     })?;
+    herald_scheduler::pacing::set_session(&mut tx, id, caller.tenant_id, pacing).await?;
+    tx.commit().await?;
     let now = Utc::now();
     state
         .sessions
@@ -320,7 +402,55 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("session {id} not projected")))?;
     res.status_code(StatusCode::CREATED);
-    Ok(Json(view(&state, row)))
+    Ok(Json(view(&state, row, Some(pacing))))
+}
+
+/// 403 `plan_limit_reached` when the tenant has its plan's number of sessions already.
+async fn plan_session_limit(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    plan: herald_scheduler::quota::Plan,
+    limit: i64,
+) -> Result<(), ApiError> {
+    let count = crate::plans::session_count(conn, tenant_id).await?;
+    if count >= limit {
+        return Err(ApiError::PlanRefused {
+            code: "plan_limit_reached",
+            message: format!(
+                "the {} plan allows {limit} linked number(s); unlink one or upgrade the plan",
+                plan.as_str()
+            ),
+            details: Some(serde_json::json!({
+                "limit": "sessions", "plan": plan.as_str(), "max": limit, "current": count
+            })),
+        });
+    }
+    Ok(())
+}
+
+/// Changes a linked number's pacing; recipients already queued that follow the session's pacing
+/// take the new one at once (campaigns with their own pacing keep theirs).
+#[endpoint(tags("sessions"), request_body = UpdateSession, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
+pub async fn update(
+    id: PathParam<String>,
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<SessionView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let id = parse_id(&id.into_inner())?;
+    let body: UpdateSession = json_body(req, 64 * 1024).await?;
+    let row = read::get(&state.pool, caller.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut tx = state.pool.begin().await?;
+    if let Some(p) = body.pacing {
+        let pacing = p.parse("pacing")?;
+        herald_scheduler::pacing::set_session(&mut tx, id, caller.tenant_id, pacing).await?;
+    }
+    let pacing = herald_scheduler::pacing::of_session(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(view(&state, row, pacing)))
 }
 
 /// This tenant's linked numbers, newest first.
@@ -335,8 +465,17 @@ pub async fn list(
     let limit = parse_limit(limit.as_deref())?;
     let cursor = parse_time_cursor(cursor.as_deref())?;
     let page = read::list(&state.pool, caller.tenant_id, limit, cursor).await?;
+    let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
+    let pacing = herald_scheduler::pacing::of_sessions(&state.pool, &ids).await?;
     Ok(Json(ListOf {
-        items: page.items.into_iter().map(|r| view(&state, r)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|r| {
+                let p = pacing.get(&r.id).copied();
+                view(&state, r, p)
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -350,7 +489,9 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
     let row = read::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(view(&state, row)))
+    let mut conn = state.pool.acquire().await?;
+    let pacing = herald_scheduler::pacing::of_session(&mut conn, id).await?;
+    Ok(Json(view(&state, row, pacing)))
 }
 
 /// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if
@@ -398,6 +539,8 @@ pub async fn delete(
         .bind(id)
         .execute(&state.pool)
         .await?;
+    // session_pacing stays: recipients still queued on this session are claimed through it (at
+    // its pace) and fail with "the session no longer exists"; without the row they would strand
     state
         .wait_projected(
             read::NAME,

@@ -33,7 +33,8 @@ async fn register_login_and_me() {
     let me: Value = app.get_json("/api/v1/me", &token).await;
     assert_eq!(me["user"]["email"], "sari@example.com");
     assert_eq!(me["tenant"]["id"], body["tenant_id"]);
-    assert_eq!(me["tenant"]["plan"], "basic");
+    // the plan of a new tenant is HERALD_DEFAULT_PLAN (the test settings choose unlimited)
+    assert_eq!(me["tenant"]["plan"], "unlimited");
 
     let res = app
         .post_public(

@@ -35,6 +35,7 @@ async fn start_herald(
         .env("HERALD_DISPATCH_CONCURRENCY", "4")
         .env("HERALD_DISPATCH_LEASE_SECS", "2")
         .env("HERALD_DB_POOL", "8")
+        .env("HERALD_DEFAULT_PLAN", "unlimited")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -109,7 +110,8 @@ async fn kill_9_mid_campaign_loses_nobody_and_resends_only_in_doubt_leases() {
         &client,
         format!("{base}/api/v1/sessions"),
         Some(&token),
-        json!({"name": "n", "gateway_token": "crash-token"}),
+        json!({"name": "n", "gateway_token": "crash-token",
+               "pacing": {"min_interval_ms": 0, "max_interval_ms": 0}}),
     )
     .await;
     let template = json_post(

@@ -115,3 +115,49 @@ async fn permanent_failures_fail_the_recipient_with_the_reason() {
     }
     app.stop().await;
 }
+
+/// A permanent gateway refusal (a 4xx other than 429) fails the recipient at once, after one
+/// attempt, with the gateway's own message. Here the simulator answers 400 `missing Body in
+/// Payload` to recipients whose text renders empty (`{{ name }}` without a name).
+#[tokio::test]
+async fn a_permanent_gateway_error_fails_the_recipient_at_once_with_its_message() {
+    let app = spawn_app_with(SimulatorConfig::default()).await;
+    let (account, session, template) = app.ready_tenant("perm@b.co", "{{ name }}").await;
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "perm", "template_id": template, "session_id": session,
+                    "recipients": [{"phone": "6281200000001", "vars": {"name": "Sari"}}, "6281200000002"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let done = app
+        .wait_campaign(&account, &id, Duration::from_secs(20), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["counts"]["sent"], 1, "{done}");
+    assert_eq!(done["counts"]["failed"], 1, "{done}");
+    let page: Value = app
+        .get_json(
+            &format!("/api/v1/campaigns/{id}/recipients?status=failed"),
+            &account.token,
+        )
+        .await;
+    let failed = &page["items"][0];
+    assert_eq!(failed["phone"], "6281200000002", "{page}");
+    assert_eq!(failed["attempts"], 1, "{page}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing Body in Payload")),
+        "{page}"
+    );
+    assert_eq!(app.sim.stats().accepted, 1);
+    app.stop().await;
+}

@@ -54,6 +54,10 @@ async fn health_ready_openapi_and_docs_answer() {
         "/api/v1/chats/{id}",
         "/api/v1/chats/{id}/messages",
         "/api/v1/chats/{id}/read",
+        "/api/v1/messages",
+        "/api/v1/messages/{id}",
+        "/api/v1/admin/tenants",
+        "/api/v1/admin/tenants/{id}/plan",
         "/health",
         "/health/ready",
     ] {
@@ -62,6 +66,10 @@ async fn health_ready_openapi_and_docs_answer() {
             "{path} missing from the OpenAPI document"
         );
     }
+    assert!(
+        paths["/api/v1/sessions/{id}"]["patch"].is_object(),
+        "PATCH /api/v1/sessions/{{id}} (pacing) missing from the OpenAPI document"
+    );
 
     let res = app
         .client

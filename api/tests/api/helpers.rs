@@ -15,6 +15,8 @@ pub struct TestApp {
     pub sim: RunningSimulator,
     pub pool: PgPool,
     pub db_url: String,
+    /// What this app was built with (a second instance gets the same).
+    pub settings: Settings,
     app: Option<Application>,
 }
 
@@ -44,6 +46,14 @@ fn init_tracing() {
 
 pub async fn spawn_app_with(sim_config: SimulatorConfig) -> TestApp {
     spawn(sim_config, None, fast_dispatch()).await
+}
+
+/// The operator's token of apps made by [`spawn_app_configured`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Herald with settings changed by `configure` (plan, admin token, quota window, ...).
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_configured(SimulatorConfig::default(), None, fast_dispatch(), configure).await
 }
 
 /// Herald with a deliberately slow dispatch (small batches, little concurrency), so a test can
@@ -119,7 +129,7 @@ async fn spawn_configured(
     let gateway_url = gateway_url.unwrap_or_else(|| sim.base_url());
     let mut settings = Settings::for_tests(&db_url, &gateway_url);
     configure(&mut settings);
-    let app = Application::build_with_dispatch(settings, Role::All, dispatch)
+    let app = Application::build_with_dispatch(settings.clone(), Role::All, dispatch)
         .await
         .expect("herald starts");
     let addr = app.addr().expect("serves http");
@@ -129,6 +139,7 @@ async fn spawn_configured(
         pool: app.pool().clone(),
         db_url,
         sim,
+        settings,
         app: Some(app),
     }
 }
@@ -232,13 +243,25 @@ impl TestApp {
         }
     }
 
-    /// Links a session with a simulator user token; returns the session id.
+    /// Links a session with a simulator user token, unpaced (full speed); returns its id.
     pub async fn link_session(&self, account: &Account, gateway_token: &str) -> String {
+        self.link_session_paced(account, gateway_token, 0, 0).await
+    }
+
+    /// Links a session with its pacing; returns the session id.
+    pub async fn link_session_paced(
+        &self,
+        account: &Account,
+        gateway_token: &str,
+        min_ms: u64,
+        max_ms: u64,
+    ) -> String {
         let res = self
             .post(
                 "/api/v1/sessions",
                 &account.token,
-                &json!({"name": "main number", "gateway_token": gateway_token}),
+                &json!({"name": "main number", "gateway_token": gateway_token,
+                        "pacing": {"min_interval_ms": min_ms, "max_interval_ms": max_ms}}),
             )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
@@ -312,9 +335,73 @@ impl TestApp {
             .collect()
     }
 
+    /// A request with the operator's `X-Admin-Token`.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("x-admin-token", token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// The operator sets a tenant's plan (needs an app with [`ADMIN_TOKEN`]).
+    pub async fn set_plan(&self, tenant_id: &str, body: &Value) -> Value {
+        let res = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/api/v1/admin/tenants/{tenant_id}/plan"),
+                ADMIN_TOKEN,
+                Some(body),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("json")
+    }
+
+    /// Every message the simulator accepted, as `(phone, at)` in the order received.
+    pub async fn sim_message_times(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        let res = self
+            .client
+            .get(format!("{}/sim/messages?limit=100000", self.sim.base_url()))
+            .send()
+            .await
+            .expect("request sent");
+        let body: Value = res.json().await.expect("json");
+        let mut out: Vec<(String, chrono::DateTime<chrono::Utc>)> = body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|m| {
+                let at = m["at"].as_str().expect("at");
+                (
+                    m["phone"].as_str().unwrap_or_default().to_string(),
+                    chrono::DateTime::parse_from_rfc3339(at)
+                        .expect("rfc3339")
+                        .with_timezone(&chrono::Utc),
+                )
+            })
+            .collect();
+        out.sort_by_key(|(_, at)| *at);
+        out
+    }
+
     /// A second Herald instance (all roles) on the same database and gateway.
     pub async fn second_instance(&self) -> Application {
-        let settings = Settings::for_tests(&self.db_url, &self.sim.base_url());
+        // the same plan, window, admin token and JWT key: a token works on both
+        let mut settings = Settings::for_tests(&self.db_url, &self.sim.base_url());
+        settings.default_plan = self.settings.default_plan.clone();
+        settings.admin_token = self.settings.admin_token.clone();
+        settings.quota_window_secs = self.settings.quota_window_secs;
+        settings.jwt_secret = self.settings.jwt_secret.clone();
         Application::build_with_dispatch(settings, Role::All, fast_dispatch())
             .await
             .expect("second instance starts")

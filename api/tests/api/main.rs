@@ -3,6 +3,7 @@
 
 mod accounts;
 mod audiences;
+mod admin;
 mod campaigns;
 mod contacts;
 mod contacts_import;
@@ -14,6 +15,9 @@ mod health;
 mod helpers;
 mod meta;
 mod images;
+mod messages;
+mod pacing;
+mod quotas;
 mod recurrence;
 mod schedule;
 mod session_lifecycle;

@@ -15,7 +15,7 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{credentials, gateway_failure, view, SessionView, WEBHOOK_EVENTS};
+use super::{credentials, gateway_failure, view_with_pacing, SessionView, WEBHOOK_EVENTS};
 use crate::auth::caller;
 use crate::error::ApiError;
 use crate::routes::parse_id;
@@ -117,10 +117,9 @@ pub async fn connect(
             tracing::warn!(session_id = %id, error = %e.message(), "status after connect unavailable")
         }
     }
-    Ok(Json(view(
-        &state,
-        current(&state, caller.tenant_id, id).await?,
-    )))
+    Ok(Json(
+        view_with_pacing(&state, current(&state, caller.tenant_id, id).await?).await?,
+    ))
 }
 
 /// The QR code to pair the number with: the latest one the gateway posted, if recent, else asked
@@ -213,7 +212,9 @@ pub async fn logout(
                 .execute(&state.pool)
                 .await?;
             record(&state, id, SessionStatus::LoggedOut).await?;
-            Ok(Json(view(&state, current(&state, caller.tenant_id, id).await?)))
+            Ok(Json(
+                view_with_pacing(&state, current(&state, caller.tenant_id, id).await?).await?,
+            ))
         }
         LogoutOutcome::NotLoggedIn => Err(conflict(
             "not_logged_in",

@@ -1,0 +1,282 @@
+//! Single sends (`POST /api/v1/messages`, docs/decisions/0011): one message through the campaign
+//! dispatch path (queue, leases, pacing, retries, statuses, receipts), its quota taken at once.
+
+use chrono::{DateTime, Utc};
+use herald_domain::phone::Phone;
+use herald_domain::session::Session;
+use herald_domain::store;
+use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
+use salvo::oapi::extract::PathParam;
+use salvo::oapi::ToSchema;
+use salvo::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::parse_id;
+use crate::auth::caller;
+use crate::error::{parse_json, ApiError};
+use crate::state::AppState;
+
+/// Longest text WhatsApp takes.
+const MAX_BODY_CHARS: usize = 4_096;
+const MAX_KEY_LEN: usize = 255;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    session_id: String,
+    /// Any common form: `+62 812-3456-7890`, `0812...` (the tenant's region), `62812...`.
+    to: String,
+    /// `text` (`image` needs the image pipeline and is not available yet).
+    #[serde(rename = "type")]
+    kind: String,
+    body: Option<String>,
+    image_url: Option<String>,
+    caption: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MessageAccepted {
+    /// Herald's id of this send (`GET /api/v1/messages/{id}`).
+    id: Uuid,
+    /// The WhatsApp message id Herald gives the gateway (receipts carry it).
+    message_id: String,
+    status: String,
+}
+
+/// The message's content, checked. Image payloads plug in here once image processing lands.
+fn content(body: &SendMessage) -> Result<SingleContent, ApiError> {
+    match body.kind.as_str() {
+        "text" => {
+            if body.image_url.is_some() || body.caption.is_some() {
+                return Err(ApiError::validation(
+                    "image_url",
+                    "a text message takes `body` only (no image_url or caption)",
+                ));
+            }
+            let text = body
+                .body
+                .as_deref()
+                .filter(|b| !b.trim().is_empty())
+                .ok_or_else(|| ApiError::validation("body", "is required for a text message"))?;
+            if text.chars().count() > MAX_BODY_CHARS {
+                return Err(ApiError::validation(
+                    "body",
+                    format!("must be at most {MAX_BODY_CHARS} characters"),
+                ));
+            }
+            Ok(SingleContent::Text {
+                body: text.to_string(),
+            })
+        }
+        "image" => Err(ApiError::validation(
+            "type",
+            "image messages need the image template pipeline (fetching and re-encoding the image), which is not available yet; send `text`",
+        )),
+        other => Err(ApiError::validation(
+            "type",
+            format!("must be `text` or `image`, not {other:?}"),
+        )),
+    }
+}
+
+fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| {
+            !k.is_empty() && k.len() <= MAX_KEY_LEN && k.chars().all(|c| c.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// The first answer stored under the key, when the request is the same; 422 when it is not.
+async fn replay(
+    state: &AppState,
+    tenant_id: Uuid,
+    key: &str,
+    hash: &[u8],
+    res: &mut Response,
+) -> Result<Option<MessageAccepted>, ApiError> {
+    let stored: Option<(Vec<u8>, i32, serde_json::Value)> = sqlx::query_as(
+        "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant_id)
+    .bind(key)
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some((stored_hash, status, body)) = stored else {
+        return Ok(None);
+    };
+    if stored_hash != hash {
+        return Err(ApiError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used before with a different request body".into(),
+            details: Some(serde_json::json!({"field": "Idempotency-Key"})),
+        });
+    }
+    let answer: MessageAccepted =
+        serde_json::from_value(body).map_err(|e| ApiError::Unexpected(e.into()))?;
+    res.status_code(StatusCode::from_u16(status as u16).unwrap_or(StatusCode::ACCEPTED));
+    Ok(Some(answer))
+}
+
+/// Sends one message through the same dispatch path as campaigns (pacing, retries, statuses,
+/// receipts). Counts against the quota now: over it, 429 `quota_exceeded` with `resets_at` and
+/// `Retry-After`. `Idempotency-Key`: the same key and body answer the first answer again.
+#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+pub async fn send(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<Json<MessageAccepted>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let key = idempotency_key(req)?;
+    let bytes = crate::error::read_body(req, 64 * 1024).await?;
+    // the request as JSON, keys ordered: the same body in another layout is the same request
+    let canonical: serde_json::Value = parse_json(&bytes)?;
+    let hash = Sha256::digest(canonical.to_string().as_bytes()).to_vec();
+    if let Some(key) = &key {
+        if let Some(answer) = replay(&state, caller.tenant_id, key, &hash, res).await? {
+            return Ok(Json(answer));
+        }
+    }
+    let body: SendMessage = parse_json(&bytes)?;
+    let session_id: Uuid = body
+        .session_id
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::validation("session_id", "is not a UUID"))?;
+    let content = content(&body)?;
+    let region: String = sqlx::query_scalar("SELECT default_region FROM tenants WHERE id = $1")
+        .bind(caller.tenant_id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let phone = Phone::parse(&body.to, &region)
+        .map_err(|_| ApiError::validation("to", "is not a valid phone number"))?;
+    match store::load::<Session>(&state.pool, &session_id.to_string()).await? {
+        Some((s, _)) if s.visible_to(caller.tenant_id) => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
+    let id = Uuid::new_v4();
+    let mut tx = state.pool.begin().await?;
+    let accepted = single::accept(
+        &mut tx,
+        NewMessage {
+            id,
+            tenant_id: caller.tenant_id,
+            session_id,
+            phone,
+            content,
+            quota_limit: plan.plan.limits().messages_per_window,
+            window: crate::plans::window(&state),
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    let message_id = match accepted {
+        Accepted::Queued { message_id } => message_id,
+        Accepted::OverQuota { resets_at } => {
+            drop(tx); // rolls back: nothing was queued
+            let retry = (resets_at - Utc::now()).num_seconds().max(1) as u64;
+            return Err(ApiError::TooManyRequests {
+                code: "quota_exceeded",
+                message: format!(
+                    "the {} plan's message quota for this hour is used up; it resets at {}",
+                    plan.plan.as_str(),
+                    resets_at.to_rfc3339()
+                ),
+                details: Some(serde_json::json!({
+                    "limit": plan.plan.limits().messages_per_window, "resets_at": resets_at
+                })),
+                retry_after_secs: retry,
+            });
+        }
+    };
+    let answer = MessageAccepted {
+        id,
+        message_id,
+        status: "queued".into(),
+    };
+    if let Some(key) = &key {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, body)
+             VALUES ($1, $2, $3, 202, $4::jsonb) ON CONFLICT (tenant_id, key) DO NOTHING",
+        )
+        .bind(caller.tenant_id)
+        .bind(key)
+        .bind(&hash)
+        .bind(serde_json::to_string(&answer).map_err(|e| ApiError::Unexpected(e.into()))?)
+        .execute(&mut *tx)
+        .await?;
+        if stored.rows_affected() == 0 {
+            // the same key won by a request running at the same time: its answer, not a second send
+            drop(tx);
+            if let Some(answer) = replay(&state, caller.tenant_id, key, &hash, res).await? {
+                return Ok(Json(answer));
+            }
+            return Err(ApiError::Conflict {
+                code: "idempotency_key_in_use",
+                message: "a request with this Idempotency-Key is still being processed".into(),
+            });
+        }
+    }
+    tx.commit().await?;
+    res.status_code(StatusCode::ACCEPTED);
+    Ok(Json(answer))
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct MessageView {
+    id: Uuid,
+    session_id: Uuid,
+    /// E.164 digits.
+    to: String,
+    #[serde(rename = "type")]
+    kind: String,
+    message_id: String,
+    /// `queued`, `sending`, `sent`, `delivered`, `read` or `failed`.
+    status: String,
+    error: Option<String>,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+}
+
+/// One single send with its status, attempts, error and times.
+#[endpoint(tags("messages"), status_codes(200, 401, 404), security(["bearer" = []], ["api_key" = []]))]
+pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<MessageView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let caller = caller(depot)?;
+    let id = parse_id(&id.into_inner())?;
+    let view: Option<MessageView> = sqlx::query_as(
+        "SELECT m.id, m.session_id, m.phone AS to, m.kind, m.message_id,
+                COALESCE(d.status, 'queued') AS status, d.error, COALESCE(d.attempts, 0) AS attempts,
+                m.created_at, d.sent_at, d.delivered_at, d.read_at, d.failed_at
+           FROM single_messages m
+           LEFT JOIN deliveries d ON d.campaign_id = m.id AND d.phone = m.phone
+          WHERE m.id = $1 AND m.tenant_id = $2",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    view.map(Json).ok_or(ApiError::NotFound)
+}

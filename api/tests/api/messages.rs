@@ -1,0 +1,293 @@
+//! Single sends: `POST /api/v1/messages` through the campaign dispatch path, followed with
+//! `GET /api/v1/messages/{id}`; quota at request time; Idempotency-Key.
+
+use std::time::Duration;
+
+use crate::helpers::{error_code, phones, spawn_app, spawn_app_configured, Account, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn send(
+    app: &TestApp,
+    account: &Account,
+    key: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(&account.token)
+        .json(body);
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    req.send().await.expect("sent")
+}
+
+async fn wait_message(app: &TestApp, account: &Account, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m: Value = app
+            .get_json(&format!("/api/v1/messages/{id}"), &account.token)
+            .await;
+        if m["status"] == status || tokio::time::Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_single_send_goes_through_dispatch_and_can_be_followed() {
+    let app = spawn_app().await;
+    let (account, session, _) = app.ready_tenant("single@b.co", "unused").await;
+    let res = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "+62 812-0000-1111", "type": "text", "body": "Your code is 4411"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let accepted: Value = res.json().await.expect("json");
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["id"].as_str().expect("id");
+    let sent = wait_message(&app, &account, id, "sent").await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(sent["to"], "6281200001111");
+    assert_eq!(sent["message_id"], accepted["message_id"]);
+    assert_eq!(sent["attempts"], 1);
+    assert!(sent["sent_at"].is_string(), "{sent}");
+    let got = app.sim_messages().await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "6281200001111");
+    assert_eq!(got[0].1, "Your code is 4411");
+    assert_eq!(Some(got[0].2.as_str()), accepted["message_id"].as_str());
+    // single sends are not campaigns
+    let list: Value = app.get_json("/api/v1/campaigns", &account.token).await;
+    assert!(
+        list["items"].as_array().expect("items").is_empty(),
+        "{list}"
+    );
+    // another tenant cannot see it
+    let other = app.register("other@b.co").await;
+    let res = app
+        .get(&format!("/api/v1/messages/{id}"), &other.token)
+        .await;
+    assert_eq!(error_code(res, StatusCode::NOT_FOUND).await.0, "not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_answer_the_first_answer_once() {
+    let app = spawn_app().await;
+    let (account, session, _) = app.ready_tenant("idem@b.co", "unused").await;
+    let body =
+        json!({"session_id": session, "to": "6281200002222", "type": "text", "body": "once"});
+    let first = send(&app, &account, Some("order-42"), &body).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("json");
+    // the same body in another key order is the same request
+    let reordered =
+        json!({"body": "once", "type": "text", "to": "6281200002222", "session_id": session});
+    let again = send(&app, &account, Some("order-42"), &reordered).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again, first);
+    let other_body =
+        json!({"session_id": session, "to": "6281200002222", "type": "text", "body": "twice"});
+    let res = send(&app, &account, Some("order-42"), &other_body).await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await.0,
+        "idempotency_key_reused"
+    );
+    // keys are per tenant: another tenant's same key is its own
+    let (other, other_session, _) = app.ready_tenant("idem2@b.co", "unused").await;
+    let res = send(
+        &app,
+        &other,
+        Some("order-42"),
+        &json!({"session_id": other_session, "to": "6281200003333", "type": "text", "body": "mine"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let theirs: Value = res.json().await.expect("json");
+    assert_ne!(theirs["id"], first["id"]);
+    let id = first["id"].as_str().expect("id");
+    wait_message(&app, &account, id, "sent").await;
+    let id2 = theirs["id"].as_str().expect("id");
+    wait_message(&app, &other, id2, "sent").await;
+    assert_eq!(app.sim.stats().accepted, 2, "one send per key and tenant");
+    let res = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(&account.token)
+        .header("idempotency-key", "")
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_single_send_over_quota_is_429_with_when_it_resets() {
+    let app = spawn_app_configured(|s| s.default_plan = "basic".into()).await;
+    let (account, session, template) = app.ready_tenant("over@b.co", "Hi {{ phone }}").await;
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "fill", "template_id": template, "session_id": session, "recipients": phones(99)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    app.wait_campaign(&account, &id, Duration::from_secs(20), |c| {
+        c["status"] == "completed"
+    })
+    .await;
+    let body =
+        json!({"session_id": session, "to": "6281299999999", "type": "text", "body": "last one"});
+    assert_eq!(
+        send(&app, &account, None, &body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let res = send(&app, &account, None, &body).await;
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=3600).contains(&retry));
+    let (code, err) = error_code(res, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(code, "quota_exceeded");
+    assert!(err["error"]["details"]["resets_at"].is_string(), "{err}");
+    let me: Value = app.get_json("/api/v1/me", &account.token).await;
+    assert_eq!(me["usage"]["messages"], 100, "{me}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_single_sends_are_4xx_naming_the_field() {
+    let app = spawn_app().await;
+    let (account, session, _) = app.ready_tenant("badmsg@b.co", "unused").await;
+    let (_other, other_session, _) = app.ready_tenant("badmsg2@b.co", "unused").await;
+    for (body, field) in [
+        (
+            json!({"session_id": session, "to": "not a phone", "type": "text", "body": "x"}),
+            "to",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200001111", "type": "text"}),
+            "body",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200001111", "type": "text", "body": "  "}),
+            "body",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200001111", "type": "video", "body": "x"}),
+            "type",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200001111", "type": "image", "image_url": "https://example.com/a.png"}),
+            "type",
+        ),
+        (
+            json!({"session_id": "nope", "to": "6281200001111", "type": "text", "body": "x"}),
+            "session_id",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200001111", "type": "text", "body": "x", "extra": 1}),
+            "extra",
+        ),
+        (
+            json!({"to": "6281200001111", "type": "text", "body": "x"}),
+            "session_id",
+        ),
+    ] {
+        let res = send(&app, &account, None, &body).await;
+        let (code, err) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(code, "validation_failed", "{body}");
+        assert_eq!(err["error"]["details"]["field"], field, "{body} → {err}");
+    }
+    // another tenant's session, or none: 404
+    for s in [
+        other_session.as_str(),
+        "7b0c3a6e-0d55-4a8e-9a53-3d2f1c1d9e00",
+    ] {
+        let res = send(
+            &app,
+            &account,
+            None,
+            &json!({"session_id": s, "to": "6281200001111", "type": "text", "body": "x"}),
+        )
+        .await;
+        assert_eq!(error_code(res, StatusCode::NOT_FOUND).await.0, "not_found");
+    }
+    for id in ["7b0c3a6e-0d55-4a8e-9a53-3d2f1c1d9e00", "not-a-uuid"] {
+        let res = app
+            .get(&format!("/api/v1/messages/{id}"), &account.token)
+            .await;
+        assert_eq!(error_code(res, StatusCode::NOT_FOUND).await.0, "not_found");
+    }
+    let res = app
+        .post_raw("/api/v1/messages", &account.token, "{not json")
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::BAD_REQUEST).await.0,
+        "invalid_json"
+    );
+    assert_eq!(app.sim.stats().accepted, 0);
+    app.stop().await;
+}
+
+/// Receipts find a single send by its message id like a campaign's recipient, and single sends
+/// keep their session's pace.
+#[tokio::test]
+async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
+    use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
+    let app = crate::helpers::spawn_app_with(SimulatorConfig {
+        receipts: ReceiptSettings::on(),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let account = app.register("pace@b.co").await;
+    let session = app
+        .link_session_paced(&account, "pace-token", 400, 500)
+        .await;
+    let mut ids = Vec::new();
+    for to in ["6281200000011", "6281200000012", "6281200000013"] {
+        let res = send(
+            &app,
+            &account,
+            None,
+            &json!({"session_id": session, "to": to, "type": "text", "body": "hello"}),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let body: Value = res.json().await.expect("json");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let read = wait_message(&app, &account, id, "read").await;
+        assert_eq!(read["status"], "read", "{read}");
+        assert!(
+            read["delivered_at"].is_string() || read["read_at"].is_string(),
+            "{read}"
+        );
+    }
+    let times = app.sim_message_times().await;
+    assert_eq!(times.len(), 3);
+    for w in times.windows(2) {
+        let gap = (w[1].1 - w[0].1).num_milliseconds();
+        assert!(gap >= 400, "sends {gap} ms apart");
+    }
+    app.stop().await;
+}

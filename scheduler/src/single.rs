@@ -1,0 +1,150 @@
+//! Single sends (`POST /api/v1/messages`, docs/decisions/0011): one recipient through the same
+//! dispatch path as a campaign's.
+//!
+//! A single send is a `Delivery` whose id is `<message id>:<phone>`: the message's own UUID stands
+//! where a campaign's would (UUIDs never collide, and no campaign has that id), so queueing,
+//! leases, pacing, retries, statuses and receipts (`message_index`) are the campaign path's. The
+//! queue row carries the message itself (`content`), and `single_messages` says whose it is.
+//! Its quota is taken when it is accepted, so the dispatcher does not count it again.
+
+use chrono::{DateTime, Utc};
+use herald_domain::delivery::{delivery_id, message_id_for, Delivery, DeliveryCommand, Vars};
+use herald_domain::phone::Phone;
+use herald_domain::store;
+use herald_gateway::MessageContent;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::pacing::Pacing;
+use crate::quota::{self, Window};
+use crate::Error;
+
+/// What a single send carries, as stored on its queue row. An image variant is added when image
+/// processing lands (the gateway already has `MessageContent::Image`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SingleContent {
+    Text {
+        body: String,
+    },
+    /// Anything this version cannot read (written by a newer one); fails the send with a reason.
+    #[serde(other)]
+    Unreadable,
+}
+
+impl SingleContent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SingleContent::Text { .. } => "text",
+            SingleContent::Unreadable => "unknown",
+        }
+    }
+
+    pub fn to_gateway(&self) -> MessageContent {
+        match self {
+            SingleContent::Text { body } => MessageContent::Text { body: body.clone() },
+            // an empty text: the gateway refuses it and the recipient fails with its reason
+            SingleContent::Unreadable => MessageContent::Text {
+                body: String::new(),
+            },
+        }
+    }
+}
+
+pub struct NewMessage {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub session_id: Uuid,
+    pub phone: Phone,
+    pub content: SingleContent,
+    /// `Some(limit)` for a plan with a message quota.
+    pub quota_limit: Option<i64>,
+    pub window: Window,
+    pub at: DateTime<Utc>,
+}
+
+pub enum Accepted {
+    Queued {
+        message_id: String,
+    },
+    /// Over quota: nothing was written; the window resets at this time.
+    OverQuota {
+        resets_at: DateTime<Utc>,
+    },
+}
+
+/// Takes one message of quota and queues the message, in the caller's transaction.
+pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, Error> {
+    let (window_start, window_end) = m.window.around(m.at);
+    // the event first: the append must be this transaction's first write (StoreError::OutOfOrder)
+    store::append_new::<Delivery>(
+        conn,
+        vec![(
+            delivery_id(m.id, &m.phone),
+            DeliveryCommand::Queue {
+                tenant_id: m.tenant_id,
+                campaign_id: m.id,
+                phone: m.phone.clone(),
+                vars: Vars::new(),
+                at: m.at,
+            },
+        )],
+        &(),
+    )
+    .await?
+    .map_err(|(_, e)| e)?;
+    match m.quota_limit {
+        Some(limit) => {
+            if quota::grant(conn, m.tenant_id, window_start, 1, limit).await? < 1 {
+                return Ok(Accepted::OverQuota {
+                    resets_at: window_end,
+                });
+            }
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO quota_usage AS u (tenant_id, window_start, messages) VALUES ($1, $2, 1)
+                 ON CONFLICT (tenant_id, window_start) DO UPDATE SET messages = u.messages + 1",
+            )
+            .bind(m.tenant_id)
+            .bind(window_start)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    let pacing = crate::pacing::of_session(conn, m.session_id)
+        .await?
+        .unwrap_or(Pacing::NONE);
+    let message_id = message_id_for(m.id, &m.phone);
+    sqlx::query(
+        "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, content,
+                                     not_before, pace_min_ms, pace_max_ms, pace_from_session)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, true)",
+    )
+    .bind(m.id)
+    .bind(m.phone.as_str())
+    .bind(m.tenant_id)
+    .bind(m.session_id)
+    .bind(&message_id)
+    .bind(serde_json::to_string(&m.content)?)
+    .bind(m.at)
+    .bind(pacing.min_interval_ms)
+    .bind(pacing.max_interval_ms)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO single_messages (id, tenant_id, session_id, phone, kind, message_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(m.id)
+    .bind(m.tenant_id)
+    .bind(m.session_id)
+    .bind(m.phone.as_str())
+    .bind(m.content.kind())
+    .bind(&message_id)
+    .bind(m.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Accepted::Queued { message_id })
+}

@@ -105,7 +105,7 @@ pub(super) async fn apply(
                 keep_qr(&mut *tx, c, &update.signal, waiting).await?;
                 if new.is_empty() {
                     format!(
-                        "session {status}: unchanged (same status, or older than the last change)"
+                        "session {status}: unchanged (same status, older than the last change, or a QR code for a connected number)"
                     )
                 } else {
                     changed += 1;

@@ -51,6 +51,13 @@ pub enum SessionCommand {
         status: SessionStatus,
         at: DateTime<Utc>,
     },
+    /// The gateway posted a pairing QR code at `at`: `qr_pending`, unless the number is
+    /// connected. WuzAPI shows codes only for an unpaired number, so a code arriving while the
+    /// session is connected was posted before the scan and delivered late; a real unpairing
+    /// comes with its own `LoggedOut` (or is seen by Herald's own gateway calls).
+    QrShown {
+        at: DateTime<Utc>,
+    },
     Delete {
         tenant_id: Uuid,
         at: DateTime<Utc>,
@@ -102,6 +109,21 @@ impl Session {
     pub fn visible_to(&self, tenant_id: Uuid) -> bool {
         self.tenant_id == Some(tenant_id) && !self.deleted
     }
+
+    /// The event observing `status` at `at` records: none when it is stale (older than the
+    /// current status) or changes nothing.
+    fn status_change(
+        &self,
+        status: SessionStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SessionEvent>, DomainError> {
+        if self.tenant_id.is_none() || self.deleted {
+            return Err(DomainError::NotFound);
+        }
+        let stale = self.status_at.is_some_and(|last| at < last);
+        Ok((!stale && status != self.status)
+            .then_some(SessionEvent::SessionStatusChanged { status, at }))
+    }
 }
 
 impl Aggregate for Session {
@@ -136,13 +158,16 @@ impl Aggregate for Session {
                 };
                 sink.write(event, self).await;
             }
-            SessionCommand::ChangeStatus { status, at } => {
-                if self.tenant_id.is_none() || self.deleted {
-                    return Err(DomainError::NotFound);
+            SessionCommand::QrShown { at } => {
+                // a late code for a connected number changes nothing
+                if self.status != SessionStatus::Connected || self.deleted {
+                    if let Some(event) = self.status_change(SessionStatus::QrPending, at)? {
+                        sink.write(event, self).await;
+                    }
                 }
-                let stale = self.status_at.is_some_and(|last| at < last);
-                if !stale && status != self.status {
-                    let event = SessionEvent::SessionStatusChanged { status, at };
+            }
+            SessionCommand::ChangeStatus { status, at } => {
+                if let Some(event) = self.status_change(status, at)? {
                     sink.write(event, self).await;
                 }
             }
@@ -302,6 +327,34 @@ mod tests {
                 at: at() - chrono::Duration::seconds(1),
             })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_qr_code_for_a_connected_number_was_delivered_late() {
+        let connected = SessionEvent::SessionStatusChanged {
+            status: SessionStatus::Connected,
+            at: at(),
+        };
+        let later = at() + chrono::Duration::seconds(5);
+        SessionTest::with(())
+            .given(vec![linked(), connected])
+            .when(SessionCommand::QrShown { at: later })
+            .then_expect_events(vec![]);
+        let logged_out = SessionEvent::SessionStatusChanged {
+            status: SessionStatus::LoggedOut,
+            at: at(),
+        };
+        SessionTest::with(())
+            .given(vec![linked(), logged_out])
+            .when(SessionCommand::QrShown { at: later })
+            .then_expect_events(vec![SessionEvent::SessionStatusChanged {
+                status: SessionStatus::QrPending,
+                at: later,
+            }]);
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(SessionCommand::QrShown { at: later })
+            .then_expect_error(DomainError::NotFound);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Order (docs/decisions/0015): a change is timed by the event's own `Timestamp` when it has one
 //! and by when Herald received the post otherwise; the aggregate ignores a change older than the
-//! one it last applied, so a late `QR` cannot undo a `Connected`. Duplicates are harmless: the
+//! one it last applied, and a `QR` for a connected number (posted before the scan, delivered
+//! after `Connected`) changes nothing. Duplicates are harmless: the
 //! inbox stores a retried body once, and a repeated status records nothing. The stored QR only
 //! moves forward in receive time too.
 
@@ -63,13 +64,35 @@ pub(super) async fn apply(
             continue;
         };
         let at = update.timestamp.unwrap_or(c.received_at);
-        let status = status_of(&update.signal);
-        commands.push((
-            c.session_id.to_string(),
-            SessionCommand::ChangeStatus { status, at },
-        ));
+        let command = match &update.signal {
+            SessionSignal::Qr(_) => SessionCommand::QrShown { at },
+            signal => SessionCommand::ChangeStatus {
+                status: status_of(signal),
+                at,
+            },
+        };
+        commands.push((c.session_id.to_string(), command));
     }
     let outcomes = store::execute_batch::<Session>(&mut *tx, commands, &()).await?;
+    // A QR code is kept only while the session waits for one: a code delivered after the
+    // `Connected` that followed it is stale, and keeping it would only keep a secret around.
+    let qr_sessions: Vec<String> = ours
+        .iter()
+        .filter(
+            |c| matches!(&c.action, Action::Session(u) if matches!(u.signal, SessionSignal::Qr(_))),
+        )
+        .map(|c| c.session_id.to_string())
+        .collect();
+    let waiting_for_qr: std::collections::HashSet<String> = if qr_sessions.is_empty() {
+        Default::default()
+    } else {
+        store::load_many::<Session>(&mut *tx, &qr_sessions)
+            .await?
+            .into_iter()
+            .filter(|(_, (session, _))| session.status == SessionStatus::QrPending)
+            .map(|(id, _)| id)
+            .collect()
+    };
     let mut changed = 0u64;
     for (c, outcome) in ours.iter().zip(outcomes) {
         let Action::Session(update) = &c.action else {
@@ -78,10 +101,11 @@ pub(super) async fn apply(
         let status = status_of(&update.signal).as_str();
         let note = match outcome {
             Ok(new) => {
-                keep_qr(&mut *tx, c, &update.signal).await?;
+                let waiting = waiting_for_qr.contains(&c.session_id.to_string());
+                keep_qr(&mut *tx, c, &update.signal, waiting).await?;
                 if new.is_empty() {
                     format!(
-                        "session {status}: unchanged (same status, or older than the last change)"
+                        "session {status}: unchanged (same status, older than the last change, or a QR code for a connected number)"
                     )
                 } else {
                     changed += 1;
@@ -99,17 +123,20 @@ pub(super) async fn apply(
     Ok(())
 }
 
-/// A QR code is stored when it is newer than the one kept; anything that ends pairing
-/// (connected, logged out, timed out, disconnected) forgets the codes received before it.
+/// A QR code is stored when the session waits for one and it is newer than the one kept;
+/// anything that ends pairing (connected, logged out, timed out, disconnected) forgets the codes
+/// received before it.
 async fn keep_qr(
     conn: &mut PgConnection,
     claimed: &Claimed,
     signal: &SessionSignal,
+    waiting_for_qr: bool,
 ) -> sqlx::Result<()> {
     match signal {
-        SessionSignal::Qr(image) => {
+        SessionSignal::Qr(image) if waiting_for_qr => {
             store_qr(conn, claimed.session_id, image, claimed.received_at).await
         }
+        SessionSignal::Qr(_) => Ok(()),
         _ => sqlx::query("DELETE FROM session_qr WHERE session_id = $1 AND received_at <= $2")
             .bind(claimed.session_id)
             .bind(claimed.received_at)

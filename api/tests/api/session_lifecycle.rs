@@ -460,6 +460,11 @@ async fn captured_session_webhooks_move_the_status_in_time_order() {
     let key = Some(key.as_str());
     let path = format!("/api/v1/sessions/{id}");
 
+    // the number is unpaired from the phone: logged_out
+    let unpaired = json!({"type": "LoggedOut", "event": {"OnConnect": false, "Reason": 401}});
+    assert_eq!(post_event(&app, &id, &unpaired, key).await, StatusCode::OK);
+    wait_status(&app, &account, &id, "logged_out").await;
+
     // the captured QR event: qr_pending, and GET /qr serves exactly its image
     let qr_event = sample("qr_code_event");
     assert_eq!(post_event(&app, &id, &qr_event, key).await, StatusCode::OK);
@@ -480,12 +485,25 @@ async fn captured_session_webhooks_move_the_status_in_time_order() {
     wait_status(&app, &account, &id, "connected").await;
     // a retry of the very same body is stored once
     assert_eq!(post_event(&app, &id, &empty, key).await, StatusCode::OK);
-    assert_eq!(processed_inbox(&app, 2).await.len(), 2);
+    assert_eq!(processed_inbox(&app, 3).await.len(), 3);
     let qr_left: i64 = sqlx::query_scalar("SELECT count(*) FROM session_qr")
         .fetch_one(&app.pool)
         .await
         .expect("count");
     assert_eq!(qr_left, 0);
+
+    // a QR code delivered after the Connected that followed it changes nothing, and is not kept
+    let late_qr = json!({"type": "QR", "event": "code", "qrCodeBase64":
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="});
+    assert_eq!(post_event(&app, &id, &late_qr, key).await, StatusCode::OK);
+    let notes = processed_inbox(&app, 4).await;
+    assert!(notes[3].1.contains("unchanged"), "{notes:?}");
+    assert_eq!(session(&app, &account, &id).await["status"], "connected");
+    let qr_left: i64 = sqlx::query_scalar("SELECT count(*) FROM session_qr")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(qr_left, 0, "a late QR code is not kept");
 
     // a LoggedOut timed before the last change arrives late: stale, nothing changes
     let late = json!({"type": "LoggedOut", "event": {"Reason": 401,
@@ -494,9 +512,9 @@ async fn captured_session_webhooks_move_the_status_in_time_order() {
     // so is the captured Connected, timed in 2025, before this session was linked
     let old = sample("session_connected");
     assert_eq!(post_event(&app, &id, &old, key).await, StatusCode::OK);
-    let notes = processed_inbox(&app, 4).await;
-    assert!(notes[2].1.contains("unchanged"), "{notes:?}");
-    assert!(notes[3].1.contains("unchanged"), "{notes:?}");
+    let notes = processed_inbox(&app, 6).await;
+    assert!(notes[4].1.contains("unchanged"), "{notes:?}");
+    assert!(notes[5].1.contains("unchanged"), "{notes:?}");
     assert_eq!(session(&app, &account, &id).await["status"], "connected");
 
     // a Disconnected now: disconnected; a QR timeout afterwards keeps it so
@@ -510,7 +528,10 @@ async fn captured_session_webhooks_move_the_status_in_time_order() {
     .fetch_one(&app.pool)
     .await
     .expect("count");
-    assert_eq!(events, 4, "linked, qr_pending, connected, disconnected");
+    assert_eq!(
+        events, 5,
+        "linked, logged_out, qr_pending, connected, disconnected"
+    );
     let leaked: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%base64%'")
             .fetch_one(&app.pool)

@@ -55,18 +55,22 @@ fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-/// Records a status Herald observed now. Stale or unchanged statuses record nothing.
+/// Records a status Herald observed now. Stale or unchanged statuses record nothing. The inbox
+/// processor may append to the same session at the same moment (the gateway's webhook about the
+/// very change this call made): a lost race is simply tried again.
 async fn record(state: &AppState, id: Uuid, status: SessionStatus) -> Result<(), ApiError> {
-    state
-        .sessions
-        .execute(
-            &id.to_string(),
-            SessionCommand::ChangeStatus {
-                status,
-                at: Utc::now(),
-            },
-        )
-        .await?;
+    let mut attempt = 0;
+    loop {
+        let command = SessionCommand::ChangeStatus {
+            status,
+            at: Utc::now(),
+        };
+        match state.sessions.execute(&id.to_string(), command).await {
+            Ok(()) => break,
+            Err(cqrs_es::AggregateError::AggregateConflict) if attempt < 4 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
     state
         .wait_projected(
             read::NAME,

@@ -60,6 +60,9 @@ pub struct Settings {
     /// How late a recurring campaign's occurrence may still fire after downtime
     /// (`HERALD_RECURRENCE_GRACE_SECS`, default 3600); older ones are recorded as missed.
     pub recurrence_grace_secs: u64,
+    /// Seconds of silence after which an SSE stream gets a keep-alive comment line
+    /// (`HERALD_SSE_KEEPALIVE_SECS`, default 15).
+    pub sse_keepalive_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -132,6 +135,7 @@ impl Settings {
                 as usize,
             dispatch_lease_secs: parse_num("HERALD_DISPATCH_LEASE_SECS", 60)?.clamp(1, 3_600),
             recurrence_grace_secs: parse_num("HERALD_RECURRENCE_GRACE_SECS", 3_600)?,
+            sse_keepalive_secs: parse_num("HERALD_SSE_KEEPALIVE_SECS", 15)?.clamp(1, 300),
         })
     }
 
@@ -155,6 +159,7 @@ impl Settings {
             dispatch_concurrency: 64,
             dispatch_lease_secs: 60,
             recurrence_grace_secs: 3_600,
+            sse_keepalive_secs: 15,
         }
     }
 }

@@ -5,7 +5,11 @@
 //!   rebuilds, and waiting for a projector to catch up (read-your-writes in the API).
 //! - [`templates`], [`sessions`], [`campaigns`]: one projector and its queries each. Every query
 //!   takes the caller's tenant: another tenant's row is simply not found.
+//! - [`notify`], [`notifier`]: real-time notifications derived from committed events (not a read
+//!   model: it is not in [`all`], so a rebuild never replays history to live subscribers).
 pub mod campaigns;
+pub mod notifier;
+pub mod notify;
 pub mod runtime;
 pub mod sessions;
 pub mod templates;

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod campaigns;
+pub mod events;
 pub mod health;
 pub mod sessions;
 pub mod templates;
@@ -102,12 +103,15 @@ pub fn router() -> Router {
                         .push(Router::with_path("cancel").post(campaigns::cancel))
                         .push(Router::with_path("occurrences").get(campaigns::occurrences)),
                 ),
-        );
+        )
+        .push(Router::with_path("events/token").post(events::create_token));
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT
         .push(Router::with_path("webhooks/wuzapi/{session_id}").post(webhooks::wuzapi))
+        // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
+        .push(Router::with_path("events").get(events::stream_events))
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
@@ -123,6 +127,10 @@ pub fn router() -> Router {
         .add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
         )
         .merge_router(&router);
     router

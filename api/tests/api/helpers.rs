@@ -72,6 +72,34 @@ pub async fn spawn_app_with_dead_gateway() -> TestApp {
     spawn(SimulatorConfig::default(), Some(url), fast_dispatch()).await
 }
 
+/// Herald with settings changed by `configure` (NATS, SSE keep-alive, ...).
+pub async fn spawn_app_with_settings(
+    sim_config: SimulatorConfig,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    init_tracing();
+    let sim = simulator::spawn("127.0.0.1:0", sim_config)
+        .await
+        .expect("simulator starts");
+    let db_url = herald_migrations::testing::fresh_database_url()
+        .await
+        .expect("fresh database");
+    let mut settings = Settings::for_tests(&db_url, &sim.base_url());
+    configure(&mut settings);
+    let app = Application::build_with_dispatch(settings, Role::All, fast_dispatch())
+        .await
+        .expect("herald starts");
+    let addr = app.addr().expect("serves http");
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        pool: app.pool().clone(),
+        db_url,
+        sim,
+        app: Some(app),
+    }
+}
+
 async fn spawn(
     sim_config: SimulatorConfig,
     gateway_url: Option<String>,

@@ -6,6 +6,7 @@ mod campaigns;
 mod control;
 mod crash;
 mod dispatch;
+mod events;
 mod health;
 mod helpers;
 mod recurrence;

@@ -6,6 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use herald_gateway::{Gateway, WuzapiClient};
+use herald_projections::notifier::{Notifier, ProgressTracker, PROGRESS_INTERVAL};
+use herald_projections::notify::Notifications;
 use herald_scheduler::{DispatchConfig, Dispatcher};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use salvo::catcher::Catcher;
@@ -96,6 +98,7 @@ impl Application {
         let metrics = metrics_handle();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let notifications = notifications(&settings, role, shutdown_rx.clone()).await?;
 
         if role.runs_workers() {
             let wakeup = herald_projections::Wakeup::new();
@@ -109,6 +112,12 @@ impl Application {
                     shutdown_rx.clone(),
                 )));
             }
+            tasks.extend(spawn_notifier(
+                &pool,
+                &notifications,
+                &wakeup,
+                shutdown_rx.clone(),
+            ));
             dispatch.workers = settings.dispatch_workers;
             dispatch.quota_window =
                 herald_scheduler::quota::Window::new(settings.quota_window_secs);
@@ -141,6 +150,7 @@ impl Application {
             let state = AppState::new(pool.clone(), settings.clone(), gateway, public_url, metrics);
             let router = Router::new()
                 .hoop(affix_state::inject(state))
+                .hoop(affix_state::inject(notifications.clone()))
                 .push(crate::routes::router());
             let service = Service::new(router).catcher(Catcher::default().hoop(envelope_catcher));
             let srv = Server::new(acceptor);
@@ -189,6 +199,51 @@ impl Application {
         tracing::info!("shutting down");
         self.stop().await;
     }
+}
+
+/// Real-time notifications: NATS when `NATS_URL` is set, otherwise in-process (docs/events.md).
+async fn notifications(
+    settings: &Settings,
+    role: Role,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Notifications> {
+    match &settings.nats_url {
+        Some(url) => Notifications::nats(url, shutdown).await,
+        None => {
+            if role == Role::Api {
+                tracing::warn!(
+                    "NATS_URL unset: this api-only process gets no real-time events (the notifier runs in worker processes)"
+                );
+            }
+            Ok(Notifications::local(shutdown))
+        }
+    }
+}
+
+/// The `notifier` projector and its `campaign.progress` emitter. Not in
+/// `herald_projections::all()`: it is no read model and must never be rebuilt (that would replay
+/// history to live subscribers).
+fn spawn_notifier(
+    pool: &PgPool,
+    notifications: &Notifications,
+    wakeup: &herald_projections::Wakeup,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let progress = Arc::new(ProgressTracker::default());
+    let emitter = progress.spawn(
+        pool.clone(),
+        notifications.clone(),
+        PROGRESS_INTERVAL,
+        shutdown.clone(),
+    );
+    let notifier = tokio::spawn(herald_projections::runtime::run(
+        pool.clone(),
+        Arc::new(Notifier::new(notifications.clone(), progress)),
+        wakeup.clone(),
+        herald_projections::RunnerConfig::default(),
+        shutdown,
+    ));
+    vec![emitter, notifier]
 }
 
 async fn shutdown_signal() {

@@ -107,7 +107,7 @@ pub fn new_api_key() -> (String, String, Vec<u8>) {
     (key, prefix, hash)
 }
 
-async fn caller_from(req: &Request, state: &AppState) -> Result<Caller, ApiError> {
+pub(crate) async fn caller_from(req: &Request, state: &AppState) -> Result<Caller, ApiError> {
     if let Some(value) = req.headers().get("authorization") {
         let value = value
             .to_str()

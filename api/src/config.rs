@@ -71,6 +71,9 @@ pub struct Settings {
     /// Length of the message-quota and API-call windows (`HERALD_QUOTA_WINDOW_SECS`, default
     /// 3600: whole clock hours). Shorter only to watch a window turn in tests.
     pub quota_window_secs: u64,
+    /// Seconds of silence after which an SSE stream gets a keep-alive comment line
+    /// (`HERALD_SSE_KEEPALIVE_SECS`, default 15).
+    pub sse_keepalive_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -146,6 +149,7 @@ impl Settings {
             meta_verify_token: var("HERALD_META_VERIFY_TOKEN").map(Secret::new),
             meta_app_secret: var("HERALD_META_APP_SECRET").map(Secret::new),
             quota_window_secs: parse_num("HERALD_QUOTA_WINDOW_SECS", 3_600)?.clamp(1, 86_400),
+            sse_keepalive_secs: parse_num("HERALD_SSE_KEEPALIVE_SECS", 15)?.clamp(1, 300),
         })
     }
 
@@ -173,6 +177,7 @@ impl Settings {
             meta_verify_token: None,
             meta_app_secret: None,
             quota_window_secs: 3_600,
+            sse_keepalive_secs: 15,
         }
     }
 }

@@ -49,6 +49,9 @@ pub trait Projector: Send + Sync + 'static {
     /// Tables this projector owns; a rebuild truncates them.
     fn tables(&self) -> &'static [&'static str];
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()>;
+    /// Called once the batch `apply` saw has committed with its checkpoint (not after a failed
+    /// or rolled-back batch): the place for side effects such as notifications.
+    fn committed(&self) {}
 }
 
 /// How a runner behaves; defaults suit production.
@@ -240,6 +243,7 @@ async fn step(
     }
     tx.commit().await?;
     *checkpoint = next;
+    projector.committed();
     metrics::counter!("herald_projector_events_total", "projector" => projector.name())
         .increment(events.len() as u64);
     Ok(events.len())

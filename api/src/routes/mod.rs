@@ -3,11 +3,12 @@
 pub mod accounts;
 pub mod admin;
 pub mod campaigns;
-pub mod contacts;
 pub mod chats;
+pub mod contacts;
+pub mod events;
 pub mod health;
-pub mod meta;
 pub mod messages;
+pub mod meta;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -138,7 +139,8 @@ pub fn router() -> Router {
             Router::with_path("messages")
                 .post(messages::send)
                 .push(Router::with_path("{id}").get(messages::get)),
-        );
+        )
+        .push(Router::with_path("events/token").post(events::create_token));
     // the operator's endpoints: X-Admin-Token, not a tenant's credentials
     let admin = Router::with_path("admin").hoop(admin::require_admin).push(
         Router::with_path("tenants")
@@ -157,6 +159,8 @@ pub fn router() -> Router {
                 .post(meta::notify),
         )
         .push(admin)
+        // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
+        .push(Router::with_path("events").get(events::stream_events))
         .push(tenant);
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
@@ -172,6 +176,10 @@ pub fn router() -> Router {
         .add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
         )
         .merge_router(&router);
     router

@@ -105,6 +105,14 @@ pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut Settings)) -> TestA
     spawn_configured(SimulatorConfig::default(), None, fast_dispatch(), tweak).await
 }
 
+/// Herald and a simulator both configured (NATS, SSE keep-alive, receipts, ...).
+pub async fn spawn_app_with_sim_and_settings(
+    sim_config: SimulatorConfig,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn_configured(sim_config, None, fast_dispatch(), configure).await
+}
+
 async fn spawn(
     sim_config: SimulatorConfig,
     gateway_url: Option<String>,

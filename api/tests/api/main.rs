@@ -2,20 +2,21 @@
 //! test, and the WuzAPI simulator (a real HTTP server) as the gateway.
 
 mod accounts;
-mod audiences;
 mod admin;
+mod audiences;
 mod campaigns;
+mod chats;
 mod contacts;
 mod contacts_import;
-mod chats;
 mod control;
 mod crash;
 mod dispatch;
+mod events;
 mod health;
 mod helpers;
-mod meta;
 mod images;
 mod messages;
+mod meta;
 mod pacing;
 mod quotas;
 mod recurrence;

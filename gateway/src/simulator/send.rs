@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn payload_reads_go_style_field_names_and_nulls() {
         let payload: SendPayload = serde_json::from_str(
-            r#"{"phone":"1","Body":"hi","Id":null,"Image":"data:image/png;base64,AA","Extra":1}"#,
+            r#"{"phone":"1","Body":"hi","Id":null,"Image":"data:image/png;base64,AA==","Extra":1}"#,
         )
         .expect("valid payload");
         assert_eq!(payload.phone.as_deref(), Some("1"));

@@ -157,13 +157,13 @@ pub async fn vet(url: &Url, policy: &MediaPolicy) -> Result<Vec<SocketAddr>, Med
 }
 
 /// A resolver that answers every name with the vetted addresses and nothing else.
-struct Pinned(Arc<[SocketAddr]>);
+struct Pinned(Vec<SocketAddr>);
 
 impl reqwest::dns::Resolve for Pinned {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let addrs = self.0.clone();
         Box::pin(async move {
-            let iter: reqwest::dns::Addrs = Box::new(addrs.to_vec().into_iter());
+            let iter: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(iter)
         })
     }
@@ -172,7 +172,7 @@ impl reqwest::dns::Resolve for Pinned {
 async fn get(url: &Url, addrs: Vec<SocketAddr>) -> Result<reqwest::Response, MediaError> {
     metrics::counter!("herald_media_fetches_total").increment(1);
     let client = reqwest::Client::builder()
-        .dns_resolver(Arc::new(Pinned(addrs.into())))
+        .dns_resolver(Arc::new(Pinned(addrs)))
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)

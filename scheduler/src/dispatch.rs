@@ -88,6 +88,9 @@ pub struct Dispatcher {
     image_sends: tokio::sync::Semaphore,
 }
 
+/// Queue rows by key: campaign ids and phones, side by side (bound as two arrays).
+type QueueKeys = (Vec<Uuid>, Vec<String>);
+
 /// One claimed recipient.
 #[derive(Debug, Clone)]
 struct Claimed {
@@ -724,8 +727,7 @@ impl Dispatcher {
         }
         let mut keep = Vec::with_capacity(claimed.len());
         // due again at: (campaign, phone) per time; None = when the plan is renewed
-        let mut refused: HashMap<Option<chrono::DateTime<Utc>>, (Vec<Uuid>, Vec<String>)> =
-            HashMap::new();
+        let mut refused: HashMap<Option<chrono::DateTime<Utc>>, QueueKeys> = HashMap::new();
         for c in claimed {
             if !c.needs_quota() {
                 keep.push(c);

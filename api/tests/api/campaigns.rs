@@ -238,7 +238,15 @@ async fn bad_campaigns_get_clear_errors() {
         (with("recipients", json!(["abc", "123"])), "recipients"),
         (with("name", json!("")), "name"),
         (with("recurrence", json!("0 9 * * MON")), "timezone"),
-        (with("audience", json!({"tag": "vip"})), "audience"),
+        (with("audience", json!({"tag": " "})), "audience.tag"),
+        (with("audience", json!({"segment": "vip"})), "audience"),
+        (
+            with(
+                "pacing",
+                json!({"min_interval_ms": 5000, "max_interval_ms": 1000}),
+            ),
+            "pacing.min_interval_ms",
+        ),
         (with("surprise", json!(true)), "surprise"),
     ];
     for (body, field) in cases {

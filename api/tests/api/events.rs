@@ -508,3 +508,43 @@ async fn herald_keeps_working_when_nats_is_unreachable() {
     let _stream = app.events(&account, "").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_incoming_whatsapp_message_is_announced_once_to_its_tenant_only() {
+    use crate::webhooks::{hmac_key, post_event, samples};
+    use herald_gateway::webhook::Encoding;
+
+    let app = spawn_app().await;
+    let (account, session, _) = app.ready_tenant("sse-msg@b.co", "Hi").await;
+    let (other, _, _) = app.ready_tenant("sse-msg-other@b.co", "Hi").await;
+    let mut mine = app.events(&account, "?kinds=message.received").await;
+    let mut theirs = app.events(&other, "").await;
+    let key = hmac_key(&app, &session).await;
+    let incoming = samples()["message_received_incoming"].clone();
+    // the same message posted twice (a gateway retry in another encoding) is one message
+    for encoding in [Encoding::Form, Encoding::Json] {
+        let res = post_event(&app, &session, &key, &incoming, encoding).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let seen = mine
+        .until(Duration::from_secs(20), |e| e.name == "message.received")
+        .await;
+    let received: Vec<&Event> = seen
+        .iter()
+        .filter(|e| e.name == "message.received")
+        .collect();
+    assert_eq!(received.len(), 1, "{seen:?}");
+    let data = &received[0].data["data"];
+    assert_eq!(data["session_id"], session.as_str());
+    assert_eq!(data["chat"], "6281233784490@s.whatsapp.net");
+    assert_eq!(data["message_id"], "3F22EDC72EE0C9FE9720");
+    assert_eq!(data["sender_name"], "M. Yoga");
+    // no second announcement of the duplicate
+    assert!(mine.next(Duration::from_millis(1_500)).await.is_none());
+    // the other tenant's stream carries nothing of it
+    while let Some(e) = theirs.next(Duration::from_millis(300)).await {
+        assert_ne!(e.name, "message.received", "{e:?}");
+        assert!(!e.data.to_string().contains(&session), "{e:?}");
+    }
+    app.stop().await;
+}

@@ -327,6 +327,17 @@ async fn each_occurrence_of_a_recurring_campaign_resolves_the_audience_again() {
         .find(|o| o["status"] == "fired")
         .unwrap_or_else(|| panic!("no fired occurrence in {second:?}"));
     let run = fired["run_id"].as_str().expect("run id").to_string();
+    // the occurrence row is written with the run; the campaigns read model follows shortly
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .get(&format!("/api/v1/campaigns/{run}"), &a.token)
+        .await
+        .status()
+        != StatusCode::OK
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let done = app
         .wait_campaign(&a, &run, Duration::from_secs(30), |c| {
             c["status"] == "completed"

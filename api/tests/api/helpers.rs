@@ -100,11 +100,6 @@ pub async fn spawn_app_with_admin_token(
     .await
 }
 
-/// Herald with settings changed by `tweak` (e.g. the Cloud API webhook's secrets).
-pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_configured(SimulatorConfig::default(), None, fast_dispatch(), tweak).await
-}
-
 /// Herald and a simulator both configured (NATS, SSE keep-alive, receipts, ...).
 pub async fn spawn_app_with_sim_and_settings(
     sim_config: SimulatorConfig,

@@ -507,7 +507,7 @@ async fn image_template_requests_are_validated_before_anything_is_fetched() {
 
 #[tokio::test]
 async fn urls_that_point_at_private_or_special_addresses_are_refused_without_a_connection() {
-    let app = spawn_app_with_settings(|s| s.allow_private_media_urls = false).await;
+    let app = spawn_app_configured(|s| s.allow_private_media_urls = false).await;
     let server = ImageServer::start().await;
     let url = server.serve("/x.png", Reply::Body("image/png", Arc::new(png(20, 20))));
     let port = server.addr.port();

@@ -8,7 +8,7 @@ use herald_gateway::meta;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, phones, spawn_app, spawn_app_with_settings, Account, TestApp};
+use crate::helpers::{error_code, phones, spawn_app, spawn_app_configured, Account, TestApp};
 use crate::webhooks::{eventually, inbox_rows, recipients, run_campaign};
 
 const VERIFY_TOKEN: &str = "meta-verify-token-for-tests";
@@ -16,7 +16,7 @@ const APP_SECRET: &str = "meta-app-secret-for-tests";
 const NUMBER_ID: &str = "106540352242922";
 
 async fn meta_app() -> TestApp {
-    spawn_app_with_settings(|s| {
+    spawn_app_configured(|s| {
         s.meta_verify_token = Some(herald_api::config::Secret::new(VERIFY_TOKEN));
         s.meta_app_secret = Some(herald_api::config::Secret::new(APP_SECRET));
     })

@@ -74,7 +74,15 @@ pub struct Settings {
     /// Seconds of silence after which an SSE stream gets a keep-alive comment line
     /// (`HERALD_SSE_KEEPALIVE_SECS`, default 15).
     pub sse_keepalive_secs: u64,
+    /// Most data rows one CSV import reads (`HERALD_IMPORT_MAX_ROWS`, default 1,000,000).
+    pub import_max_rows: usize,
+    /// Most bytes one CSV import reads (`HERALD_IMPORT_MAX_BYTES`, default 256 MiB).
+    pub import_max_bytes: u64,
 }
+
+/// Default limits of a CSV import (docs/contacts.md, decision 0025).
+pub const IMPORT_MAX_ROWS: u64 = 1_000_000;
+pub const IMPORT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
 
@@ -150,6 +158,10 @@ impl Settings {
             meta_app_secret: var("HERALD_META_APP_SECRET").map(Secret::new),
             quota_window_secs: parse_num("HERALD_QUOTA_WINDOW_SECS", 3_600)?.clamp(1, 86_400),
             sse_keepalive_secs: parse_num("HERALD_SSE_KEEPALIVE_SECS", 15)?.clamp(1, 300),
+            import_max_rows: parse_num("HERALD_IMPORT_MAX_ROWS", IMPORT_MAX_ROWS)?
+                .clamp(1, 100_000_000) as usize,
+            import_max_bytes: parse_num("HERALD_IMPORT_MAX_BYTES", IMPORT_MAX_BYTES)?
+                .clamp(1024, 64 * 1024 * 1024 * 1024),
         })
     }
 
@@ -178,6 +190,8 @@ impl Settings {
             meta_app_secret: None,
             quota_window_secs: 3_600,
             sse_keepalive_secs: 15,
+            import_max_rows: IMPORT_MAX_ROWS as usize,
+            import_max_bytes: IMPORT_MAX_BYTES,
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Writing many contacts at once (a CSV import, a gateway contact sync) through the event store's
-//! bulk paths: contacts that do not exist yet go in with `store::append_new` (fresh streams, one
-//! multi-row insert), existing ones through `store::execute_batch` (one load, one insert), in
-//! chunks, in ONE transaction, so an import is all there or not at all. A 10,000-row import is a
-//! few statements, not 10,000 round trips.
+//! Writing many contacts at once (a batch of a CSV import, a gateway contact sync) through the
+//! event store's bulk paths: contacts that do not exist yet go in with `store::append_new` (fresh
+//! streams, one multi-row insert), existing ones through `store::execute_batch` (one load, one
+//! insert), in chunks, in ONE transaction, so a call is all there or not at all. A 2,000-contact
+//! batch is a few statements, not 2,000 round trips.
 
 use std::collections::HashMap;
 
@@ -34,12 +34,47 @@ fn retryable(e: &StoreError) -> bool {
         || matches!(e, StoreError::Database(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505"))
 }
 
-/// Upserts every contact (keys must be distinct; the caller merges duplicates first).
+/// What became of one upsert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The contact did not exist (or was deleted) and was created.
+    Created,
+    /// The contact existed; `changed` when at least one event was appended.
+    Existed { changed: bool },
+    /// The contact refused it (e.g. tags added past the limit to an existing contact's); nothing
+    /// was written for it.
+    Refused(String),
+}
+
+/// Upserts every contact (keys must be distinct; the caller merges duplicates first). A contact
+/// refusing its upsert is an error (none of them is written).
 pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, ApiError> {
+    let mut written = Written::default();
+    for (applied, upsert) in upsert_each(pool, &upserts).await?.into_iter().zip(&upserts) {
+        match applied {
+            Applied::Created => written.created += 1,
+            Applied::Existed { changed } => {
+                written.existing += 1;
+                written.changed += usize::from(changed);
+            }
+            Applied::Refused(reason) => {
+                return Err(ApiError::Unexpected(anyhow::anyhow!(
+                    "contact {} refused a validated upsert: {reason}",
+                    upsert.key.as_str()
+                )))
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Upserts every contact (keys must be distinct) in one transaction, saying what became of each,
+/// in order. An existing contact refusing its upsert is reported, not fatal.
+pub async fn upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ApiError> {
     let mut last = None;
     for attempt in 0..ATTEMPTS {
-        match try_upsert_all(pool, &upserts).await {
-            Ok(written) => return Ok(written),
+        match try_upsert_each(pool, upserts).await {
+            Ok(applied) => return Ok(applied),
             Err(ApiErrorOr::Store(e)) if retryable(&e) => {
                 tracing::debug!(attempt, error = %e, "bulk contact upsert raced; retrying");
                 last = Some(e);
@@ -70,10 +105,10 @@ impl From<sqlx::Error> for ApiErrorOr {
     }
 }
 
-async fn try_upsert_all(pool: &PgPool, upserts: &[Upsert]) -> Result<Written, ApiErrorOr> {
+async fn try_upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ApiErrorOr> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut written = Written::default();
+    let mut applied = Vec::with_capacity(upserts.len());
     for chunk in upserts.chunks(CHUNK) {
         let ids: Vec<String> = chunk
             .iter()
@@ -81,47 +116,47 @@ async fn try_upsert_all(pool: &PgPool, upserts: &[Upsert]) -> Result<Written, Ap
             .collect();
         let loaded: HashMap<String, (Contact, i64)> =
             store::load_many::<Contact>(&mut tx, &ids).await?;
+        let mut outcomes: Vec<Option<Applied>> = vec![None; chunk.len()];
         let mut fresh = Vec::new();
         let mut existing = Vec::new();
-        for (id, upsert) in ids.into_iter().zip(chunk) {
+        for (i, (id, upsert)) in ids.into_iter().zip(chunk).enumerate() {
             let command = ContactCommand::Upsert(upsert.clone());
             match loaded.get(&id) {
                 // never seen: a fresh stream
-                None => fresh.push((id, command)),
+                None => {
+                    fresh.push((id, command));
+                    outcomes[i] = Some(Applied::Created);
+                }
                 // existing, or deleted (its stream goes on with a new ContactCreated)
-                Some((contact, _)) => existing.push((id, command, contact.exists)),
+                Some((contact, _)) => existing.push((i, id, command, contact.exists)),
             }
         }
         // existing streams first: this transaction's first append must come after what it read
         let commands: Vec<(String, ContactCommand)> = existing
             .iter()
-            .map(|(id, c, _)| (id.clone(), c.clone()))
+            .map(|(_, id, c, _)| (id.clone(), c.clone()))
             .collect();
-        let outcomes = store::execute_batch::<Contact>(&mut tx, commands, &()).await?;
-        for ((id, _, existed), outcome) in existing.iter().zip(outcomes) {
-            let events = outcome.map_err(|e| {
-                ApiErrorOr::Api(ApiError::Unexpected(anyhow::anyhow!(
-                    "contact {id} refused a validated upsert: {e}"
-                )))
-            })?;
-            if !existed {
-                written.created += 1;
-            } else {
-                written.existing += 1;
-                if !events.is_empty() {
-                    written.changed += 1;
-                }
-            }
+        let results = store::execute_batch::<Contact>(&mut tx, commands, &()).await?;
+        for ((i, _, _, existed), result) in existing.iter().zip(results) {
+            outcomes[*i] = Some(match result {
+                Err(e) => Applied::Refused(e.to_string()),
+                Ok(_) if !existed => Applied::Created,
+                Ok(events) => Applied::Existed {
+                    changed: !events.is_empty(),
+                },
+            });
         }
-        written.created += fresh.len();
         if let Err((id, e)) = store::append_new::<Contact>(&mut tx, fresh, &()).await? {
             return Err(ApiErrorOr::Api(ApiError::Unexpected(anyhow::anyhow!(
                 "new contact {id} refused a validated upsert: {e}"
             ))));
         }
+        applied.extend(outcomes.into_iter().map(|o| {
+            o.unwrap_or_else(|| Applied::Refused("not applied".into()))
+        }));
     }
     tx.commit().await?;
-    Ok(written)
+    Ok(applied)
 }
 
 /// Whether any of `events` created the contact (`POST /contacts` answers 201 then).

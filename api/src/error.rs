@@ -73,6 +73,15 @@ pub enum ApiError {
         details: Option<Value>,
         retry_after_secs: u64,
     },
+    /// A request that stopped part-way after some of its work was committed (a streamed
+    /// import): the cause's status and code, a message saying what was applied, and the cause's
+    /// details plus `applied`.
+    #[error("{message}")]
+    PartlyApplied {
+        cause: Box<ApiError>,
+        message: String,
+        applied: Value,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -110,6 +119,7 @@ impl ApiError {
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PlanRefused { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PartlyApplied { cause, .. } => cause.status(),
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +175,25 @@ impl ApiError {
                 details,
                 ..
             } => (*code, message.clone(), details.clone()),
+            ApiError::PartlyApplied {
+                cause,
+                message,
+                applied,
+            } => {
+                let inner = cause.body().error;
+                let mut details = match inner.details {
+                    Some(Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                };
+                details.insert("applied".into(), applied.clone());
+                return ErrorBody {
+                    error: ErrorDetail {
+                        code: inner.code,
+                        message: message.clone(),
+                        details: Some(Value::Object(details)),
+                    },
+                };
+            }
             ApiError::Unexpected(_) => (
                 "internal_error",
                 "something went wrong on our side; it was logged".to_string(),
@@ -270,7 +299,15 @@ pub struct ErrorDetail {
 impl Scribe for ApiError {
     fn render(self, res: &mut Response) {
         let status = self.status();
-        if let ApiError::Unexpected(cause) = &self {
+        let unexpected = match &self {
+            ApiError::PartlyApplied { cause, .. } => match cause.as_ref() {
+                ApiError::Unexpected(e) => Some(e),
+                _ => None,
+            },
+            ApiError::Unexpected(e) => Some(e),
+            _ => None,
+        };
+        if let Some(cause) = unexpected {
             tracing::error!(error = %format!("{cause:#}"), "request failed");
         }
         res.status_code(status);

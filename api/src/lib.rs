@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod contact_book;
 pub mod contact_csv;
+pub mod contact_import;
 pub mod error;
 pub mod inbox;
 pub mod inbox_writer;

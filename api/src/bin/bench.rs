@@ -25,6 +25,9 @@
 //!    recipient of the dispatch campaign, shuffled, with duplicates, posted concurrently; the
 //!    acceptance rate and latency, and the time until the read model shows every recipient read
 //!    (see `bench/receipts.rs`).
+//! 6. Import (unless `--import-rows 0`): one streamed CSV contact import of `--import-rows` rows,
+//!    half of them existing contacts, a few bad: rows/s and wall time until the contacts read
+//!    model has them all (see `bench/import.rs`).
 //!
 //! Exit status: 0 when every check passed (targets missed are reported, and fail the run only with
 //! `--enforce-targets`), 1 when something is wrong (lost or duplicated sends, a count that does not
@@ -50,6 +53,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool, Row};
 use uuid::Uuid;
 
+#[path = "bench/import.rs"]
+mod import;
 #[path = "bench/receipts.rs"]
 mod receipts;
 
@@ -65,7 +70,7 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "herald-bench",
-    about = "Herald's benchmark: campaign acceptance, the naive baseline, and dispatch end to end"
+    about = "Herald's benchmark: campaign acceptance, the naive baseline, dispatch end to end, receipts and a contact import"
 )]
 struct Args {
     /// Recipients of the acceptance campaign.
@@ -126,6 +131,9 @@ struct Args {
     /// Share of receipts posted a second time (phase 5), e.g. 0.05.
     #[arg(long, default_value_t = 0.05)]
     receipt_duplicates: f64,
+    /// Rows of the CSV contact import (phase 6); 0 skips it.
+    #[arg(long, default_value_t = 10_000)]
+    import_rows: usize,
     /// Exit 3 when a DESIGN.md target is missed (by default misses are only reported).
     #[arg(long)]
     enforce_targets: bool,
@@ -1320,6 +1328,11 @@ async fn run_in(args: &Args, db_url: &str, report: &mut Report) -> anyhow::Resul
             receipts::phase_receipts(args, &pool, &tenant, campaign, report).await
         }
         Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    // Phase 6: a contact import, with the same Herald (dispatch idle by now).
+    let outcome = match outcome {
+        Ok(()) => import::phase_import(args, &pool, &tenant, report).await,
         Err(e) => Err(e),
     };
     app.stop().await;

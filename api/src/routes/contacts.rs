@@ -25,13 +25,10 @@ use uuid::Uuid;
 use super::{parse_limit, ListOf};
 use crate::auth::caller;
 use crate::contact_book::{self, upsert_all};
-use crate::contact_csv::{self, RejectedRow};
+use crate::contact_import::{self, ImportView, Limits};
 use crate::error::{json_body, ApiError};
 use crate::intake::phone_reason;
 use crate::state::AppState;
-
-/// Largest CSV an import reads; a bigger body is 413 (read as a stream and cut off at this size).
-pub const IMPORT_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,17 +99,6 @@ impl From<ContactRow> for ContactView {
             updated_at: r.updated_at,
         }
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ImportView {
-    /// Contacts the import created.
-    imported: usize,
-    /// Rows that merged into a contact that already existed (or into an earlier row of the file).
-    matched: usize,
-    /// Rows refused, with their row number (the header is row 1); at most 1,000 listed.
-    rejected: Vec<RejectedRow>,
-    rejected_count: usize,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -300,10 +286,12 @@ pub async fn list(
     }))
 }
 
-/// Imports contacts from a CSV (`text/csv`, at most 16 MiB and 100,000 rows) with a `phone`
-/// column; `name` and `tags` (`;`-separated) columns are used, every other column is kept as a
-/// field. Merges by normalised phone: tags are added, fields overwritten, names replaced.
-/// Invalid rows are listed in `rejected`, not fatal.
+/// Imports contacts from a CSV (`text/csv`, read as a stream: at most 1,000,000 rows and 256 MiB
+/// by default) with a `phone` column; `name` and `tags` (`;`-separated) columns are used, every
+/// other column is kept as a field. Merges by normalised phone: tags are added, fields
+/// overwritten, names replaced. Invalid rows are listed in `rejected`, not fatal. Rows are
+/// applied in batches as they arrive: an import stopped by a limit or an unreadable row answers
+/// the error with `details.applied` (what was imported before it); re-running a file is safe.
 #[endpoint(tags("contacts"), status_codes(200, 400, 401, 413, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportView>, ApiError> {
     let state = AppState::from_depot(depot)?;
@@ -324,50 +312,33 @@ pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportV
             "send the file as text/csv",
         ));
     }
-    let body = match req.payload_with_max_size(IMPORT_MAX_BYTES).await {
-        Ok(bytes) => bytes.clone(),
-        Err(salvo::http::ParseError::PayloadTooLarge) => {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "an import is at most {} MiB; split the file",
-                IMPORT_MAX_BYTES / (1024 * 1024)
-            )))
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("cannot read the body: {e}"),
-            ))
-        }
+    let limits = Limits {
+        max_rows: state.settings.import_max_rows,
+        max_bytes: state.settings.import_max_bytes,
     };
+    // a body announced too large is refused before anything is read
+    let announced = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limits.max_bytes) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "an import is at most {} bytes; split the file",
+            limits.max_bytes
+        )));
+    }
     let region = default_region(&state, caller.tenant_id).await?;
+    let body = req.take_body();
     let tenant_id = caller.tenant_id;
-    let now = Utc::now();
-    let started = std::time::Instant::now();
-    // parsing 100,000 rows is CPU work: keep it off the async workers
-    let parsed =
-        tokio::task::spawn_blocking(move || contact_csv::parse(&body, tenant_id, &region, now))
-            .await
-            .map_err(|e| ApiError::Unexpected(e.into()))??;
-    let parse_ms = started.elapsed().as_millis() as u64;
-    let written = upsert_all(&state.pool, parsed.upserts).await?;
-    let write_ms = started.elapsed().as_millis() as u64 - parse_ms;
-    state.wait_projected_everything(read::NAME).await?;
-    tracing::info!(
-        parse_ms,
-        write_ms,
-        total_ms = started.elapsed().as_millis() as u64,
-        rows = parsed.rows,
-        imported = written.created,
-        matched = written.existing + parsed.duplicates,
-        rejected = parsed.rejected_count,
-        "contacts imported"
-    );
-    Ok(Json(ImportView {
-        imported: written.created,
-        matched: written.existing + parsed.duplicates,
-        rejected: parsed.rejected,
-        rejected_count: parsed.rejected_count,
-    }))
+    // its own task: an import runs to the end of what arrived even if the client goes away
+    let task = tokio::spawn(async move {
+        contact_import::import(&state, tenant_id, region, body, limits).await
+    });
+    let view = task
+        .await
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the import task failed: {e}")))??;
+    Ok(Json(view))
 }
 
 /// The name WhatsApp shows: FullName, then BusinessName, then PushName, then FirstName.

@@ -151,9 +151,11 @@ async fn try_upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applie
                 "new contact {id} refused a validated upsert: {e}"
             ))));
         }
-        applied.extend(outcomes.into_iter().map(|o| {
-            o.unwrap_or_else(|| Applied::Refused("not applied".into()))
-        }));
+        applied.extend(
+            outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Applied::Refused("not applied".into()))),
+        );
     }
     tx.commit().await?;
     Ok(applied)

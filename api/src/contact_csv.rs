@@ -356,9 +356,7 @@ fn header_error(stop: Stop) -> ApiError {
         Stop::BodyFailed(m) => {
             ApiError::bad_request("invalid_body", format!("cannot read the body: {m}"))
         }
-        other => {
-            ApiError::validation("csv", format!("the header row cannot be read: {other}"))
-        }
+        other => ApiError::validation("csv", format!("the header row cannot be read: {other}")),
     }
 }
 

@@ -189,9 +189,9 @@ async fn pump(body: ReqBody, chunks: mpsc::Sender<io::Result<Chunk>>, max_bytes:
 
 fn stop_error(stop: Stop) -> ApiError {
     match stop {
-        Stop::TooManyRows(max) => {
-            ApiError::PayloadTooLarge(format!("an import takes at most {max} rows; split the file"))
-        }
+        Stop::TooManyRows(max) => ApiError::PayloadTooLarge(format!(
+            "an import takes at most {max} rows; split the file"
+        )),
         Stop::TooManyBytes(max) => {
             ApiError::PayloadTooLarge(format!("an import is at most {max} bytes; split the file"))
         }

@@ -148,7 +148,11 @@ fn tags_past_the_limit_reject_the_later_row_and_keep_the_earlier() {
     assert_eq!(batch.contacts[0].upsert.name.as_deref(), Some("Sari"));
     assert_eq!(batch.rejected.len(), 1);
     assert_eq!(batch.rejected[0].row, 3);
-    assert!(batch.rejected[0].reason.contains("50"), "{:?}", batch.rejected);
+    assert!(
+        batch.rejected[0].reason.contains("50"),
+        "{:?}",
+        batch.rejected
+    );
 }
 
 #[test]

@@ -290,13 +290,20 @@ async fn rows_for_one_phone_in_different_batches_merge_like_rows_applied_in_orde
         .await
         .expect("json");
     assert_eq!(body["imported"], BATCH_ROWS + 600, "{body}");
-    assert_eq!(body["matched"], 1, "the second Sari row hit the contact: {body}");
+    assert_eq!(
+        body["matched"], 1,
+        "the second Sari row hit the contact: {body}"
+    );
     let sari = app
         .get_json("/api/v1/contacts/6281234567890", &a.token)
         .await;
     assert_eq!(sari["name"], "Sari Dewi", "the later row's name wins");
     assert_eq!(sari["tags"], json!(["a", "b"]), "tags add up");
-    assert_eq!(sari["fields"], json!({"city": "Depok"}), "fields are overwritten");
+    assert_eq!(
+        sari["fields"],
+        json!({"city": "Depok"}),
+        "fields are overwritten"
+    );
     app.stop().await;
 }
 
@@ -372,9 +379,12 @@ async fn the_byte_cap_stops_a_streamed_body_after_the_rows_before_it() {
     let notes = "x".repeat(86);
     for start in (0..2_100).step_by(50) {
         // past the cap the server may stop listening: the answer says what happened
-        if send_chunk(&mut stream, rows("813", start, start + 50, &notes).as_bytes())
-            .await
-            .is_err()
+        if send_chunk(
+            &mut stream,
+            rows("813", start, start + 50, &notes).as_bytes(),
+        )
+        .await
+        .is_err()
         {
             break;
         }
@@ -451,12 +461,19 @@ async fn a_dropped_upload_keeps_every_complete_row_and_a_rerun_completes_it() {
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(120);
     while contacts_of(&app, &a.tenant_id).await < 4_500 {
-        assert!(Instant::now() < deadline, "the received rows were not applied");
+        assert!(
+            Instant::now() < deadline,
+            "the received rows were not applied"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(contacts_of(&app, &a.tenant_id).await, 4_500);
     let res = app.get("/api/v1/contacts/628129900012", &a.token).await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND, "a cut-off row is no row");
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "a cut-off row is no row"
+    );
 
     let file = format!("phone,notes\n{}", rows("812", 0, 5_000, "n"));
     let body: Value = import(&app, &a.token, file)

@@ -52,7 +52,10 @@ async fn post_csv(t: &Tenant, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
 }
 
 fn count(answer: &Value, field: &str) -> u64 {
-    answer.get(field).and_then(Value::as_u64).unwrap_or(u64::MAX)
+    answer
+        .get(field)
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
 }
 
 pub(super) async fn phase_import(

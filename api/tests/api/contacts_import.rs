@@ -512,7 +512,7 @@ async fn fifty_thousand_rows_import_in_bounded_batches() {
     assert_eq!(count, 50_000);
     // one transaction per batch, none larger than a batch
     let (transactions, largest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT count(*), max(n) FROM (SELECT count(*) AS n FROM events
+        "SELECT count(*), max(n) FROM (SELECT count(DISTINCT aggregate_id) AS n FROM events
           WHERE aggregate_type = $1 GROUP BY tx_id) t",
     )
     .bind(Contact::TYPE)

@@ -9,7 +9,7 @@
 //! model has caught up, so the wall time is end to end. Checked: the answer's counts (the new
 //! half imported, the existing half matched, the bad rows rejected), the read model (every phone
 //! of the file carries the bench tag), and the import's transactions in the event store (one per
-//! batch of at most 2,000 rows).
+//! batch, none touching more than 2,000 contacts).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -117,8 +117,9 @@ pub(super) async fn phase_import(
         tokio::time::sleep(POLL).await;
     };
     let (transactions, largest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT count(*), max(rows) FROM (SELECT count(*) AS rows FROM events
-          WHERE aggregate_type = $1 AND global_position > $2 GROUP BY tx_id) t",
+        "SELECT count(*), max(contacts) FROM (
+           SELECT count(DISTINCT aggregate_id) AS contacts FROM events
+            WHERE aggregate_type = $1 AND global_position > $2 GROUP BY tx_id) t",
     )
     .bind(Contact::TYPE)
     .bind(before)
@@ -138,9 +139,9 @@ pub(super) async fn phase_import(
         None,
     );
     report.row(
-        "  read model shows every row after the 200",
-        format!("{:.0} ms", caught_up.as_secs_f64() * 1000.0),
-        "= 0",
+        "  contacts in the read model with the bench tag (counted after the 200)",
+        format!("{tagged} in {:.0} ms", caught_up.as_secs_f64() * 1000.0),
+        &format!("= {n}"),
         Some(tagged == n as i64),
     );
     report.row(
@@ -155,7 +156,7 @@ pub(super) async fn phase_import(
         None,
     );
     report.row(
-        "  transactions (largest, in contact events)",
+        "  transactions (contacts in the largest)",
         format!("{transactions} ({})", largest.unwrap_or(0)),
         &format!("≤ {BATCH_ROWS} each"),
         Some(largest.unwrap_or(0) <= BATCH_ROWS as i64),
@@ -172,7 +173,7 @@ pub(super) async fn phase_import(
     );
     report.check(
         largest.unwrap_or(0) <= BATCH_ROWS as i64,
-        format!("an import transaction wrote {largest:?} contact events"),
+        format!("an import transaction wrote {largest:?} contacts"),
     );
     Ok(())
 }

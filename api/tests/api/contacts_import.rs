@@ -524,3 +524,22 @@ async fn fifty_thousand_rows_import_in_bounded_batches() {
     eprintln!("50,000-row import took {took:?} in {transactions} transactions");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_import_counts_as_one_api_call_whatever_its_rows() {
+    let app = spawn_app_configured(|s| s.default_plan = "basic".into()).await;
+    let a = app.register("calls@c.co").await;
+    let before = app.get_json("/api/v1/me", &a.token).await;
+    let file = format!("phone,notes\n{}", rows("812", 0, 3_000, "n"));
+    let res = import(&app, &a.token, file).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after = app.get_json("/api/v1/me", &a.token).await;
+    // the import and this second /me, whatever the 3,000 rows; no message quota used
+    assert_eq!(
+        after["usage"]["api_calls"].as_i64(),
+        before["usage"]["api_calls"].as_i64().map(|n| n + 2),
+        "{before} → {after}"
+    );
+    assert_eq!(after["usage"]["messages"], 0, "{after}");
+    app.stop().await;
+}

@@ -71,6 +71,9 @@ pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, 
 /// Upserts every contact (keys must be distinct) in one transaction, saying what became of each,
 /// in order. An existing contact refusing its upsert is reported, not fatal.
 pub async fn upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ApiError> {
+    if upserts.is_empty() {
+        return Ok(Vec::new()); // a batch of rejected rows only
+    }
     let mut last = None;
     for attempt in 0..ATTEMPTS {
         match try_upsert_each(pool, upserts).await {

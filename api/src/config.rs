@@ -74,6 +74,13 @@ pub struct Settings {
     /// Seconds of silence after which an SSE stream gets a keep-alive comment line
     /// (`HERALD_SSE_KEEPALIVE_SECS`, default 15).
     pub sse_keepalive_secs: u64,
+    /// Seconds between runs of the unused-image collector in worker processes
+    /// (`HERALD_MEDIA_GC_INTERVAL_SECS`, default 3600; decision 0024).
+    pub media_gc_interval_secs: u64,
+    /// Seconds an image nothing refers to is kept after its last use (`HERALD_MEDIA_GRACE_SECS`,
+    /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
+    /// image stored by a request that has not yet written what refers to it.
+    pub media_grace_secs: u64,
 }
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
@@ -150,6 +157,9 @@ impl Settings {
             meta_app_secret: var("HERALD_META_APP_SECRET").map(Secret::new),
             quota_window_secs: parse_num("HERALD_QUOTA_WINDOW_SECS", 3_600)?.clamp(1, 86_400),
             sse_keepalive_secs: parse_num("HERALD_SSE_KEEPALIVE_SECS", 15)?.clamp(1, 300),
+            media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
+                .clamp(60, 7 * 86_400),
+            media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
         })
     }
 
@@ -178,6 +188,8 @@ impl Settings {
             meta_app_secret: None,
             quota_window_secs: 3_600,
             sse_keepalive_secs: 15,
+            media_gc_interval_secs: 3_600,
+            media_grace_secs: 86_400,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::helpers::{error_code, spawn_app, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn import(app: &TestApp, token: &str, csv: String) -> reqwest::Response {
+pub(crate) async fn import(app: &TestApp, token: &str, csv: String) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/contacts/import"))
         .bearer_auth(token)

@@ -4,10 +4,11 @@
 //! Referring to an image, for this purpose:
 //! - a template (the `templates` read model, any status: an inactive one can be turned on again);
 //! - a single image send still in `dispatch_queue` (queued, waiting for its pace, leased, retrying);
-//! - a campaign that can still dispatch: `scheduled`, `running` or `paused` in the read model, or
-//!   held (`campaign_holds`), or with rows left in `dispatch_queue`, or an active recurring
-//!   campaign; its image is read from its own `CampaignCreated` event (the event store is the
-//!   truth; the read models only add candidates).
+//! - a campaign that can still dispatch: `scheduled`, `running` or `paused` in the read model,
+//!   or held for its schedule or a pause (`campaign_holds`), or with rows left in
+//!   `dispatch_queue`, or an active recurring campaign; its image is read from its own
+//!   `CampaignCreated` event (the event store is the truth; the read models only add
+//!   candidates).
 //!
 //! "Used" (`media.last_used_at`) is renewed when the image is stored or stored again
 //! ([`super::store`]: a template created or changed, a single send accepted) and when a campaign
@@ -66,7 +67,7 @@ pub async fn collect(pool: &PgPool, grace: Duration) -> sqlx::Result<Vec<String>
     let deleted: Vec<String> = sqlx::query_scalar(
         "WITH live_campaigns AS (
              SELECT id FROM campaigns WHERE status IN ('scheduled', 'running', 'paused')
-             UNION SELECT campaign_id FROM campaign_holds
+             UNION SELECT campaign_id FROM campaign_holds WHERE reason <> 'cancelled'
              UNION SELECT campaign_id FROM recurring_campaigns WHERE active
              UNION SELECT DISTINCT campaign_id FROM dispatch_queue WHERE content IS NULL
          ), live AS (

@@ -164,7 +164,11 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
 
 // --------------------------------------------------------------------------------- helpers
 
-pub(crate) async fn create_image_template(app: &TestApp, account: &Account, body: Value) -> reqwest::Response {
+pub(crate) async fn create_image_template(
+    app: &TestApp,
+    account: &Account,
+    body: Value,
+) -> reqwest::Response {
     app.post("/api/v1/templates", &account.token, &body).await
 }
 

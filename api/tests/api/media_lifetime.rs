@@ -71,7 +71,10 @@ async fn an_image_is_deleted_only_when_nothing_that_can_send_refers_to_it_and_it
     // a deleted template's image, used by nothing else
     let (gone_template, gone) = image_template(&app, &account, 31).await;
     let res = app
-        .delete(&format!("/api/v1/templates/{gone_template}"), &account.token)
+        .delete(
+            &format!("/api/v1/templates/{gone_template}"),
+            &account.token,
+        )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     // a scheduled campaign keeps the image it was created with after its template changes
@@ -112,9 +115,15 @@ async fn an_image_is_deleted_only_when_nothing_that_can_send_refers_to_it_and_it
             c["status"] == "completed"
         })
         .await;
-    assert_eq!(finished_campaign["counts"]["sent"], 2, "{finished_campaign}");
+    assert_eq!(
+        finished_campaign["counts"]["sent"], 2,
+        "{finished_campaign}"
+    );
     let res = app
-        .delete(&format!("/api/v1/templates/{done_template}"), &account.token)
+        .delete(
+            &format!("/api/v1/templates/{done_template}"),
+            &account.token,
+        )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     // a single image send waiting for its number's pace (an hour between sends)
@@ -179,7 +188,10 @@ async fn an_image_is_deleted_only_when_nothing_that_can_send_refers_to_it_and_it
         stored(&app).await,
         set(&[&kept, &scheduled_image, &new_image, &queued_image])
     );
-    assert!(collect_now(&app).await.is_empty(), "a second run finds nothing");
+    assert!(
+        collect_now(&app).await.is_empty(),
+        "a second run finds nothing"
+    );
 
     // the scheduled campaign is cancelled: its image goes
     let res = app
@@ -252,6 +264,10 @@ async fn worker_processes_collect_unused_images_on_their_own() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         now = stored(&app).await;
     }
-    assert_eq!(now, set(&[&kept]), "the unused image went, the used one stayed");
+    assert_eq!(
+        now,
+        set(&[&kept]),
+        "the unused image went, the used one stayed"
+    );
     app.stop().await;
 }

@@ -27,7 +27,12 @@ pub(crate) async fn send(
     req.send().await.expect("sent")
 }
 
-pub(crate) async fn wait_message(app: &TestApp, account: &Account, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_message(
+    app: &TestApp,
+    account: &Account,
+    id: &str,
+    status: &str,
+) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let m: Value = app
@@ -320,11 +325,10 @@ async fn an_image_single_send_is_processed_once_and_sent_with_its_caption() {
     assert_eq!(sent["status"], "sent", "{sent}");
     assert_eq!(sent["type"], "image", "{sent}");
     assert_eq!(sent["to"], "6281200004444");
-    let stored: Vec<(String, i32, i32)> =
-        sqlx::query_as("SELECT sha256, width, height FROM media")
-            .fetch_all(&app.pool)
-            .await
-            .expect("media");
+    let stored: Vec<(String, i32, i32)> = sqlx::query_as("SELECT sha256, width, height FROM media")
+        .fetch_all(&app.pool)
+        .await
+        .expect("media");
     assert_eq!(stored.len(), 1, "stored once by hash");
     assert_eq!((stored[0].1, stored[0].2), (1600, 800), "scaled down");
     let items = sim_items(&app).await;
@@ -431,7 +435,8 @@ async fn refused_images_are_422_and_nothing_is_queued_or_counted() {
         ),
     ];
     for (image, field, kind, expected) in cases {
-        let mut body = json!({"session_id": session, "to": "6281200006666", "type": "image", "caption": "x"});
+        let mut body =
+            json!({"session_id": session, "to": "6281200006666", "type": "image", "caption": "x"});
         for (k, v) in image.as_object().expect("object") {
             body[k] = v.clone();
         }

@@ -271,14 +271,24 @@ async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
         .link_session_paced(&account, "pace-token", 400, 500)
         .await;
     let mut ids = Vec::new();
-    for to in ["6281200000011", "6281200000012", "6281200000013"] {
-        let res = send(
-            &app,
-            &account,
-            None,
-            &json!({"session_id": session, "to": to, "type": "text", "body": "hello"}),
-        )
-        .await;
+    // two texts and an image: an image send keeps the pace and gets receipts like a text
+    let image = b64(&png(60, 40));
+    for (to, body) in [
+        (
+            "6281200000011",
+            json!({"session_id": session, "to": "6281200000011", "type": "text", "body": "hello"}),
+        ),
+        (
+            "6281200000012",
+            json!({"session_id": session, "to": "6281200000012", "type": "image", "image_base64": image, "caption": "hello"}),
+        ),
+        (
+            "6281200000013",
+            json!({"session_id": session, "to": "6281200000013", "type": "text", "body": "hello"}),
+        ),
+    ] {
+        assert_eq!(body["to"], to);
+        let res = send(&app, &account, None, &body).await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         let body: Value = res.json().await.expect("json");
         ids.push(body["id"].as_str().expect("id").to_string());
@@ -293,6 +303,12 @@ async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
     }
     let times = app.sim_message_times().await;
     assert_eq!(times.len(), 3);
+    let kinds: Vec<Value> = sim_items(&app)
+        .await
+        .iter()
+        .map(|m| m["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&json!("image")), "{kinds:?}");
     for w in times.windows(2) {
         let gap = (w[1].1 - w[0].1).num_milliseconds();
         assert!(gap >= 400, "sends {gap} ms apart");
@@ -499,5 +515,67 @@ async fn refused_images_are_422_and_nothing_is_queued_or_counted() {
     assert_eq!(sent["status"], "sent", "{sent}");
     assert_eq!(app.sim.stats().accepted, 1, "only the good one was sent");
     server.stop();
+    app.stop().await;
+}
+
+/// An image that is gone when its single send is dispatched (a database restored without it)
+/// fails the message with the reason instead of sending something else.
+#[tokio::test]
+async fn an_image_single_send_whose_image_is_gone_fails_with_the_reason() {
+    let app = spawn_app().await;
+    let account = app.register("imggone@b.co").await;
+    // an hour between sends: the image send waits behind the first message
+    let session = app
+        .link_session_paced(&account, "imggone-token", 3_600_000, 3_600_000)
+        .await;
+    let first = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "6281200008001", "type": "text", "body": "first"}),
+    )
+    .await;
+    let first = first.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        wait_message(&app, &account, &first, "sent").await["status"],
+        "sent"
+    );
+    let res = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "6281200008002", "type": "image",
+                "image_base64": b64(&png(64, 64)), "caption": "gone"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    sqlx::query("DELETE FROM media")
+        .execute(&app.pool)
+        .await
+        .expect("deleted");
+    let res = app
+        .patch(
+            &format!("/api/v1/sessions/{session}"),
+            &account.token,
+            &json!({"pacing": {"min_interval_ms": 0, "max_interval_ms": 0}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let failed = wait_message(&app, &account, &id, "failed").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer stored")),
+        "{failed}"
+    );
+    assert_eq!(app.sim.stats().accepted, 1, "only the text was sent");
     app.stop().await;
 }

@@ -128,6 +128,14 @@ impl Application {
                 crate::inbox::InboxConfig::default(),
                 shutdown_rx.clone(),
             ));
+            tasks.push(herald_scheduler::media::gc::spawn(
+                pool.clone(),
+                herald_scheduler::media::gc::GcConfig {
+                    every: Duration::from_secs(settings.media_gc_interval_secs),
+                    grace: Duration::from_secs(settings.media_grace_secs),
+                },
+                shutdown_rx.clone(),
+            ));
             tasks.push(
                 herald_scheduler::ticker::spawn(
                     pool.clone(),

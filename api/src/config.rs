@@ -78,6 +78,13 @@ pub struct Settings {
     pub import_max_rows: usize,
     /// Most bytes one CSV import reads (`HERALD_IMPORT_MAX_BYTES`, default 256 MiB).
     pub import_max_bytes: u64,
+    /// Seconds between runs of the unused-image collector in worker processes
+    /// (`HERALD_MEDIA_GC_INTERVAL_SECS`, default 3600; decision 0024).
+    pub media_gc_interval_secs: u64,
+    /// Seconds an image nothing refers to is kept after its last use (`HERALD_MEDIA_GRACE_SECS`,
+    /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
+    /// image stored by a request that has not yet written what refers to it.
+    pub media_grace_secs: u64,
 }
 
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
@@ -162,6 +169,9 @@ impl Settings {
                 .clamp(1, 100_000_000) as usize,
             import_max_bytes: parse_num("HERALD_IMPORT_MAX_BYTES", IMPORT_MAX_BYTES)?
                 .clamp(1024, 64 * 1024 * 1024 * 1024),
+            media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
+                .clamp(60, 7 * 86_400),
+            media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
         })
     }
 
@@ -192,6 +202,8 @@ impl Settings {
             sse_keepalive_secs: 15,
             import_max_rows: IMPORT_MAX_ROWS as usize,
             import_max_bytes: IMPORT_MAX_BYTES,
+            media_gc_interval_secs: 3_600,
+            media_grace_secs: 86_400,
         }
     }
 }

@@ -71,6 +71,12 @@ pub async fn message_from_template(
     let Some(kind) = template.kind else {
         return Ok(Err("the template has no type".into()));
     };
+    if let Some(image) = &template.image {
+        // a read only (nothing written before the campaign's append); `write` touches the row
+        if !crate::media::is_stored(&mut *conn, &image.sha256).await? {
+            return Ok(Err(IMAGE_GONE.into()));
+        }
+    }
     Ok(Ok(MessageSpec {
         kind,
         body: template.body,
@@ -80,9 +86,13 @@ pub async fn message_from_template(
     }))
 }
 
+/// Why a campaign cannot use its template's image.
+const IMAGE_GONE: &str = "the template's image is no longer stored; give the template its image again (PATCH image_url or image_base64)";
+
 /// Writes the campaign in the caller's transaction.
 pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error> {
     let total = c.recipients.len() as u64;
+    let image = c.message.image.as_ref().map(|i| i.sha256.clone());
     store::append_new::<Campaign>(
         conn,
         vec![(
@@ -104,6 +114,13 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     )
     .await?
     .map_err(|(_, e)| e)?;
+    // the image is in use from now on (decision 0024); the row stays locked until commit, so the
+    // media collector cannot delete it under this campaign
+    if let Some(sha256) = &image {
+        if !crate::media::touch(&mut *conn, sha256).await? {
+            return Err(herald_domain::DomainError::invalid("template_id", IMAGE_GONE).into());
+        }
+    }
 
     // pacing: the campaign's own, else (a run) its parent's, else its session's
     let own = match (c.pacing, c.parent_id) {

@@ -404,18 +404,7 @@ impl Dispatcher {
 
     async fn send_once(&self, c: &Claimed) -> Outcome {
         if let Some(content) = &c.content {
-            return match self.token(c.session_id).await {
-                Ok(Some(token)) => {
-                    let outbound = OutboundMessage {
-                        phone: c.phone.clone(),
-                        message_id: c.message_id.clone(),
-                        content: content.to_gateway(),
-                    };
-                    self.classify(c, self.gateway.send(&token, &outbound).await)
-                }
-                Ok(None) => Outcome::Failed("the message's session no longer exists".into()),
-                Err(e) => Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
-            };
+            return self.send_single(c, content).await;
         }
         let message = match self.message(c.campaign_id).await {
             Ok(m) => m,
@@ -458,6 +447,40 @@ impl Dispatcher {
             phone: c.phone.clone(),
             message_id: c.message_id.clone(),
             content,
+        };
+        self.classify(c, self.gateway.send(&token, &outbound).await)
+    }
+
+    /// A single send: its message is on its queue row; an image is loaded like a campaign's.
+    async fn send_single(&self, c: &Claimed, content: &SingleContent) -> Outcome {
+        let token = match self.token(c.session_id).await {
+            Ok(Some(token)) => token,
+            Ok(None) => return Outcome::Failed("the message's session no longer exists".into()),
+            Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
+        };
+        let (_image_slot, image) = match content.image() {
+            None => (None, None),
+            Some(sha256) => {
+                let Ok(permit) = self.image_sends.acquire().await else {
+                    return Outcome::Retry("shutting down".into(), Duration::from_secs(1));
+                };
+                match self.media.data_url(sha256).await {
+                    Ok(Some(url)) => (Some(permit), Some(url)),
+                    Ok(None) => {
+                        return Outcome::Failed(format!(
+                            "the message's image ({sha256}) is no longer stored"
+                        ))
+                    }
+                    Err(e) => {
+                        return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1))
+                    }
+                }
+            }
+        };
+        let outbound = OutboundMessage {
+            phone: c.phone.clone(),
+            message_id: c.message_id.clone(),
+            content: content.to_gateway(image.as_deref()),
         };
         self.classify(c, self.gateway.send(&token, &outbound).await)
     }

@@ -4,7 +4,7 @@
 //! process loads once, however many recipients and campaigns use it.
 //!
 //! The one entry point is [`prepare_image`] (source in, [`PreparedImage`] out), then [`store`];
-//! templates use both at creation, and a single-send endpoint can use the same pair.
+//! templates use both at creation, single image sends (`POST /api/v1/messages`) at acceptance.
 //!
 //! # Layout
 //! - [`address`] — which IP addresses Herald refuses to fetch from (loopback, private, link-local
@@ -15,12 +15,14 @@
 //! - [`picture`] — decoding with `image::Limits`, resizing, JPEG re-encoding (blocking code, run
 //!   in `spawn_blocking`).
 //! - [`cache`] — the dispatcher's per-process cache of data URLs.
+//! - [`gc`] — media lifetime: deleting rows nothing can send any more (decision 0024).
 //! - [`testing`] — inputs for tests (a real 40,000 × 40,000 PNG bomb, made in milliseconds).
-//! - here — [`prepare_image`], the `media` table ([`store`], [`load`]), errors.
+//! - here — [`prepare_image`], the `media` table ([`store`], [`touch`], [`load`]), errors.
 
 pub mod address;
 pub mod cache;
 pub mod fetch;
+pub mod gc;
 pub mod picture;
 pub mod testing;
 
@@ -241,14 +243,17 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, MediaError> {
         .map_err(|e| MediaError::Invalid(format!("the image is not valid base64: {e}")))
 }
 
-/// Stores the JPEG under its hash; storing the same image again changes nothing.
+/// Stores the JPEG under its hash and marks it used now; storing the same image again only
+/// renews `last_used_at` (the bytes are the same), which keeps it out of the collector's reach
+/// for the grace period while the caller writes what refers to it ([`gc`]).
 pub async fn store<'e, E>(executor: E, image: &PreparedImage) -> sqlx::Result<()>
 where
     E: sqlx::PgExecutor<'e>,
 {
     sqlx::query(
-        "INSERT INTO media (sha256, content_type, width, height, data)
-         VALUES ($1, 'image/jpeg', $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+        "INSERT INTO media (sha256, content_type, width, height, data, last_used_at)
+         VALUES ($1, 'image/jpeg', $2, $3, $4, now())
+         ON CONFLICT (sha256) DO UPDATE SET last_used_at = now()",
     )
     .bind(&image.sha256)
     .bind(i32::try_from(image.width).unwrap_or(i32::MAX))
@@ -257,6 +262,31 @@ where
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Marks a stored image as used now (a campaign or a recurring run created with it). `false`
+/// when no image with this hash is stored. Inside a transaction this also holds the row until
+/// commit, so a collector deleting it concurrently waits and then sees it used.
+pub async fn touch<'e, E>(executor: E, sha256: &str) -> sqlx::Result<bool>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let touched = sqlx::query("UPDATE media SET last_used_at = now() WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(executor)
+        .await?;
+    Ok(touched.rows_affected() > 0)
+}
+
+/// Whether an image with this hash is stored (a read; writes nothing).
+pub async fn is_stored<'e, E>(executor: E, sha256: &str) -> sqlx::Result<bool>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)")
+        .bind(sha256)
+        .fetch_one(executor)
+        .await
 }
 
 /// The stored JPEG with this hash, if there is one.

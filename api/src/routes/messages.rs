@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use herald_domain::phone::Phone;
 use herald_domain::session::Session;
 use herald_domain::store;
+use herald_scheduler::media::{self, ImageSource, MediaPolicy};
 use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;
@@ -20,7 +21,12 @@ use crate::state::AppState;
 
 /// Longest text WhatsApp takes.
 const MAX_BODY_CHARS: usize = 4_096;
+/// Longest image caption WhatsApp takes.
+const MAX_CAPTION_CHARS: usize = 1_024;
 const MAX_KEY_LEN: usize = 255;
+/// Bodies may carry `image_base64`: 16 MB of image is about 22.4 MB of base64, plus the rest
+/// (as for templates).
+const BODY_LIMIT: usize = 23 * 1024 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,11 +34,19 @@ pub struct SendMessage {
     session_id: String,
     /// Any common form: `+62 812-3456-7890`, `0812...` (the tenant's region), `62812...`.
     to: String,
-    /// `text` (`image` needs the image pipeline and is not available yet).
+    /// `text` or `image`.
     #[serde(rename = "type")]
     kind: String,
+    /// Text messages: the text, sent as given (at most 4,096 characters).
     body: Option<String>,
+    /// Image messages: an http(s) URL Herald fetches once, now, under the same rules as image
+    /// templates (public addresses only; at most 16 MB; JPEG, PNG, WebP or GIF; at most 8,192
+    /// pixels a side). See docs/images.md.
     image_url: Option<String>,
+    /// Image messages: the image itself, as raw base64 or a `data:image/...;base64,` URL.
+    image_base64: Option<String>,
+    /// Image messages: an optional caption, plain text sent as given (no template variables; at
+    /// most 1,024 characters).
     caption: Option<String>,
 }
 
@@ -45,14 +59,24 @@ pub struct MessageAccepted {
     status: String,
 }
 
-/// The message's content, checked. Image payloads plug in here once image processing lands.
-fn content(body: &SendMessage) -> Result<SingleContent, ApiError> {
+/// The message as requested, checked; an image is fetched and processed only once every cheap
+/// check has passed.
+enum Draft {
+    Ready(SingleContent),
+    Image {
+        source: ImageSource,
+        field: &'static str,
+        caption: Option<String>,
+    },
+}
+
+fn draft(body: &SendMessage) -> Result<Draft, ApiError> {
     match body.kind.as_str() {
         "text" => {
-            if body.image_url.is_some() || body.caption.is_some() {
+            if body.image_url.is_some() || body.image_base64.is_some() || body.caption.is_some() {
                 return Err(ApiError::validation(
                     "image_url",
-                    "a text message takes `body` only (no image_url or caption)",
+                    "a text message takes `body` only (no image_url, image_base64 or caption)",
                 ));
             }
             let text = body
@@ -66,18 +90,76 @@ fn content(body: &SendMessage) -> Result<SingleContent, ApiError> {
                     format!("must be at most {MAX_BODY_CHARS} characters"),
                 ));
             }
-            Ok(SingleContent::Text {
+            Ok(Draft::Ready(SingleContent::Text {
                 body: text.to_string(),
+            }))
+        }
+        "image" => {
+            if body.body.is_some() {
+                return Err(ApiError::validation(
+                    "body",
+                    "an image message has a caption, not a body",
+                ));
+            }
+            let caption = body.caption.as_deref().filter(|c| !c.trim().is_empty());
+            if caption.is_some_and(|c| c.chars().count() > MAX_CAPTION_CHARS) {
+                return Err(ApiError::validation(
+                    "caption",
+                    format!("must be at most {MAX_CAPTION_CHARS} characters"),
+                ));
+            }
+            let (source, field) = match (&body.image_url, &body.image_base64) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::validation(
+                        "image_url",
+                        "give image_url or image_base64, not both",
+                    ))
+                }
+                (Some(url), None) => (ImageSource::Url(url.clone()), "image_url"),
+                (None, Some(data)) => (ImageSource::Base64(data.clone()), "image_base64"),
+                (None, None) => {
+                    return Err(ApiError::validation(
+                        "image_url",
+                        "an image message needs image_url or image_base64",
+                    ))
+                }
+            };
+            Ok(Draft::Image {
+                source,
+                field,
+                caption: caption.map(str::to_string),
             })
         }
-        "image" => Err(ApiError::validation(
-            "type",
-            "image messages need the image template pipeline (fetching and re-encoding the image), which is not available yet; send `text`",
-        )),
         other => Err(ApiError::validation(
             "type",
             format!("must be `text` or `image`, not {other:?}"),
         )),
+    }
+}
+
+/// The message to queue: an image is fetched (or decoded), processed and stored now, by the
+/// pipeline image templates use; a refusal is 422 `invalid_image` naming the field.
+async fn content(state: &AppState, draft: Draft) -> Result<SingleContent, ApiError> {
+    match draft {
+        Draft::Ready(content) => Ok(content),
+        Draft::Image {
+            source,
+            field,
+            caption,
+        } => {
+            let policy = MediaPolicy {
+                allow_private: state.settings.allow_private_media_urls,
+            };
+            let prepared = media::prepare_image(source, &policy)
+                .await
+                .map_err(|e| ApiError::image(field, e))?;
+            // stored (and marked used) before the queue row refers to it: decision 0024
+            media::store(&state.pool, &prepared).await?;
+            Ok(SingleContent::Image {
+                media: prepared.sha256,
+                caption,
+            })
+        }
     }
 }
 
@@ -132,10 +214,13 @@ async fn replay(
     Ok(Some(answer))
 }
 
-/// Sends one message through the same dispatch path as campaigns (pacing, retries, statuses,
-/// receipts). Counts against the quota now: over it, 429 `quota_exceeded` with `resets_at` and
-/// `Retry-After`. `Idempotency-Key`: the same key and body answer the first answer again.
-#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+/// Sends one text or image message through the same dispatch path as campaigns (pacing,
+/// retries, statuses, receipts). An image (`image_url` or `image_base64`) is fetched and
+/// processed during the request, like an image template's: a refused one is 422
+/// `invalid_image` with the reason, and nothing is queued. Counts against the quota now: over
+/// it, 429 `quota_exceeded` with `resets_at` and `Retry-After`. `Idempotency-Key`: the same key
+/// and body answer the first answer again (nothing is fetched again).
+#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn send(
     req: &mut Request,
     depot: &mut Depot,
@@ -144,7 +229,7 @@ pub async fn send(
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let key = idempotency_key(req)?;
-    let bytes = crate::error::read_body(req, 64 * 1024).await?;
+    let bytes = crate::error::read_body(req, BODY_LIMIT).await?;
     // the request as JSON, keys ordered: the same body in another layout is the same request
     let canonical: serde_json::Value = parse_json(&bytes)?;
     let hash = Sha256::digest(canonical.to_string().as_bytes()).to_vec();
@@ -159,7 +244,7 @@ pub async fn send(
         .trim()
         .parse()
         .map_err(|_| ApiError::validation("session_id", "is not a UUID"))?;
-    let content = content(&body)?;
+    let draft = draft(&body)?;
     let region: String = sqlx::query_scalar("SELECT default_region FROM tenants WHERE id = $1")
         .bind(caller.tenant_id)
         .fetch_optional(&state.pool)
@@ -172,6 +257,7 @@ pub async fn send(
         _ => return Err(ApiError::NotFound),
     }
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
+    let content = content(&state, draft).await?;
     let id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
     let accepted = single::accept(

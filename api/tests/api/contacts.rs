@@ -303,7 +303,7 @@ async fn another_tenant_never_sees_or_touches_a_contact() {
 }
 
 /// Seeds what the simulator's `/user/contacts` answers for a user token.
-async fn seed_contacts(app: &TestApp, token: &str, contacts: &Value) {
+pub(crate) async fn seed_contacts(app: &TestApp, token: &str, contacts: &Value) {
     let res = app
         .client
         .put(format!("{}/sim/users/{token}/contacts", app.sim.base_url()))

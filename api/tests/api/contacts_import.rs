@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn import(app: &TestApp, token: &str, csv: String) -> reqwest::Response {
+pub(crate) async fn import(app: &TestApp, token: &str, csv: String) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/contacts/import"))
         .bearer_auth(token)

@@ -21,7 +21,7 @@ use crate::helpers::*;
 // ------------------------------------------------------------------------------- image server
 
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// 200 with this content type and body (and a Content-Length).
     Body(&'static str, Arc<Vec<u8>>),
     /// 200 with no Content-Length: the body streams until the connection closes.
@@ -34,8 +34,8 @@ enum Reply {
 
 /// A minimal HTTP/1.1 server on 127.0.0.1: one request per connection, answers from a table,
 /// and counts every request per path.
-struct ImageServer {
-    addr: SocketAddr,
+pub(crate) struct ImageServer {
+    pub(crate) addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Reply>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     total: Arc<AtomicUsize>,
@@ -43,7 +43,7 @@ struct ImageServer {
 }
 
 impl ImageServer {
-    async fn start() -> ImageServer {
+    pub(crate) async fn start() -> ImageServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -104,7 +104,7 @@ impl ImageServer {
         }
     }
 
-    fn serve(&self, path: &str, reply: Reply) -> String {
+    pub(crate) fn serve(&self, path: &str, reply: Reply) -> String {
         self.routes
             .lock()
             .expect("lock")
@@ -112,11 +112,11 @@ impl ImageServer {
         self.url(path)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.hits
             .lock()
             .expect("lock")
@@ -125,11 +125,11 @@ impl ImageServer {
             .unwrap_or(0)
     }
 
-    fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::SeqCst)
     }
 
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.task.abort();
     }
 }
@@ -147,7 +147,7 @@ async fn write_all(
 // ------------------------------------------------------------------------------------ images
 
 /// A colourful PNG (compresses poorly enough to be a real image).
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = RgbaImage::from_fn(width, height, |x, y| {
         Rgba([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8, 255])
     });
@@ -158,18 +158,22 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 // --------------------------------------------------------------------------------- helpers
 
-async fn create_image_template(app: &TestApp, account: &Account, body: Value) -> reqwest::Response {
+pub(crate) async fn create_image_template(
+    app: &TestApp,
+    account: &Account,
+    body: Value,
+) -> reqwest::Response {
     app.post("/api/v1/templates", &account.token, &body).await
 }
 
 /// Asserts a 422 `invalid_image` for `field` and returns `(kind, reason)`.
-async fn invalid_image(res: reqwest::Response, field: &str) -> (String, String) {
+pub(crate) async fn invalid_image(res: reqwest::Response, field: &str) -> (String, String) {
     let (code, body) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(code, "invalid_image", "{body}");
     assert_eq!(body["error"]["details"]["field"], field, "{body}");
@@ -186,7 +190,7 @@ async fn invalid_image(res: reqwest::Response, field: &str) -> (String, String) 
 }
 
 /// Every message the simulator accepted, as JSON.
-async fn sim_items(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn sim_items(app: &TestApp) -> Vec<Value> {
     let body: Value = app
         .client
         .get(format!("{}/sim/messages?limit=100000", app.sim.base_url()))
@@ -199,7 +203,7 @@ async fn sim_items(app: &TestApp) -> Vec<Value> {
     body["items"].as_array().expect("items").clone()
 }
 
-async fn start_campaign(
+pub(crate) async fn start_campaign(
     app: &TestApp,
     account: &Account,
     template: &str,
@@ -220,7 +224,7 @@ async fn start_campaign(
         .to_string()
 }
 
-async fn wait_done(app: &TestApp, account: &Account, id: &str) -> Value {
+pub(crate) async fn wait_done(app: &TestApp, account: &Account, id: &str) -> Value {
     app.wait_campaign(account, id, Duration::from_secs(60), |c| {
         c["status"] == "completed"
     })
@@ -728,18 +732,29 @@ async fn recipients_fail_with_the_reason_when_the_image_is_gone_at_send_time() {
     )
     .await;
     let template: Value = res.json().await.expect("json");
+    let template_id = template["id"].as_str().expect("id");
+    // scheduled a moment ahead, so nothing loads the image before it is gone
+    let send_at = (chrono::Utc::now() + chrono::Duration::seconds(3))
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "later", "template_id": template_id, "session_id": session,
+                    "recipients": phones(3), "send_at": send_at}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // a database restored without it, say
     sqlx::query("DELETE FROM media")
         .execute(&app.pool)
         .await
         .expect("deleted");
-    let id = start_campaign(
-        &app,
-        &account,
-        template["id"].as_str().expect("id"),
-        &session,
-        json!(phones(3)),
-    )
-    .await;
     let done = wait_done(&app, &account, &id).await;
     assert_eq!(done["counts"]["failed"], 3, "{done}");
     let recipients = app
@@ -758,6 +773,25 @@ async fn recipients_fail_with_the_reason_when_the_image_is_gone_at_send_time() {
             "{r}"
         );
     }
+    // a new campaign from that template is refused at once, naming the template
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": "now", "template_id": template_id, "session_id": session,
+                    "recipients": phones(3)}),
+        )
+        .await;
+    let (code, body) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(code, "validation_failed");
+    assert_eq!(body["error"]["details"]["field"], "template_id", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("no longer stored"),
+        "{body}"
+    );
     assert!(sim_items(&app).await.is_empty());
     app.stop().await;
 }

@@ -15,6 +15,8 @@ mod events;
 mod health;
 mod helpers;
 mod images;
+mod issue5_story;
+mod media_lifetime;
 mod messages;
 mod meta;
 mod pacing;

@@ -1,13 +1,16 @@
 //! Single sends: `POST /api/v1/messages` through the campaign dispatch path, followed with
-//! `GET /api/v1/messages/{id}`; quota at request time; Idempotency-Key.
+//! `GET /api/v1/messages/{id}`; quota at request time; Idempotency-Key; image sends processed
+//! once at request time by the image templates' pipeline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{error_code, phones, spawn_app, spawn_app_configured, Account, TestApp};
+use crate::images::{b64, invalid_image, png, sim_items, ImageServer, Reply};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     account: &Account,
     key: Option<&str>,
@@ -24,7 +27,12 @@ async fn send(
     req.send().await.expect("sent")
 }
 
-async fn wait_message(app: &TestApp, account: &Account, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_message(
+    app: &TestApp,
+    account: &Account,
+    id: &str,
+    status: &str,
+) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let m: Value = app
@@ -196,8 +204,8 @@ async fn bad_single_sends_are_4xx_naming_the_field() {
             "type",
         ),
         (
-            json!({"session_id": session, "to": "6281200001111", "type": "image", "image_url": "https://example.com/a.png"}),
-            "type",
+            json!({"session_id": session, "to": "6281200001111", "type": "image"}),
+            "image_url",
         ),
         (
             json!({"session_id": "nope", "to": "6281200001111", "type": "text", "body": "x"}),
@@ -263,14 +271,24 @@ async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
         .link_session_paced(&account, "pace-token", 400, 500)
         .await;
     let mut ids = Vec::new();
-    for to in ["6281200000011", "6281200000012", "6281200000013"] {
-        let res = send(
-            &app,
-            &account,
-            None,
-            &json!({"session_id": session, "to": to, "type": "text", "body": "hello"}),
-        )
-        .await;
+    // two texts and an image: an image send keeps the pace and gets receipts like a text
+    let image = b64(&png(60, 40));
+    for (to, body) in [
+        (
+            "6281200000011",
+            json!({"session_id": session, "to": "6281200000011", "type": "text", "body": "hello"}),
+        ),
+        (
+            "6281200000012",
+            json!({"session_id": session, "to": "6281200000012", "type": "image", "image_base64": image, "caption": "hello"}),
+        ),
+        (
+            "6281200000013",
+            json!({"session_id": session, "to": "6281200000013", "type": "text", "body": "hello"}),
+        ),
+    ] {
+        assert_eq!(body["to"], to);
+        let res = send(&app, &account, None, &body).await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         let body: Value = res.json().await.expect("json");
         ids.push(body["id"].as_str().expect("id").to_string());
@@ -285,9 +303,279 @@ async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
     }
     let times = app.sim_message_times().await;
     assert_eq!(times.len(), 3);
+    let kinds: Vec<Value> = sim_items(&app)
+        .await
+        .iter()
+        .map(|m| m["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&json!("image")), "{kinds:?}");
     for w in times.windows(2) {
         let gap = (w[1].1 - w[0].1).num_milliseconds();
         assert!(gap >= 400, "sends {gap} ms apart");
     }
+    app.stop().await;
+}
+
+/// An image single send: fetched and processed once while the request runs, stored by hash,
+/// sent as the processed JPEG with its caption as given; the Idempotency-Key replays without
+/// fetching again.
+#[tokio::test]
+async fn an_image_single_send_is_processed_once_and_sent_with_its_caption() {
+    let app = spawn_app().await;
+    let server = ImageServer::start().await;
+    let url = server.serve(
+        "/receipt.png",
+        Reply::Body("image/png", Arc::new(png(2_000, 1_000))),
+    );
+    let (account, session, _) = app.ready_tenant("imgsingle@b.co", "unused").await;
+    // the caption is plain text: braces are sent as they are
+    let body = json!({"session_id": session, "to": "+62 812-0000-4444", "type": "image",
+                      "image_url": url, "caption": "Your receipt, {{ name }}"});
+    let res = send(&app, &account, Some("receipt-7"), &body).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let accepted: Value = res.json().await.expect("json");
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(server.hits("/receipt.png"), 1, "fetched during the request");
+    let id = accepted["id"].as_str().expect("id").to_string();
+    let sent = wait_message(&app, &account, &id, "sent").await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(sent["type"], "image", "{sent}");
+    assert_eq!(sent["to"], "6281200004444");
+    let stored: Vec<(String, i32, i32)> = sqlx::query_as("SELECT sha256, width, height FROM media")
+        .fetch_all(&app.pool)
+        .await
+        .expect("media");
+    assert_eq!(stored.len(), 1, "stored once by hash");
+    assert_eq!((stored[0].1, stored[0].2), (1600, 800), "scaled down");
+    let items = sim_items(&app).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["kind"], "image");
+    assert_eq!(items[0]["phone"], "6281200004444");
+    assert_eq!(items[0]["id"], accepted["message_id"]);
+    assert_eq!(items[0]["text"], "Your receipt, {{ name }}");
+    assert_eq!(
+        items[0]["image_sha256"],
+        stored[0].0.as_str(),
+        "the processed JPEG"
+    );
+
+    // the same key and body: the first answer, and no second fetch or send
+    let again = send(&app, &account, Some("receipt-7"), &body).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.json::<Value>().await.expect("json"), accepted);
+    // the same key with another body: refused before anything is fetched
+    let mut other = body.clone();
+    other["caption"] = json!("Another caption");
+    let res = send(&app, &account, Some("receipt-7"), &other).await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await.0,
+        "idempotency_key_reused"
+    );
+    assert_eq!(server.total(), 1, "never fetched again");
+
+    // base64 (raw or a data URL) without a caption
+    let inline = format!("data:image/png;base64,{}", b64(&png(120, 80)));
+    let res = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "6281200005555", "type": "image", "image_base64": inline}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let second = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let sent = wait_message(&app, &account, &second, "sent").await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let items = sim_items(&app).await;
+    assert_eq!(items.len(), 2);
+    let inline_item = items
+        .iter()
+        .find(|i| i["phone"] == "6281200005555")
+        .expect("sent");
+    assert_eq!(inline_item["kind"], "image");
+    assert_eq!(inline_item["text"], "");
+    assert_eq!(app.sim.stats().accepted, 2);
+    let me: Value = app.get_json("/api/v1/me", &account.token).await;
+    assert_eq!(me["usage"]["messages"], 2, "one message each: {me}");
+    server.stop();
+    app.stop().await;
+}
+
+/// A refused image is a 422 `invalid_image` with the reason, like an image template's: nothing
+/// is queued, no quota is taken, and the refusal is not kept under its Idempotency-Key.
+#[tokio::test]
+async fn refused_images_are_422_and_nothing_is_queued_or_counted() {
+    let app = spawn_app_configured(|s| s.default_plan = "basic".into()).await;
+    let server = ImageServer::start().await;
+    let (account, session, _) = app.ready_tenant("imgbad@b.co", "unused").await;
+    let bomb = herald_scheduler::media::testing::png_bomb(40_000, 40_000);
+    let cases = [
+        (
+            json!({"image_url": "http://169.254.169.254/latest/meta-data/"}),
+            "image_url",
+            "url_refused",
+            "link-local",
+        ),
+        (
+            json!({"image_url": server.serve("/bomb.png", Reply::Body("image/png", Arc::new(bomb.clone())))}),
+            "image_url",
+            "too_large",
+            "40000×40000",
+        ),
+        (
+            json!({"image_url": server.serve("/text.png", Reply::Body("image/png", Arc::new(b"hello".to_vec())))}),
+            "image_url",
+            "not_a_valid_image",
+            "not an image",
+        ),
+        (
+            json!({"image_url": server.url("/missing.png")}),
+            "image_url",
+            "fetch_failed",
+            "HTTP 404",
+        ),
+        (
+            json!({"image_base64": b64(&bomb)}),
+            "image_base64",
+            "too_large",
+            "40000×40000",
+        ),
+        (
+            json!({"image_base64": "bm90IGFuIGltYWdl"}),
+            "image_base64",
+            "not_a_valid_image",
+            "not an image",
+        ),
+    ];
+    for (image, field, kind, expected) in cases {
+        let mut body =
+            json!({"session_id": session, "to": "6281200006666", "type": "image", "caption": "x"});
+        for (k, v) in image.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let res = send(&app, &account, Some("pic-1"), &body).await;
+        let (got, reason) = invalid_image(res, field).await;
+        assert_eq!(got, kind, "{image}: {reason}");
+        assert!(reason.contains(expected), "{image}: {reason}");
+    }
+    // requests that are wrong on their face cost no fetch
+    let fine = server.serve("/fine.png", Reply::Body("image/png", Arc::new(png(40, 40))));
+    let long = "x".repeat(1_025);
+    for (body, field) in [
+        (
+            json!({"session_id": session, "to": "6281200006666", "type": "image", "image_url": fine, "body": "hi"}),
+            "body",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200006666", "type": "image", "image_url": fine, "image_base64": "AAAA"}),
+            "image_url",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200006666", "type": "image", "image_url": fine, "caption": long}),
+            "caption",
+        ),
+        (
+            json!({"session_id": session, "to": "6281200006666", "type": "text", "body": "hi", "image_base64": "AAAA"}),
+            "image_url",
+        ),
+        (
+            json!({"session_id": session, "to": "not a phone", "type": "image", "image_url": fine}),
+            "to",
+        ),
+    ] {
+        let res = send(&app, &account, None, &body).await;
+        let (code, err) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(code, "validation_failed", "{body}");
+        assert_eq!(err["error"]["details"]["field"], field, "{body} → {err}");
+    }
+    assert_eq!(server.hits("/fine.png"), 0, "nothing fetched for them");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM dispatch_queue")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    let singles: i64 = sqlx::query_scalar("SELECT count(*) FROM single_messages")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!((queued, singles), (0, 0), "nothing queued");
+    let me: Value = app.get_json("/api/v1/me", &account.token).await;
+    assert_eq!(me["usage"]["messages"], 0, "no quota taken: {me}");
+    // the refusals were not kept under the key: fixed, the same key sends
+    let body = json!({"session_id": session, "to": "6281200006666", "type": "image", "image_url": fine, "caption": "x"});
+    let res = send(&app, &account, Some("pic-1"), &body).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let sent = wait_message(&app, &account, &id, "sent").await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(app.sim.stats().accepted, 1, "only the good one was sent");
+    server.stop();
+    app.stop().await;
+}
+
+/// An image that is gone when its single send is dispatched (a database restored without it)
+/// fails the message with the reason instead of sending something else.
+#[tokio::test]
+async fn an_image_single_send_whose_image_is_gone_fails_with_the_reason() {
+    let app = spawn_app().await;
+    let account = app.register("imggone@b.co").await;
+    // an hour between sends: the image send waits behind the first message
+    let session = app
+        .link_session_paced(&account, "imggone-token", 3_600_000, 3_600_000)
+        .await;
+    let first = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "6281200008001", "type": "text", "body": "first"}),
+    )
+    .await;
+    let first = first.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        wait_message(&app, &account, &first, "sent").await["status"],
+        "sent"
+    );
+    let res = send(
+        &app,
+        &account,
+        None,
+        &json!({"session_id": session, "to": "6281200008002", "type": "image",
+                "image_base64": b64(&png(64, 64)), "caption": "gone"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    sqlx::query("DELETE FROM media")
+        .execute(&app.pool)
+        .await
+        .expect("deleted");
+    let res = app
+        .patch(
+            &format!("/api/v1/sessions/{session}"),
+            &account.token,
+            &json!({"pacing": {"min_interval_ms": 0, "max_interval_ms": 0}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let failed = wait_message(&app, &account, &id, "failed").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer stored")),
+        "{failed}"
+    );
+    assert_eq!(app.sim.stats().accepted, 1, "only the text was sent");
     app.stop().await;
 }

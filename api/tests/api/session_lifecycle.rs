@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use crate::helpers::{error_code, spawn_app, spawn_app_with_admin_token, Account, TestApp};
 
-const ADMIN: &str = "wuzapi-admin-secret";
+pub(crate) const ADMIN: &str = "wuzapi-admin-secret";
 
-fn with_admin() -> SimulatorConfig {
+pub(crate) fn with_admin() -> SimulatorConfig {
     SimulatorConfig {
         admin_token: Some(ADMIN.into()),
         ..SimulatorConfig::default()
@@ -34,7 +34,7 @@ fn sample(key: &str) -> Value {
 }
 
 /// The simulator's users as `/admin/users` lists them.
-async fn sim_users(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn sim_users(app: &TestApp) -> Vec<Value> {
     let listing: Value = app
         .client
         .get(format!("{}/admin/users", app.sim.base_url()))
@@ -54,7 +54,7 @@ async fn session(app: &TestApp, account: &Account, id: &str) -> Value {
 }
 
 /// Polls the session until its status is `want`; panics with the last answer otherwise.
-async fn wait_status(app: &TestApp, account: &Account, id: &str, want: &str) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, account: &Account, id: &str, want: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let body = session(app, account, id).await;
@@ -116,7 +116,7 @@ async fn post_event(app: &TestApp, id: &str, event: &Value, key: Option<&str>) -
     request.send().await.expect("sent").status()
 }
 
-async fn sim_post(app: &TestApp, path: &str, body: Value) -> StatusCode {
+pub(crate) async fn sim_post(app: &TestApp, path: &str, body: Value) -> StatusCode {
     app.client
         .post(format!("{}{path}", app.sim.base_url()))
         .json(&body)

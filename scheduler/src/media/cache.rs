@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
-type Entry = Arc<OnceCell<Option<Arc<str>>>>;
+type Entry = Arc<OnceCell<Arc<str>>>;
 
 pub struct MediaCache {
     pool: PgPool,
@@ -34,7 +34,8 @@ impl MediaCache {
     }
 
     /// The image with this hash as `data:image/jpeg;base64,...`; `None` when it is not stored.
-    /// Database errors are not cached (the next call tries again).
+    /// Database errors and misses are not cached (the next call reads again): an image that is
+    /// stored again after the collector removed it (decision 0024) is found at once.
     pub async fn data_url(&self, sha256: &str) -> Result<Option<Arc<str>>, sqlx::Error> {
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -48,16 +49,34 @@ impl MediaCache {
             .get_or_try_init(|| async {
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("herald_media_loads_total").increment(1);
-                let jpeg = super::load(&self.pool, sha256).await?;
-                Ok::<_, sqlx::Error>(jpeg.map(|bytes| Arc::from(super::data_url(&bytes))))
+                match super::load(&self.pool, sha256).await? {
+                    Some(bytes) => Ok(Arc::from(super::data_url(&bytes))),
+                    None => Err(Miss::Missing),
+                }
             })
-            .await?;
-        Ok(value.clone())
+            .await;
+        match value {
+            Ok(url) => Ok(Some(url.clone())),
+            Err(Miss::Missing) => Ok(None),
+            Err(Miss::Database(e)) => Err(e),
+        }
     }
 
     /// How many times an image was read from the database by this cache.
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a load left its cell empty.
+enum Miss {
+    Missing,
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Miss {
+    fn from(e: sqlx::Error) -> Self {
+        Miss::Database(e)
     }
 }
 
@@ -103,6 +122,17 @@ mod tests {
         }
         assert_eq!(cache.loads(), 1, "one database read for 64 senders");
         assert_eq!(cache.data_url(&"0".repeat(64)).await.expect("query"), None);
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_found_once_it_is_stored_again() {
+        let pool = pool().await;
+        let img = image(7);
+        let cache = MediaCache::new(pool.clone());
+        assert_eq!(cache.data_url(&img.sha256).await.expect("query"), None);
+        store(&pool, &img).await.expect("stored");
+        let url = cache.data_url(&img.sha256).await.expect("query");
+        assert_eq!(url.as_deref(), Some(img.data_url().as_str()));
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod events;
 mod health;
 mod helpers;
 mod images;
+mod issue4_story;
 mod messages;
 mod meta;
 mod pacing;

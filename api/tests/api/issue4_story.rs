@@ -45,7 +45,7 @@ fn instant(r: &Value, field: &str) -> chrono::DateTime<chrono::FixedOffset> {
 async fn issue_4_done_when_receipts_chats_and_live_progress_work_together() {
     // a gateway with a little latency and a modest dispatcher, so progress is seen moving
     let app = spawn_app_slow_dispatch(SimulatorConfig {
-        latency_ms: 30,
+        latency_ms: 100,
         ..SimulatorConfig::default()
     })
     .await;

@@ -175,7 +175,14 @@ async fn apply_conversation(conn: &mut PgConnection, e: &StoredEvent) -> anyhow:
             session_id,
             jid: &chat,
         };
-        backfill(conn, chat, &phone, (e.tx_id, e.global_position), e.recorded_at).await?;
+        backfill(
+            conn,
+            chat,
+            &phone,
+            (e.tx_id, e.global_position),
+            e.recorded_at,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -503,7 +510,10 @@ async fn campaign_lines(
         };
         let (kind, text) = render(spec, phone, &f.vars);
         let status = f.status.map(|(s, _)| s).unwrap_or(MessageStatus::Sent);
-        let status_at = f.status.map(|(_, at)| at).filter(|_| status != MessageStatus::Sent);
+        let status_at = f
+            .status
+            .map(|(_, at)| at)
+            .filter(|_| status != MessageStatus::Sent);
         lines.push(SendLine {
             message: ChatMessage {
                 message_id: message_id.clone(),

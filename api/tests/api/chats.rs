@@ -714,7 +714,11 @@ async fn a_campaign_send_to_a_peer_with_a_chat_is_an_outgoing_line_of_it() {
         .filter(|m| m.0 == "6281233784490")
         .map(|m| m.2)
         .collect();
-    assert_eq!(page["items"][0]["id"], sim[0].as_str(), "the id WhatsApp has");
+    assert_eq!(
+        page["items"][0]["id"],
+        sim[0].as_str(),
+        "the id WhatsApp has"
+    );
     // the other recipients have no chat
     app.wait_projected("conversations").await;
     assert_eq!(chats(&app, &account, "").await.len(), 1);
@@ -771,7 +775,13 @@ async fn a_reply_to_a_campaign_opens_a_chat_that_shows_what_was_sent_first() {
     // keyset pages keep the time order across Herald's lines and the reply
     let first = messages(&app, &account, id, "limit=2").await;
     let cursor = first["next_cursor"].as_str().expect("a second page");
-    let second = messages(&app, &account, id, &format!("limit=2&before={}", urlencode(cursor))).await;
+    let second = messages(
+        &app,
+        &account,
+        id,
+        &format!("limit=2&before={}", urlencode(cursor)),
+    )
+    .await;
     assert_eq!(second["items"][0]["text"], "New menu is out, Yoga!");
     assert_eq!(second["next_cursor"], Value::Null);
     // the other recipient still has no chat
@@ -795,7 +805,15 @@ async fn a_campaign_to_a_thousand_recipients_without_chats_creates_no_chats() {
     )
     .await;
     wait_chat(&app, &account, &format!("{known}@s.whatsapp.net"), |_| true).await;
-    campaign(&app, &account, &session, "Big", "Hi {{ phone }}", json!(all)).await;
+    campaign(
+        &app,
+        &account,
+        &session,
+        "Big",
+        "Hi {{ phone }}",
+        json!(all),
+    )
+    .await;
     app.wait_projected("conversations").await;
     let list = chats(&app, &account, "").await;
     assert_eq!(list.len(), 1, "{list:?}");

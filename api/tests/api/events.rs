@@ -80,11 +80,7 @@ impl SseClient {
     }
 
     /// Reads events until `done(event)`, returning everything read (the last one included).
-    pub async fn until(
-        &mut self,
-        timeout: Duration,
-        done: impl Fn(&Event) -> bool,
-    ) -> Vec<Event> {
+    pub async fn until(&mut self, timeout: Duration, done: impl Fn(&Event) -> bool) -> Vec<Event> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
@@ -570,9 +566,11 @@ async fn a_single_sends_statuses_reach_its_tenant_after_a_restart() {
     let session_id: uuid::Uuid = session.parse().expect("uuid");
     // the number's next send is an hour away: the message waits in the queue
     let hold = |at: &'static str| {
-        sqlx::query("UPDATE session_pacing SET next_at = now() + $2::interval WHERE session_id = $1")
-            .bind(session_id)
-            .bind(at)
+        sqlx::query(
+            "UPDATE session_pacing SET next_at = now() + $2::interval WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .bind(at)
     };
     hold("1 hour").execute(&app.pool).await.expect("held");
     let res = app
@@ -593,9 +591,14 @@ async fn a_single_sends_statuses_reach_its_tenant_after_a_restart() {
     // ... and is gone: the next one starts cold
     app.restart().await;
     let mut stream = app.events(&account, "?kinds=delivery.status").await;
-    hold("0 seconds").execute(&app.pool).await.expect("released");
+    hold("0 seconds")
+        .execute(&app.pool)
+        .await
+        .expect("released");
     let seen = stream
-        .until(Duration::from_secs(20), |e| e.data["data"]["status"] == "sent")
+        .until(Duration::from_secs(20), |e| {
+            e.data["data"]["status"] == "sent"
+        })
         .await;
     let sent_event = &seen.last().expect("sent").data;
     assert_eq!(sent_event["tenant_id"], account.tenant_id.as_str());

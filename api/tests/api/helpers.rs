@@ -416,9 +416,10 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        let app = Application::build_with_dispatch(self.settings.clone(), Role::All, fast_dispatch())
-            .await
-            .expect("herald starts again");
+        let app =
+            Application::build_with_dispatch(self.settings.clone(), Role::All, fast_dispatch())
+                .await
+                .expect("herald starts again");
         self.base = format!("http://{}", app.addr().expect("serves http"));
         self.pool = app.pool().clone();
         self.app = Some(app);

@@ -114,7 +114,9 @@ async fn issue_4_done_when_receipts_chats_and_live_progress_work_together() {
         .position(|e| is(e, "campaign.status"))
         .expect("completed");
     assert!(
-        progressed.iter().any(|(i, c)| *i < completed && *c < n as u64),
+        progressed
+            .iter()
+            .any(|(i, c)| *i < completed && *c < n as u64),
         "progress while running, then completed: {counts:?}, completed at #{completed}"
     );
 
@@ -155,7 +157,11 @@ async fn issue_4_done_when_receipts_chats_and_live_progress_work_together() {
         let answers: Vec<StatusCode> = futures::stream::iter(batch.iter())
             .map(|(event, encoding)| {
                 let (app, session, key) = (&app, &session, &key);
-                async move { post_event(app, session, key, event, *encoding).await.status() }
+                async move {
+                    post_event(app, session, key, event, *encoding)
+                        .await
+                        .status()
+                }
             })
             .buffer_unordered(8)
             .collect()
@@ -207,7 +213,11 @@ async fn issue_4_done_when_receipts_chats_and_live_progress_work_together() {
     for (phone, r) in &all {
         if unread.contains(phone) {
             assert_eq!(r["status"], "delivered", "{r}");
-            assert_eq!(r["read_at"], Value::Null, "the forged Read changed nothing: {r}");
+            assert_eq!(
+                r["read_at"],
+                Value::Null,
+                "the forged Read changed nothing: {r}"
+            );
         } else {
             assert_eq!(r["status"], "read", "never back to delivered: {r}");
             assert!(instant(r, "delivered_at") < instant(r, "read_at"), "{r}");

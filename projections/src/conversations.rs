@@ -62,23 +62,17 @@ impl Projector for ConversationsProjector {
         // event that may create a chat or a campaign, so the store's order holds.
         let mut run: Vec<&StoredEvent> = Vec::new();
         for e in events {
-            match e.aggregate_type.as_str() {
-                Delivery::TYPE => {
-                    if matches!(
-                        e.event_type.as_str(),
-                        "DeliverySent" | "DeliveryDelivered" | "DeliveryRead" | "DeliveryFailed"
-                    ) {
-                        run.push(e);
-                    }
+            match (e.aggregate_type.as_str(), e.event_type.as_str()) {
+                (
+                    Delivery::TYPE,
+                    "DeliverySent" | "DeliveryDelivered" | "DeliveryRead" | "DeliveryFailed",
+                ) => run.push(e),
+                (Campaign::TYPE, "CampaignCreated") => {
+                    apply_deliveries(conn, &run).await?;
+                    run.clear();
+                    apply_campaign(conn, e).await?;
                 }
-                Campaign::TYPE => {
-                    if e.event_type == "CampaignCreated" {
-                        apply_deliveries(conn, &run).await?;
-                        run.clear();
-                        apply_campaign(conn, e).await?;
-                    }
-                }
-                Conversation::TYPE => {
+                (Conversation::TYPE, _) => {
                     apply_deliveries(conn, &run).await?;
                     run.clear();
                     apply_conversation(conn, e).await?;
@@ -421,7 +415,7 @@ async fn backfill(
         .into_iter()
         .filter(|l| l.message.at >= since && l.message.at <= now)
         .collect();
-    lines.sort_by(|a, b| b.message.at.cmp(&a.message.at));
+    lines.sort_by_key(|l| std::cmp::Reverse(l.message.at));
     lines.truncate(BACKFILL_MAX);
     for line in &lines {
         record_line(conn, &chat, line).await?;

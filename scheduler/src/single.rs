@@ -47,7 +47,7 @@ impl SingleContent {
         }
     }
 
-    /// What its chat line shows: the type and the text (an image's caption).
+    /// The text its chat line shows (an image's caption; the type is [`SingleContent::kind`]).
     pub fn chat_text(&self) -> Option<String> {
         match self {
             SingleContent::Text { body } => Some(body.clone()),

@@ -504,10 +504,7 @@ async fn campaign_lines(
         };
         let (kind, text) = render(spec, phone, &f.vars);
         let status = f.status.map(|(s, _)| s).unwrap_or(MessageStatus::Sent);
-        let status_at = f
-            .status
-            .map(|(_, at)| at)
-            .filter(|_| status != MessageStatus::Sent);
+        let status_at = f.status.map(|(_, at)| at);
         lines.push(SendLine {
             message: ChatMessage {
                 message_id: message_id.clone(),

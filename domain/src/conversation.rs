@@ -7,7 +7,7 @@
 //! Rules:
 //! - a message is recorded once per message id: a duplicate webhook records nothing;
 //! - incoming messages count as unread until the chat is marked read; outgoing ones (sent from
-//!   the owner's phone, `IsFromMe`) never do;
+//!   the owner's phone, `IsFromMe`, or by Herald: a single send) never do;
 //! - a message's status only moves forward (sent < delivered < read; failed only before
 //!   delivered), and a status for a message the chat does not hold records nothing;
 //! - marking a chat read with nothing unread records nothing.
@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::DomainError;
+
+/// The `sender` of Herald's own sends in chats (single sends and campaign sends): the linked
+/// number's own JID is not known to Herald.
+pub const HERALD_SENDER: &str = "herald";
 
 /// The id of the chat `chat` (a normalised JID) of session `session_id`: the first 16 bytes of
 /// SHA-256 over both, as a version-8 (custom) UUID.
@@ -56,6 +60,8 @@ impl Direction {
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Received,
+    /// Herald's own send, accepted and not yet taken by the gateway.
+    Queued,
     Sent,
     Delivered,
     Read,
@@ -66,6 +72,7 @@ impl MessageStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
             MessageStatus::Received => "received",
+            MessageStatus::Queued => "queued",
             MessageStatus::Sent => "sent",
             MessageStatus::Delivered => "delivered",
             MessageStatus::Read => "read",
@@ -80,7 +87,7 @@ impl MessageStatus {
             (_, MessageStatus::Received) => false,
             (MessageStatus::Failed, MessageStatus::Delivered | MessageStatus::Read) => true,
             (MessageStatus::Failed, _) => false,
-            (MessageStatus::Sent, MessageStatus::Failed) => true,
+            (MessageStatus::Queued | MessageStatus::Sent, MessageStatus::Failed) => true,
             (_, MessageStatus::Failed) => false,
             (current, next) => next > current,
         }
@@ -115,6 +122,14 @@ pub enum ConversationCommand {
         direction: Direction,
         message: ChatMessage,
     },
+    /// Herald sends a message to the chat's peer (`POST /api/v1/messages`): an outgoing line,
+    /// `queued` until the delivery's own statuses move it (docs/decisions/0027).
+    RecordHeraldSend {
+        tenant_id: Uuid,
+        session_id: Uuid,
+        chat: String,
+        message: ChatMessage,
+    },
     /// A receipt or provider status for one of the chat's messages.
     RecordStatus {
         message_id: String,
@@ -135,13 +150,18 @@ pub enum ConversationEvent {
         is_group: bool,
         message: ChatMessage,
     },
-    /// The linked number wrote (from the owner's phone or another device of it).
+    /// The linked number wrote (from the owner's phone or another device of it), or Herald sent
+    /// a single message through it (`by_herald`).
     MessageSent {
         tenant_id: Uuid,
         session_id: Uuid,
         chat: String,
         is_group: bool,
         message: ChatMessage,
+        /// Sent by Herald (a single send): its status follows the `Delivery` whose message id
+        /// it carries, starting at `queued`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_herald: bool,
     },
     MessageStatusChanged {
         message_id: String,
@@ -220,7 +240,30 @@ impl Aggregate for Conversation {
                         chat,
                         is_group,
                         message,
+                        by_herald: false,
                     },
+                };
+                sink.write(event, self).await;
+            }
+            ConversationCommand::RecordHeraldSend {
+                tenant_id,
+                session_id,
+                chat,
+                message,
+            } => {
+                if self.tenant_id.is_some_and(|t| t != tenant_id) {
+                    return Err(DomainError::NotFound);
+                }
+                if self.messages.contains_key(&message.message_id) {
+                    return Ok(());
+                }
+                let event = ConversationEvent::MessageSent {
+                    tenant_id,
+                    session_id,
+                    chat,
+                    is_group: false,
+                    message,
+                    by_herald: true,
                 };
                 sink.write(event, self).await;
             }
@@ -272,12 +315,17 @@ impl Aggregate for Conversation {
                 tenant_id,
                 session_id,
                 message,
+                by_herald,
                 ..
             } => {
                 self.tenant_id = Some(tenant_id);
                 self.session_id = Some(session_id);
-                self.messages
-                    .insert(message.message_id, MessageStatus::Sent);
+                let status = if by_herald {
+                    MessageStatus::Queued
+                } else {
+                    MessageStatus::Sent
+                };
+                self.messages.insert(message.message_id, status);
             }
             ConversationEvent::MessageStatusChanged {
                 message_id, status, ..
@@ -347,6 +395,7 @@ mod tests {
             chat: "6281@s.whatsapp.net".into(),
             is_group: false,
             message: message(id),
+            by_herald: false,
         }
     }
 
@@ -416,8 +465,50 @@ mod tests {
     }
 
     #[test]
+    fn herald_sends_are_outgoing_queued_lines_recorded_once() {
+        let send = ConversationCommand::RecordHeraldSend {
+            tenant_id: tenant(),
+            session_id: session(),
+            chat: "6281@s.whatsapp.net".into(),
+            message: message("H1"),
+        };
+        let event = ConversationEvent::MessageSent {
+            tenant_id: tenant(),
+            session_id: session(),
+            chat: "6281@s.whatsapp.net".into(),
+            is_group: false,
+            message: message("H1"),
+            by_herald: true,
+        };
+        ConversationTest::with(())
+            .given_no_previous_events()
+            .when(send.clone())
+            .then_expect_events(vec![event.clone()]);
+        ConversationTest::with(())
+            .given(vec![event.clone()])
+            .when(send)
+            .then_expect_events(vec![]);
+        // nothing unread: marking it read records nothing
+        ConversationTest::with(())
+            .given(vec![event])
+            .when(ConversationCommand::MarkRead {
+                tenant_id: tenant(),
+                at: at(),
+            })
+            .then_expect_events(vec![]);
+        // events written before the flag existed read as the phone's own messages
+        let old: ConversationEvent = serde_json::from_value(serde_json::json!({"MessageSent": {
+            "tenant_id": tenant(), "session_id": session(), "chat": "6281@s.whatsapp.net",
+            "is_group": false, "message": message("P1")}}))
+        .expect("an older MessageSent parses");
+        assert_eq!(old, sent("P1"));
+    }
+
+    #[test]
     fn status_order() {
         use MessageStatus::*;
+        assert!(Queued.advances_to(Sent) && Queued.advances_to(Failed));
+        assert!(!Sent.advances_to(Queued) && !Read.advances_to(Queued));
         assert!(Sent.advances_to(Delivered) && Delivered.advances_to(Read));
         assert!(!Read.advances_to(Delivered) && !Delivered.advances_to(Failed));
         assert!(Sent.advances_to(Failed) && Failed.advances_to(Read));

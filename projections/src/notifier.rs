@@ -16,7 +16,9 @@
 //!   read model has applied every event that marked it, so the final counts are always sent.
 //! - Delivery and session events after the first do not carry the tenant: it is the tenant of
 //!   the stream's first event (`CampaignCreated`, `SessionLinked`), found in the same batch, in a
-//!   small cache, or in the event store by primary key.
+//!   small cache, or in the event store by primary key. A single send's deliveries
+//!   (`<message id>:<phone>`, no campaign) are owned by the tenant its `single_messages` row
+//!   names (written with its `DeliveryQueued`), so a restarted notifier finds them too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -297,6 +299,23 @@ async fn load_owners(
     Ok(owners)
 }
 
+/// The tenants of single sends (`POST /api/v1/messages`): their message id stands where a
+/// campaign's would, and `single_messages` is written with their `DeliveryQueued`.
+async fn single_send_owners(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_as("SELECT id, tenant_id FROM single_messages WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
 #[async_trait::async_trait]
 impl Projector for Notifier {
     fn name(&self) -> &'static str {
@@ -360,8 +379,14 @@ impl Projector for Notifier {
         // 2. the other owners from the event store (the first event was committed before)
         let missing_campaigns: Vec<Uuid> = missing_campaigns.into_iter().collect();
         let missing_sessions: Vec<Uuid> = missing_sessions.into_iter().collect();
-        let found_campaigns =
+        let mut found_campaigns =
             load_owners(conn, Campaign::TYPE, "CampaignCreated", &missing_campaigns).await?;
+        let not_campaigns: Vec<Uuid> = missing_campaigns
+            .iter()
+            .filter(|id| !found_campaigns.iter().any(|(c, _)| c == *id))
+            .copied()
+            .collect();
+        found_campaigns.extend(single_send_owners(conn, &not_campaigns).await?);
         let found_sessions =
             load_owners(conn, Session::TYPE, "SessionLinked", &missing_sessions).await?;
 

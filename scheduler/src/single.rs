@@ -6,8 +6,14 @@
 //! leases, pacing, retries, statuses and receipts (`message_index`) are the campaign path's. The
 //! queue row carries the message itself (`content`), and `single_messages` says whose it is.
 //! Its quota is taken when it is accepted, so the dispatcher does not count it again.
+//!
+//! A person sent it, so it also goes into the chat with its recipient (created if needed) as an
+//! outgoing line, `queued` until the delivery's statuses move it (docs/decisions/0027).
 
 use chrono::{DateTime, Utc};
+use herald_domain::conversation::{
+    conversation_id, ChatMessage, Conversation, ConversationCommand, HERALD_SENDER,
+};
 use herald_domain::delivery::{delivery_id, message_id_for, Delivery, DeliveryCommand, Vars};
 use herald_domain::phone::Phone;
 use herald_domain::store;
@@ -47,6 +53,15 @@ impl SingleContent {
             SingleContent::Text { .. } => "text",
             SingleContent::Image { .. } => "image",
             SingleContent::Unreadable => "unknown",
+        }
+    }
+
+    /// The text its chat line shows (an image's caption; the type is [`SingleContent::kind`]).
+    pub fn chat_text(&self) -> Option<String> {
+        match self {
+            SingleContent::Text { body } => Some(body.clone()),
+            SingleContent::Image { caption, .. } => caption.clone(),
+            SingleContent::Unreadable => None,
         }
     }
 
@@ -102,7 +117,29 @@ pub enum Accepted {
 /// Takes one message of quota and queues the message, in the caller's transaction.
 pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, Error> {
     let (window_start, window_end) = m.window.around(m.at);
-    // the event first: the append must be this transaction's first write (StoreError::OutOfOrder)
+    let message_id = message_id_for(m.id, &m.phone);
+    // The chat line first: the chat's stream is read, so its append must be this transaction's
+    // first write (StoreError::OutOfOrder); the delivery is new and reads nothing.
+    let chat = format!("{}@s.whatsapp.net", m.phone);
+    let line = ConversationCommand::RecordHeraldSend {
+        tenant_id: m.tenant_id,
+        session_id: m.session_id,
+        chat: chat.clone(),
+        message: ChatMessage {
+            message_id: message_id.clone(),
+            sender: HERALD_SENDER.to_string(),
+            sender_name: None,
+            text: m.content.chat_text(),
+            kind: m.content.kind().to_string(),
+            at: m.at,
+        },
+    };
+    let conversation = conversation_id(m.session_id, &chat).to_string();
+    for outcome in
+        store::execute_batch::<Conversation>(conn, vec![(conversation, line)], &()).await?
+    {
+        outcome?;
+    }
     store::append_new::<Delivery>(
         conn,
         vec![(
@@ -141,7 +178,6 @@ pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, 
     let pacing = crate::pacing::of_session(conn, m.session_id)
         .await?
         .unwrap_or(Pacing::NONE);
-    let message_id = message_id_for(m.id, &m.phone);
     sqlx::query(
         "INSERT INTO dispatch_queue (campaign_id, phone, tenant_id, session_id, message_id, content,
                                      not_before, pace_min_ms, pace_max_ms, pace_from_session)

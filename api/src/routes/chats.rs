@@ -1,5 +1,5 @@
-//! Chats (conversations) of the tenant's linked numbers, built from incoming webhooks: the chat
-//! list, a chat's messages, and marking a chat read.
+//! Chats (conversations) of the tenant's linked numbers, built from webhooks and from Herald's own
+//! sends (docs/decisions/0027): the chat list, a chat's messages, and marking a chat read.
 //!
 //! Paging: the chat list is newest activity first with `?cursor=` (a chat that gets a message
 //! meanwhile moves to the front); messages are newest first with `?before=`, the `next_cursor`
@@ -73,10 +73,12 @@ fn chat_view(row: ChatRow) -> ChatView {
 pub struct MessageView {
     /// WhatsApp's message id.
     id: String,
-    /// `incoming` or `outgoing` (sent from the linked number's phone).
+    /// `incoming` or `outgoing` (sent from the linked number's phone, or by Herald).
     direction: String,
-    /// Who wrote it (in a group: the participant), a JID; may be an `@lid` privacy id.
+    /// Who wrote it (in a group: the participant), a JID; may be an `@lid` privacy id. Herald's
+    /// own sends: `herald`.
     sender: String,
+    /// The sender's profile name; for a campaign's send, the campaign's name.
     sender_name: Option<String>,
     /// Text or media caption.
     text: Option<String>,
@@ -84,7 +86,8 @@ pub struct MessageView {
     kind: String,
     /// When it was sent, by WhatsApp's clock.
     timestamp: DateTime<Utc>,
-    /// `received` (incoming), or for outgoing messages `sent`, `delivered`, `read`, `failed`.
+    /// `received` (incoming), or for outgoing messages `queued` (Herald's, not yet taken by the
+    /// gateway), `sent`, `delivered`, `read`, `failed`.
     status: String,
     status_at: Option<DateTime<Utc>>,
 }

@@ -259,21 +259,29 @@ pub async fn send(
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
     let content = content(&state, draft).await?;
     let id = Uuid::new_v4();
-    let mut tx = state.pool.begin().await?;
-    let accepted = single::accept(
-        &mut tx,
-        NewMessage {
+    let mut attempt = 0;
+    let (mut tx, accepted) = loop {
+        attempt += 1;
+        let mut tx = state.pool.begin().await?;
+        let message = NewMessage {
             id,
             tenant_id: caller.tenant_id,
             session_id,
-            phone,
-            content,
+            phone: phone.clone(),
+            content: content.clone(),
             quota_limit: plan.plan.limits().messages_per_window,
             window: crate::plans::window(&state),
             at: Utc::now(),
-        },
-    )
-    .await?;
+        };
+        match single::accept(&mut tx, message).await {
+            Ok(accepted) => break (tx, accepted),
+            // a message of the same chat recorded at the same moment: again, in a new transaction
+            Err(herald_scheduler::Error::Store(e)) if e.is_retryable() && attempt < 3 => {
+                tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let message_id = match accepted {
         Accepted::Queued { message_id } => message_id,
         Accepted::OverQuota { resets_at } => {

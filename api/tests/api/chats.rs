@@ -525,3 +525,310 @@ async fn malformed_messages_are_refused_at_the_door() {
     assert!(inbox_rows(&app).await.is_empty());
     app.stop().await;
 }
+
+/// An incoming direct message from `phone` (E.164 digits) with id `id`, sent now.
+fn reply_from(phone: &str, id: &str, text: &str) -> Value {
+    incoming(|info, message| {
+        info["ID"] = json!(id);
+        info["Chat"] = json!(format!("{phone}@s.whatsapp.net"));
+        info["Sender"] = json!(format!("{phone}:7@s.whatsapp.net"));
+        info["Timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+        *message = json!({"conversation": text});
+    })
+}
+
+/// Runs a campaign of `template` to `recipients` (JSON entries) and waits until it completed.
+async fn campaign(
+    app: &TestApp,
+    account: &Account,
+    session: &str,
+    name: &str,
+    template: &str,
+    recipients: Value,
+) -> String {
+    let template = app
+        .post(
+            "/api/v1/templates",
+            &account.token,
+            &json!({"name": name, "type": "text", "body": template}),
+        )
+        .await;
+    assert_eq!(template.status(), StatusCode::CREATED);
+    let template: Value = template.json().await.expect("json");
+    let res = app
+        .post(
+            "/api/v1/campaigns",
+            &account.token,
+            &json!({"name": name, "template_id": template["id"], "session_id": session,
+                    "recipients": recipients}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let done = app
+        .wait_campaign(account, &id, Duration::from_secs(60), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    id
+}
+
+/// `(direction, text, status)` of every message of a chat, newest first.
+async fn lines(app: &TestApp, account: &Account, chat: &str) -> Vec<(String, String, String)> {
+    let page = messages(app, account, chat, "limit=100").await;
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (s("direction"), s("text"), s("status"))
+        })
+        .collect()
+}
+
+fn line(direction: &str, text: &str, status: &str) -> (String, String, String) {
+    (direction.into(), text.into(), status.into())
+}
+
+/// `POST /api/v1/messages` is a person writing: the chat appears at once (created if needed),
+/// with the outgoing line, nothing unread, and the line's status follows the delivery's
+/// receipts. The peer's answer lands in the same chat after it.
+#[tokio::test]
+async fn a_single_send_opens_a_chat_with_its_outgoing_line_and_nothing_unread() {
+    let app = crate::helpers::spawn_app_with(herald_gateway::simulator::SimulatorConfig {
+        receipts: herald_gateway::simulator::ReceiptSettings::on(),
+        ..Default::default()
+    })
+    .await;
+    let (account, session, key) = linked(&app, "single-chat@b.co").await;
+    let other = app.register("single-chat-other@b.co").await;
+    let res = app
+        .post(
+            "/api/v1/messages",
+            &account.token,
+            &json!({"session_id": session, "to": "+62 812-3378-4490", "type": "text",
+                    "body": "Halo, pesanan Anda sudah dikirim"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let sent: Value = res.json().await.expect("json");
+    let jid = "6281233784490@s.whatsapp.net";
+    let chat = wait_chat(&app, &account, jid, |_| true).await;
+    assert_eq!(chat["unread_count"], 0, "{chat}");
+    assert_eq!(chat["last_message"]["direction"], "outgoing");
+    assert_eq!(
+        chat["last_message"]["text"],
+        "Halo, pesanan Anda sudah dikirim"
+    );
+    assert_eq!(chat["last_message"]["id"], sent["message_id"]);
+    assert_eq!(chat["name"], Value::Null);
+    let id = chat["id"].as_str().expect("id").to_string();
+    // the simulator's receipts move the line to read
+    let read = eventually(Duration::from_secs(15), || async {
+        lines(&app, &account, &id).await
+            == [line("outgoing", "Halo, pesanan Anda sudah dikirim", "read")]
+    })
+    .await;
+    assert!(read, "{:?}", lines(&app, &account, &id).await);
+    let page = messages(&app, &account, &id, "").await;
+    assert_eq!(page["items"][0]["sender"], "herald");
+    assert_eq!(page["items"][0]["id"], sent["message_id"]);
+    assert!(page["items"][0]["status_at"].is_string(), "{page}");
+    // nothing unread: reading it is harmless
+    let res = app
+        .post_empty(&format!("/api/v1/chats/{id}/read"), &account.token)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // another tenant sees nothing of it
+    assert!(chats(&app, &other, "").await.is_empty());
+    let res = app.get(&format!("/api/v1/chats/{id}"), &other.token).await;
+    assert_eq!(error_code(res, StatusCode::NOT_FOUND).await.0, "not_found");
+
+    // the answer: the same chat, unread, newest first
+    let reply = reply_from("6281233784490", "SINGLEREPLY1", "terima kasih");
+    post_event(&app, &session, &key, &reply, Encoding::Json).await;
+    let chat = wait_chat(&app, &account, jid, |c| c["unread_count"] == 1).await;
+    assert_eq!(chat["id"], id.as_str());
+    assert_eq!(chat["last_message"]["text"], "terima kasih");
+    assert_eq!(
+        lines(&app, &account, &id).await,
+        [
+            line("incoming", "terima kasih", "received"),
+            line("outgoing", "Halo, pesanan Anda sudah dikirim", "read")
+        ]
+    );
+    app.stop().await;
+}
+
+/// A campaign's message to someone who already has a chat is an outgoing line of that chat,
+/// rendered as the recipient got it; recipients without a chat get none.
+#[tokio::test]
+async fn a_campaign_send_to_a_peer_with_a_chat_is_an_outgoing_line_of_it() {
+    let app = spawn_app().await;
+    let (account, session, key) = linked(&app, "campaign-chat@b.co").await;
+    let incoming = samples()["message_received_incoming"].clone();
+    post_event(&app, &session, &key, &incoming, Encoding::Form).await;
+    let jid = "6281233784490@s.whatsapp.net";
+    let chat = wait_chat(&app, &account, jid, |c| c["unread_count"] == 1).await;
+    let id = chat["id"].as_str().expect("id").to_string();
+
+    let recipients = json!([
+        {"phone": "6281233784490", "vars": {"name": "Yoga"}},
+        {"phone": "6281200000001", "vars": {"name": "Sari"}},
+        "6281200000002"
+    ]);
+    campaign(
+        &app,
+        &account,
+        &session,
+        "November promo",
+        "Hi {{ name }}, 20% off this week",
+        recipients,
+    )
+    .await;
+    let chat = wait_chat(&app, &account, jid, |c| {
+        c["last_message"]["direction"] == "outgoing"
+    })
+    .await;
+    assert_eq!(chat["unread_count"], 1, "an outgoing line is never unread");
+    assert_eq!(chat["last_message"]["text"], "Hi Yoga, 20% off this week");
+    assert_eq!(chat["last_message"]["sender"], "herald");
+    assert_eq!(
+        lines(&app, &account, &id).await,
+        [
+            line("outgoing", "Hi Yoga, 20% off this week", "sent"),
+            line("incoming", "owh iya", "received")
+        ]
+    );
+    let page = messages(&app, &account, &id, "").await;
+    assert_eq!(page["items"][0]["sender_name"], "November promo");
+    let sim: Vec<String> = app
+        .sim_messages()
+        .await
+        .into_iter()
+        .filter(|m| m.0 == "6281233784490")
+        .map(|m| m.2)
+        .collect();
+    assert_eq!(
+        page["items"][0]["id"],
+        sim[0].as_str(),
+        "the id WhatsApp has"
+    );
+    // the other recipients have no chat
+    app.wait_projected("conversations").await;
+    assert_eq!(chats(&app, &account, "").await.len(), 1);
+    app.stop().await;
+}
+
+/// The customer answers a campaign: the chat that opens shows what Herald sent them (the
+/// newest sends of the last days, oldest first below the reply), then the reply, unread once.
+#[tokio::test]
+async fn a_reply_to_a_campaign_opens_a_chat_that_shows_what_was_sent_first() {
+    let app = spawn_app().await;
+    let (account, session, key) = linked(&app, "reply-chat@b.co").await;
+    let peer = "6281233784490";
+    campaign(
+        &app,
+        &account,
+        &session,
+        "Launch",
+        "New menu is out, {{ name }}!",
+        json!([{"phone": peer, "vars": {"name": "Yoga"}}, "6281200000009"]),
+    )
+    .await;
+    campaign(
+        &app,
+        &account,
+        &session,
+        "Reminder",
+        "Last day of the launch offer",
+        json!([peer]),
+    )
+    .await;
+    app.wait_projected("conversations").await;
+    assert!(
+        chats(&app, &account, "").await.is_empty(),
+        "sends alone open no chat"
+    );
+
+    let reply = reply_from(peer, "REPLY1", "Is the offer still on?");
+    post_event(&app, &session, &key, &reply, Encoding::Form).await;
+    let chat = wait_chat(&app, &account, &format!("{peer}@s.whatsapp.net"), |_| true).await;
+    assert_eq!(chat["unread_count"], 1, "{chat}");
+    assert_eq!(chat["name"], "M. Yoga");
+    assert_eq!(chat["last_message"]["text"], "Is the offer still on?");
+    assert_eq!(chat["last_message"]["direction"], "incoming");
+    let id = chat["id"].as_str().expect("id");
+    assert_eq!(
+        lines(&app, &account, id).await,
+        [
+            line("incoming", "Is the offer still on?", "received"),
+            line("outgoing", "Last day of the launch offer", "sent"),
+            line("outgoing", "New menu is out, Yoga!", "sent"),
+        ]
+    );
+    // keyset pages keep the time order across Herald's lines and the reply
+    let first = messages(&app, &account, id, "limit=2").await;
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second = messages(
+        &app,
+        &account,
+        id,
+        &format!("limit=2&before={}", urlencode(cursor)),
+    )
+    .await;
+    assert_eq!(second["items"][0]["text"], "New menu is out, Yoga!");
+    assert_eq!(second["next_cursor"], Value::Null);
+    // the other recipient still has no chat
+    assert_eq!(chats(&app, &account, "").await.len(), 1);
+    app.stop().await;
+}
+
+/// A campaign to 1,000 recipients adds a line to the one chat that exists and creates none.
+#[tokio::test]
+async fn a_campaign_to_a_thousand_recipients_without_chats_creates_no_chats() {
+    let app = spawn_app().await;
+    let (account, session, key) = linked(&app, "thousand-chat@b.co").await;
+    let all = crate::helpers::phones(1_000);
+    let known = all[500].clone();
+    post_event(
+        &app,
+        &session,
+        &key,
+        &reply_from(&known, "KNOWN1", "hello"),
+        Encoding::Json,
+    )
+    .await;
+    wait_chat(&app, &account, &format!("{known}@s.whatsapp.net"), |_| true).await;
+    campaign(
+        &app,
+        &account,
+        &session,
+        "Big",
+        "Hi {{ phone }}",
+        json!(all),
+    )
+    .await;
+    app.wait_projected("conversations").await;
+    let list = chats(&app, &account, "").await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_str().expect("id");
+    assert_eq!(
+        lines(&app, &account, id).await,
+        [
+            line("outgoing", &format!("Hi {known}"), "sent"),
+            line("incoming", "hello", "received")
+        ]
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 2);
+    app.stop().await;
+}

@@ -14,21 +14,21 @@ use crate::helpers::{
 
 /// One SSE event as a client reads it.
 #[derive(Debug, Clone)]
-struct Event {
-    name: String,
-    id: String,
-    data: Value,
+pub(crate) struct Event {
+    pub name: String,
+    pub id: String,
+    pub data: Value,
 }
 
 /// A minimal SSE client over a streaming reqwest response: lines in, events and comments out.
-struct SseClient {
+pub(crate) struct SseClient {
     res: reqwest::Response,
     buf: String,
     comments: Vec<String>,
 }
 
 impl SseClient {
-    async fn open(res: reqwest::Response) -> SseClient {
+    pub async fn open(res: reqwest::Response) -> SseClient {
         assert_eq!(res.status(), StatusCode::OK);
         let ct = res
             .headers()
@@ -45,7 +45,7 @@ impl SseClient {
     }
 
     /// The next event, or `None` when `timeout` passes first.
-    async fn next(&mut self, timeout: Duration) -> Option<Event> {
+    pub async fn next(&mut self, timeout: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // a complete event ends with a blank line
@@ -80,7 +80,7 @@ impl SseClient {
     }
 
     /// Reads events until `done(event)`, returning everything read (the last one included).
-    async fn until(&mut self, timeout: Duration, done: impl Fn(&Event) -> bool) -> Vec<Event> {
+    pub async fn until(&mut self, timeout: Duration, done: impl Fn(&Event) -> bool) -> Vec<Event> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
@@ -546,5 +546,83 @@ async fn an_incoming_whatsapp_message_is_announced_once_to_its_tenant_only() {
         assert_ne!(e.name, "message.received", "{e:?}");
         assert!(!e.data.to_string().contains(&session), "{e:?}");
     }
+    app.stop().await;
+}
+
+/// A single send has no campaign: its tenant is found through `single_messages`, so its
+/// `delivery.status` events reach the tenant even when the notifier that saw it queued is gone
+/// (Herald restarted between queueing and sending) and its cache is cold.
+#[tokio::test]
+async fn a_single_sends_statuses_reach_its_tenant_after_a_restart() {
+    use crate::webhooks::{hmac_key, post_event};
+    use herald_gateway::webhook::{self, Encoding, ReceiptState};
+
+    let mut app = spawn_app().await;
+    let account = app.register("sse-single@b.co").await;
+    let session = app
+        .link_session_paced(&account, "token-sse-single", 1_000, 1_000)
+        .await;
+    let key = hmac_key(&app, &session).await;
+    let session_id: uuid::Uuid = session.parse().expect("uuid");
+    // the number's next send is an hour away: the message waits in the queue
+    let hold = |at: &'static str| {
+        sqlx::query(
+            "UPDATE session_pacing SET next_at = now() + $2::interval WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .bind(at)
+    };
+    hold("1 hour").execute(&app.pool).await.expect("held");
+    let res = app
+        .post(
+            "/api/v1/messages",
+            &account.token,
+            &json!({"session_id": session, "to": "6281234567890", "type": "text", "body": "Hi"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let sent: Value = res.json().await.expect("json");
+    let (id, message_id) = (
+        sent["id"].as_str().expect("id").to_string(),
+        sent["message_id"].as_str().expect("message id").to_string(),
+    );
+    // this process's notifier has seen it queued (and cached its owner) ...
+    app.wait_projected("notifier").await;
+    // ... and is gone: the next one starts cold
+    app.restart().await;
+    let mut stream = app.events(&account, "?kinds=delivery.status").await;
+    hold("0 seconds")
+        .execute(&app.pool)
+        .await
+        .expect("released");
+    let seen = stream
+        .until(Duration::from_secs(20), |e| {
+            e.data["data"]["status"] == "sent"
+        })
+        .await;
+    let sent_event = &seen.last().expect("sent").data;
+    assert_eq!(sent_event["tenant_id"], account.tenant_id.as_str());
+    assert_eq!(sent_event["data"]["campaign_id"], id.as_str());
+    assert_eq!(sent_event["data"]["phone"], "6281234567890");
+    assert_eq!(sent_event["data"]["message_id"], message_id.as_str());
+
+    // the gateway's Delivered receipt, as a signed webhook
+    let receipt = webhook::receipt_event(
+        ReceiptState::Delivered,
+        &[message_id.as_str()],
+        "6281234567890@s.whatsapp.net",
+        chrono::Utc::now(),
+    );
+    let res = post_event(&app, &session, &key, &receipt, Encoding::Form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = stream
+        .until(Duration::from_secs(20), |e| {
+            e.data["data"]["status"] == "delivered"
+        })
+        .await;
+    let delivered = &seen.last().expect("delivered").data;
+    assert_eq!(delivered["tenant_id"], account.tenant_id.as_str());
+    assert_eq!(delivered["data"]["campaign_id"], id.as_str());
+    assert_eq!(delivered["data"]["message_id"], message_id.as_str());
     app.stop().await;
 }

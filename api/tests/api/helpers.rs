@@ -410,6 +410,51 @@ impl TestApp {
             .expect("second instance starts")
     }
 
+    /// Herald stops and starts again on the same database and gateway (a new process: every
+    /// in-memory cache is gone). The base URL changes; the settings stay.
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        let app =
+            Application::build_with_dispatch(self.settings.clone(), Role::All, fast_dispatch())
+                .await
+                .expect("herald starts again");
+        self.base = format!("http://{}", app.addr().expect("serves http"));
+        self.pool = app.pool().clone();
+        self.app = Some(app);
+    }
+
+    /// Waits until projector `name` has applied every event stored so far.
+    pub async fn wait_projected(&self, name: &str) {
+        let newest: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT tx_id::text::bigint, global_position FROM events
+              ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .expect("events");
+        let Some(newest) = newest else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let at: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("checkpoint");
+            if at.is_some_and(|at| at >= newest) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "projector {name} did not catch up: {at:?} < {newest:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;

@@ -15,6 +15,7 @@ mod events;
 mod health;
 mod helpers;
 mod images;
+mod issue4_story;
 mod issue5_story;
 mod media_lifetime;
 mod messages;

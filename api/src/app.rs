@@ -102,7 +102,7 @@ impl Application {
 
         if role.runs_workers() {
             let wakeup = herald_projections::Wakeup::new();
-            wakeup.spawn_listener(pool.clone(), shutdown_rx.clone());
+            wakeup.spawn_watcher(pool.clone(), shutdown_rx.clone());
             for projector in herald_projections::all() {
                 tasks.push(tokio::spawn(herald_projections::runtime::run(
                     pool.clone(),

@@ -35,7 +35,6 @@ use herald_domain::delivery::{Delivery, DeliveryCommand};
 use herald_domain::store::{self, StoreError};
 use herald_gateway::meta::MessagesValue;
 use herald_gateway::webhook::{self, InboundMessage, Receipt};
-use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
@@ -88,7 +87,15 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let wake = Arc::new(Notify::new());
-    spawn_listener(pool.clone(), wake.clone(), shutdown.clone());
+    // woken when posts are stored, by this process or another (no NOTIFY: docs/decisions/0029)
+    let waker = wake.clone();
+    herald_projections::runtime::spawn_sequence_watcher(
+        pool.clone(),
+        "webhook_inbox",
+        "id",
+        move || waker.notify_one(),
+        shutdown.clone(),
+    );
     tokio::spawn(run(pool, config, wake, shutdown))
 }
 
@@ -129,43 +136,6 @@ async fn run(
             }
         }
     }
-}
-
-/// Forwards `NOTIFY herald_webhooks` (an insert trigger on the inbox) to the processor.
-fn spawn_listener(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        loop {
-            let mut listener = match PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook LISTEN connection failed; polling meanwhile");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            };
-            if let Err(e) = listener.listen("herald_webhooks").await {
-                tracing::warn!(error = %e, "webhook LISTEN failed; polling meanwhile");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.changed() => return,
-                }
-            }
-            loop {
-                tokio::select! {
-                    n = listener.recv() => match n {
-                        Ok(_) => wake.notify_one(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "webhook LISTEN connection lost");
-                            break;
-                        }
-                    },
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-    });
 }
 
 /// Processes at most one batch (and, if it failed, each of its rows alone). Returns how many

@@ -23,6 +23,7 @@ pub mod intake;
 pub mod plans;
 pub mod routes;
 pub mod state;
+pub mod webhook_credentials;
 
 pub use app::{Application, Role};
 pub use config::Settings;

@@ -29,6 +29,8 @@ pub struct Inner {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Stores webhook posts with group commit (`inbox_writer`).
     pub inbox_writer: crate::inbox_writer::InboxWriter,
+    /// Sessions' webhook credentials, read once per [`crate::webhook_credentials::TTL`].
+    pub webhook_credentials: crate::webhook_credentials::CredentialCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,6 +53,7 @@ impl AppState {
             templates: store::cqrs(pool.clone(), ()),
             sessions: store::cqrs(pool.clone(), ()),
             inbox_writer: crate::inbox_writer::InboxWriter::spawn(pool.clone(), 4),
+            webhook_credentials: Default::default(),
             pool,
             settings,
             gateway,

@@ -6,13 +6,13 @@
 //! - Applies a batch and moves its checkpoint in ONE transaction: effectively once.
 //! - One instance per projector across all processes: a session advisory lock held on the very
 //!   connection that does the work (if that connection dies, so does the lock and the work).
-//! - Wakes on `NOTIFY herald_events` (a statement trigger on `events`), polls as a fallback.
+//! - Wakes when the events' identity sequence moves (a watcher reads it every 10 ms, see
+//!   [`spawn_sequence_watcher`]), polls as a fallback.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
@@ -71,7 +71,7 @@ impl Default for RunnerConfig {
     }
 }
 
-/// Wakes projectors in this process when events are written (fed by LISTEN).
+/// Wakes projectors in this process when events are written (fed by a sequence watcher).
 #[derive(Clone)]
 pub struct Wakeup {
     tx: Arc<watch::Sender<u64>>,
@@ -95,41 +95,83 @@ impl Wakeup {
         self.tx.subscribe()
     }
 
-    /// Forwards `NOTIFY herald_events` to this process's projectors until shutdown.
-    pub fn spawn_listener(&self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+    /// Wakes this process's projectors when events are written, by any process, until shutdown
+    /// (see [`spawn_sequence_watcher`]).
+    pub fn spawn_watcher(&self, pool: PgPool, shutdown: watch::Receiver<bool>) {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut listener = match PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                            _ = shutdown.changed() => return,
-                        }
+        spawn_sequence_watcher(pool, "events", "global_position", move || this.wake(), shutdown);
+    }
+}
+
+/// How often a sequence watcher looks at its sequence.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// How long after the sequence moved the watcher keeps waking: rows become readable when their
+/// transaction commits (and, for projectors, when every older transaction has finished), which
+/// can be a little after the insert that moved the sequence.
+pub const WATCH_SETTLE: Duration = Duration::from_millis(300);
+
+/// Calls `wake` whenever rows were inserted into `table` (its identity column `column` moved),
+/// by this process or any other on the same database, and on every tick for [`WATCH_SETTLE`]
+/// afterwards; stops at shutdown.
+///
+/// This replaces `LISTEN`/`NOTIFY` (docs/decisions/0029): a transaction that sends `NOTIFY`
+/// holds a database-wide lock from before its commit until after its commit is flushed, so every
+/// notifying writer commits one after the other. Reading a sequence's last value locks nothing
+/// and takes microseconds; one watcher per process and table polls it every [`WATCH_INTERVAL`].
+pub fn spawn_sequence_watcher(
+    pool: PgPool,
+    table: &'static str,
+    column: &'static str,
+    wake: impl Fn() + Send + 'static,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut last: Option<i64> = None;
+        let mut moved_at: Option<tokio::time::Instant> = None;
+        let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let value: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+                "SELECT pg_sequence_last_value(pg_get_serial_sequence($1, $2)::regclass)",
+            )
+            .bind(table)
+            .bind(column)
+            .fetch_one(&pool)
+            .await;
+            match value {
+                Ok(value) => {
+                    if failing {
+                        tracing::info!(table, "sequence watcher reading again");
+                        failing = false;
                     }
-                };
-                if let Err(e) = listener.listen("herald_events").await {
-                    tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+                    if value != last {
+                        // the first reading wakes too: rows may have arrived before the watcher
+                        last = value;
+                        moved_at = Some(tokio::time::Instant::now());
+                    }
                 }
-                loop {
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(table, error = %e, "sequence watcher cannot read; polling meanwhile");
+                        failing = true;
+                    }
                     tokio::select! {
-                        n = listener.recv() => match n {
-                            Ok(_) => this.wake(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "LISTEN connection lost");
-                                break;
-                            }
-                        },
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => return,
                     }
+                    continue;
                 }
             }
-        });
-    }
+            if moved_at.is_some_and(|at| at.elapsed() <= WATCH_SETTLE) {
+                wake();
+            }
+        }
+    });
 }
 
 /// Stable 64-bit key for a projector's advisory lock (FNV-1a of its name).

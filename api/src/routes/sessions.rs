@@ -535,6 +535,7 @@ pub async fn delete(
         .bind(caller.tenant_id)
         .execute(&state.pool)
         .await?;
+    state.webhook_credentials.forget(id);
     sqlx::query("DELETE FROM session_qr WHERE session_id = $1")
         .bind(id)
         .execute(&state.pool)

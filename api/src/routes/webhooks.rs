@@ -18,7 +18,6 @@ use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use super::parse_id;
 use crate::error::ApiError;
@@ -53,14 +52,13 @@ pub async fn wuzapi(
 ) -> Result<Json<WebhookAck>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let session_id = parse_id(&session_id.into_inner())?;
-    let credentials =
-        sqlx::query("SELECT tenant_id, hmac_key FROM session_credentials WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_optional(&state.pool)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-    let tenant_id: uuid::Uuid = credentials.try_get("tenant_id")?;
-    let hmac_key: Option<String> = credentials.try_get("hmac_key")?;
+    let credentials = state
+        .webhook_credentials
+        .get(&state.pool, session_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tenant_id = credentials.tenant_id;
+    let hmac_key = &credentials.hmac_key;
 
     let header = |name: &str| {
         req.headers()
@@ -95,7 +93,7 @@ pub async fn wuzapi(
     };
 
     // Authenticate before looking inside: with a key, nothing unsigned or forged is stored.
-    if let Some(key) = &hmac_key {
+    if let Some(key) = hmac_key {
         let signature = signature
             .as_deref()
             .ok_or_else(|| rejected("this session's webhooks must be signed (x-hmac-signature)"))?;

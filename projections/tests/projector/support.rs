@@ -248,7 +248,7 @@ impl Runner {
     pub fn start(pool: &PgPool, projector: Arc<dyn Projector>, config: RunnerConfig) -> Runner {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let wakeup = Wakeup::new();
-        wakeup.spawn_listener(pool.clone(), shutdown_rx.clone());
+        wakeup.spawn_watcher(pool.clone(), shutdown_rx.clone());
         let task = tokio::spawn(runtime::run(
             pool.clone(),
             projector,

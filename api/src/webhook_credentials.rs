@@ -48,11 +48,12 @@ impl CredentialCache {
         if let Some(found) = self.cached(session_id) {
             return Ok(Some(found));
         }
-        let Some(row) =
-            sqlx::query("SELECT tenant_id, hmac_key FROM session_credentials WHERE session_id = $1")
-                .bind(session_id)
-                .fetch_optional(pool)
-                .await?
+        let Some(row) = sqlx::query(
+            "SELECT tenant_id, hmac_key FROM session_credentials WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await?
         else {
             return Ok(None);
         };

@@ -99,7 +99,13 @@ impl Wakeup {
     /// (see [`spawn_sequence_watcher`]).
     pub fn spawn_watcher(&self, pool: PgPool, shutdown: watch::Receiver<bool>) {
         let this = self.clone();
-        spawn_sequence_watcher(pool, "events", "global_position", move || this.wake(), shutdown);
+        spawn_sequence_watcher(
+            pool,
+            "events",
+            "global_position",
+            move || this.wake(),
+            shutdown,
+        );
     }
 }
 

@@ -354,7 +354,10 @@ async fn unknown_sessions_are_404_and_malformed_posts_400() {
         &gone,
         "application/json",
         b"{\"type\": \"Connected\", \"event\": {}}".to_vec(),
-        Some(&webhook::sign(&gone_key, b"{\"type\": \"Connected\", \"event\": {}}")),
+        Some(&webhook::sign(
+            &gone_key,
+            b"{\"type\": \"Connected\", \"event\": {}}",
+        )),
     )
     .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);

@@ -26,20 +26,24 @@ fi
 export HERALD_TEST_DATABASE_URL="${HERALD_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 export HERALD_TEST_NATS_URL="${HERALD_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 
-# Each test creates a throwaway database named herald_test_*; a run that was killed leaves
-# them behind. Drop those nobody is connected to and that are older than a few minutes (so a
-# test run going on at the same time is left alone). Best effort: never fails the run.
-drop_stale_test_databases() {
+# Each test creates a throwaway database named herald_test_* and leaves it behind; a
+# run drops the ones it made when it ends, and before it starts, those a killed run left behind.
+# Only databases nobody is connected to are dropped, and before the run only those older than a
+# few minutes (so a test run going on at the same time is left alone). Best effort: never fails
+# the run. Hundreds of leftover databases slow the whole server down (autovacuum visits each).
+drop_test_databases() {
+    local condition=$1
     local sql="
         SELECT format('DROP DATABASE IF EXISTS %I', d.datname)
         FROM pg_database d
         WHERE d.datname LIKE 'herald\\_test\\_%'
           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
-          AND (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification
-              < now() - interval '5 minutes'
+          AND (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification $condition
         \\gexec"
     printf '%s\n' "$sql" | PGCONNECT_TIMEOUT=5 psql -X -q "$HERALD_TEST_DATABASE_URL" >/dev/null 2>&1 || true
 }
+drop_stale_test_databases() { drop_test_databases "< now() - interval '5 minutes'"; }
+run_started=$(date -u '+%Y-%m-%d %H:%M:%S+00')
 drop_stale_test_databases
 
 failed=()
@@ -74,5 +78,6 @@ else
     fi
 fi
 
-# Nothing is printed after the runner's own summary, which stays the last lines of the log.
+# this run's own databases (silently: the runner's summary stays the last lines of the log)
+drop_test_databases ">= timestamptz '$run_started' - interval '1 minute'"
 [ "${#failed[@]}" -eq 0 ]

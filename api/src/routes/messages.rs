@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use herald_domain::phone::Phone;
 use herald_domain::session::Session;
 use herald_domain::store;
-use herald_scheduler::media::{self, ImageSource, MediaPolicy};
+use herald_scheduler::media::ImageSource;
 use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;
@@ -147,14 +147,8 @@ async fn content(state: &AppState, draft: Draft) -> Result<SingleContent, ApiErr
             field,
             caption,
         } => {
-            let policy = MediaPolicy {
-                allow_private: state.settings.allow_private_media_urls,
-            };
-            let prepared = media::prepare_image(source, &policy)
-                .await
-                .map_err(|e| ApiError::image(field, e))?;
             // stored (and marked used) before the queue row refers to it: decision 0024
-            media::store(&state.pool, &prepared).await?;
+            let prepared = super::templates::prepare_and_store_image(state, source, field).await?;
             Ok(SingleContent::Image {
                 media: prepared.sha256,
                 caption,

@@ -161,6 +161,19 @@ async fn prepare_image(
     source: ImageSource,
     field: &str,
 ) -> Result<ImageRef, ApiError> {
+    Ok(prepare_and_store_image(state, source, field)
+        .await?
+        .image_ref())
+}
+
+/// The image pipeline for a request (templates and single sends): fetched or decoded with the
+/// SSRF and size rules, processed, and stored (and marked used, decision 0024) before anything
+/// refers to it. Refusals are 422 `invalid_image` naming `field`.
+pub(crate) async fn prepare_and_store_image(
+    state: &AppState,
+    source: ImageSource,
+    field: &str,
+) -> Result<media::PreparedImage, ApiError> {
     let policy = MediaPolicy {
         allow_private: state.settings.allow_private_media_urls,
     };
@@ -168,7 +181,7 @@ async fn prepare_image(
         .await
         .map_err(|e| ApiError::image(field, e))?;
     media::store(&state.pool, &prepared).await?;
-    Ok(prepared.image_ref())
+    Ok(prepared)
 }
 
 async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<TemplateView, ApiError> {

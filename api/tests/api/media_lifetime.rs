@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{phones, spawn_app, spawn_app_configured, Account, TestApp};
 use crate::images::{b64, create_image_template, png};
-use crate::messages::{send, wait_message};
+use crate::messages::{send, send_first_and_wait_sent, wait_message};
 
 /// Creates an image template from a `side`×`side` PNG (each side a different image); returns
 /// `(template id, image sha256)`.
@@ -130,21 +130,7 @@ async fn an_image_is_deleted_only_when_nothing_that_can_send_refers_to_it_and_it
     let slow = app
         .link_session_paced(&account, "token-slow", 3_600_000, 3_600_000)
         .await;
-    let first = send(
-        &app,
-        &account,
-        None,
-        &json!({"session_id": slow, "to": "6281200007001", "type": "text", "body": "first"}),
-    )
-    .await;
-    let first = first.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    assert_eq!(
-        wait_message(&app, &account, &first, "sent").await["status"],
-        "sent"
-    );
+    send_first_and_wait_sent(&app, &account, &slow, "6281200007001").await;
     let before = stored(&app).await;
     let res = send(
         &app,

@@ -45,6 +45,32 @@ pub(crate) async fn wait_message(
     }
 }
 
+/// Sends a text that goes out at once and waits until it is `sent`; on a paced session the next
+/// send then waits a whole interval. Returns the message's id.
+pub(crate) async fn send_first_and_wait_sent(
+    app: &TestApp,
+    account: &Account,
+    session: &str,
+    to: &str,
+) -> String {
+    let res = send(
+        app,
+        account,
+        None,
+        &json!({"session_id": session, "to": to, "type": "text", "body": "first"}),
+    )
+    .await;
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        wait_message(app, account, &id, "sent").await["status"],
+        "sent"
+    );
+    id
+}
+
 #[tokio::test]
 async fn a_single_send_goes_through_dispatch_and_can_be_followed() {
     let app = spawn_app().await;
@@ -528,21 +554,7 @@ async fn an_image_single_send_whose_image_is_gone_fails_with_the_reason() {
     let session = app
         .link_session_paced(&account, "imggone-token", 3_600_000, 3_600_000)
         .await;
-    let first = send(
-        &app,
-        &account,
-        None,
-        &json!({"session_id": session, "to": "6281200008001", "type": "text", "body": "first"}),
-    )
-    .await;
-    let first = first.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    assert_eq!(
-        wait_message(&app, &account, &first, "sent").await["status"],
-        "sent"
-    );
+    send_first_and_wait_sent(&app, &account, &session, "6281200008001").await;
     let res = send(
         &app,
         &account,

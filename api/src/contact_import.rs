@@ -155,6 +155,9 @@ async fn apply(state: &AppState, batch: Batch, totals: &mut Totals) -> Result<()
     Ok(())
 }
 
+/// How long an upload may send nothing before the import stops reading it.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reads the body into the chunk channel until it ends, passes `max_bytes`, fails, or the reader
 /// stops listening.
 async fn pump(body: ReqBody, chunks: mpsc::Sender<io::Result<Chunk>>, max_bytes: u64) {
@@ -162,7 +165,15 @@ async fn pump(body: ReqBody, chunks: mpsc::Sender<io::Result<Chunk>>, max_bytes:
     let mut seen = 0u64;
     loop {
         let frame = tokio::select! {
-            frame = body.next() => frame,
+            frame = tokio::time::timeout(BODY_IDLE, body.next()) => match frame {
+                Ok(frame) => frame,
+                // a client that stops sending must not hold the import (and its blocking
+                // reader thread) forever: what came before is applied, as for a dropped upload
+                Err(_) => Some(Err(io::Error::other(format!(
+                    "no data for {} s",
+                    BODY_IDLE.as_secs()
+                )))),
+            },
             _ = chunks.closed() => return,
         };
         let item = match frame {

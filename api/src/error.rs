@@ -234,6 +234,13 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<herald_domain::store::StoreError> for ApiError {
     fn from(e: herald_domain::store::StoreError) -> Self {
+        // a concurrent writer won the race for the same stream: the caller may simply retry
+        if e.is_retryable() {
+            return ApiError::Conflict {
+                code: "concurrent_update",
+                message: "the object changed while this request ran; try again".into(),
+            };
+        }
         ApiError::Unexpected(e.into())
     }
 }

@@ -269,9 +269,17 @@ pub async fn send(
         };
         match single::accept(&mut tx, message).await {
             Ok(accepted) => break (tx, accepted),
-            // a message of the same chat recorded at the same moment: again, in a new transaction
-            Err(herald_scheduler::Error::Store(e)) if e.is_retryable() && attempt < 3 => {
+            // a message of the same chat recorded at the same moment: again, in a new
+            // transaction, after a short random pause so that racing senders spread out (once
+            // the attempts are used up the answer is 409 `concurrent_update`)
+            Err(herald_scheduler::Error::Store(e)) if e.is_retryable() && attempt < 6 => {
                 tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
+                drop(tx);
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    5 * attempt as u64 + jitter,
+                ))
+                .await;
             }
             Err(e) => return Err(e.into()),
         }

@@ -227,6 +227,24 @@ async fn an_image_is_deleted_only_when_nothing_that_can_send_refers_to_it_and_it
     .await
     .expect("row");
     assert!(recent, "the campaign renewed its image's last use");
+
+    // an image in use that is past its grace is kept and its grace starts again, so the next
+    // runs look at other images (without this, enough old in-use images stop collection)
+    sqlx::query("UPDATE media SET last_used_at = now() - interval '2 days'")
+        .execute(&app.pool)
+        .await
+        .expect("aged");
+    let none = gc::collect(&app.pool, Duration::from_secs(3_600))
+        .await
+        .expect("collects");
+    assert!(none.is_empty(), "{none:?}");
+    let renewed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM media WHERE last_used_at > now() - interval '1 minute'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(renewed, 2, "both images in use were renewed");
     app.stop().await;
 }
 

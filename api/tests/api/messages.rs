@@ -591,3 +591,38 @@ async fn an_image_single_send_whose_image_is_gone_fails_with_the_reason() {
     assert_eq!(app.sim.stats().accepted, 1, "only the text was sent");
     app.stop().await;
 }
+
+/// Several sends to one person at the same moment all write the same chat: each is accepted (or,
+/// if it lost every retry, a clear 409 to try again), never a 500, and every accepted one is sent.
+#[tokio::test]
+async fn simultaneous_sends_to_one_chat_are_accepted_or_409_never_500() {
+    let app = spawn_app().await;
+    let (account, session, _) = app.ready_tenant("burst@b.co", "unused").await;
+    let sends = (0..10).map(|i| {
+        let (app, account, session) = (&app, &account, &session);
+        async move {
+            let body = json!({"session_id": session, "to": "6281200009009", "type": "text",
+                              "body": format!("order {i} is on its way")});
+            let res = send(app, account, None, &body).await;
+            let status = res.status();
+            let answer: Value = res.json().await.expect("json");
+            (status, answer)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut accepted = Vec::new();
+    for (status, answer) in &answers {
+        match *status {
+            StatusCode::ACCEPTED => accepted.push(answer["id"].as_str().expect("id").to_string()),
+            StatusCode::CONFLICT => assert_eq!(answer["error"]["code"], "concurrent_update"),
+            other => panic!("a simultaneous send answered {other}: {answer}"),
+        }
+    }
+    assert!(!accepted.is_empty(), "{answers:?}");
+    for id in &accepted {
+        let sent = wait_message(&app, &account, id, "sent").await;
+        assert_eq!(sent["status"], "sent", "{sent}");
+    }
+    assert_eq!(app.sim.stats().accepted, accepted.len() as u64);
+    app.stop().await;
+}

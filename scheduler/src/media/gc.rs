@@ -92,6 +92,17 @@ pub async fn collect(pool: &PgPool, grace: Duration) -> sqlx::Result<Vec<String>
     .bind(grace.as_secs_f64())
     .fetch_all(pool)
     .await?;
+    // The candidates kept are in use: their grace starts again, so the next run looks at the
+    // next-oldest images instead of the same in-use ones (which would stop collection for good
+    // once BATCH images past their grace are in use).
+    sqlx::query(
+        "UPDATE media SET last_used_at = now()
+          WHERE sha256 = ANY($1) AND last_used_at < now() - make_interval(secs => $2)",
+    )
+    .bind(&candidates)
+    .bind(grace.as_secs_f64())
+    .execute(pool)
+    .await?;
     if !deleted.is_empty() {
         metrics::counter!("herald_media_collected_total").increment(deleted.len() as u64);
         tracing::info!(

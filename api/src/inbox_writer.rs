@@ -16,6 +16,10 @@ use uuid::Uuid;
 
 /// Most rows one insert stores.
 pub const MAX_BATCH: usize = 256;
+/// How long a writer waits for more posts before storing a small batch.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// A batch this large is stored at once, without lingering.
+const LINGER_ENOUGH: usize = 64;
 /// Rows waiting for a writer before new posts wait for room (backpressure, bounded memory).
 const QUEUE: usize = 4 * MAX_BATCH;
 
@@ -80,6 +84,22 @@ async fn write_loop(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             let mut rx = rx.lock().await;
             if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
+            }
+            // Under load, more posts are a moment away: wait a little for them, so that one
+            // insert and one commit serve many posts. A lone post waits at most LINGER.
+            if batch.len() < MAX_BATCH {
+                let _ = tokio::time::timeout(LINGER, async {
+                    while batch.len() < MAX_BATCH {
+                        let room = MAX_BATCH - batch.len();
+                        if rx.recv_many(&mut batch, room).await == 0 {
+                            break;
+                        }
+                        if batch.len() >= LINGER_ENOUGH {
+                            break;
+                        }
+                    }
+                })
+                .await;
             }
         }
         let rows: Vec<&InboxRow> = batch.iter().map(|(row, _)| row).collect();

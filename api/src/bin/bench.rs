@@ -53,6 +53,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool, Row};
 use uuid::Uuid;
 
+#[path = "bench/common.rs"]
+mod common;
 #[path = "bench/import.rs"]
 mod import;
 #[path = "bench/receipts.rs"]
@@ -182,22 +184,9 @@ impl Report {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::start("herald-bench") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("herald-bench: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match run(args.clone()).await {
@@ -255,31 +244,6 @@ fn progress(text: impl AsRef<str>) {
 }
 
 // ------------------------------------------------------------------------------------ database
-
-/// A fresh database on the admin server; returns its name and URL.
-async fn create_database(admin_url: &str) -> anyhow::Result<(String, String)> {
-    let admin = PgConnectOptions::from_str(admin_url)?;
-    let mut conn = admin.connect().await?;
-    let name = format!(
-        "herald_bench_{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await?;
-    conn.close().await?;
-    Ok((
-        name.clone(),
-        herald_migrations::testing::with_database(admin_url, &name),
-    ))
-}
-
-async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let mut conn = PgConnectOptions::from_str(admin_url)?.connect().await?;
-    conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
-        .await?;
-    conn.close().await?;
-    Ok(())
-}
 
 async fn postgres_facts(admin_url: &str) -> anyhow::Result<String> {
     let mut conn = PgConnectOptions::from_str(admin_url)?.connect().await?;
@@ -1185,7 +1149,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         loadavg()
     );
     let pg = postgres_facts(&args.database_url).await?;
-    let (db_name, db_url) = create_database(&args.database_url).await?;
+    let (db_name, db_url) = common::create_database(&args.database_url).await?;
     progress(format!("database {db_name}"));
     let mut settings: Vec<(String, String)> = Vec::new();
     if let Some(ms) = args.log_statements_ms {
@@ -1225,7 +1189,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     let outcome = run_in(&args, &db_url, &mut report).await;
     if args.keep_database {
         eprintln!("[bench] kept database {db_name}");
-    } else if let Err(e) = drop_database(&args.database_url, &db_name).await {
+    } else if let Err(e) = common::drop_database(&args.database_url, &db_name).await {
         eprintln!("[bench] could not drop database {db_name}: {e:#}");
     }
     outcome?;

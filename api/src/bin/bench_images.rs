@@ -15,7 +15,9 @@
 //!
 //!     cargo run --release -p herald-api --bin herald-bench-images -- --recipients 10000
 
-use std::str::FromStr;
+#[path = "bench/common.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +26,7 @@ use clap::Parser;
 use herald_api::{Application, Role, Settings};
 use herald_gateway::simulator::{self, SimulatorConfig};
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use uuid::Uuid;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -52,22 +51,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::start("herald-bench-images") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("herald-bench-images: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match run(&args).await {
@@ -88,19 +74,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<Vec<String>> {
-    let admin = PgConnectOptions::from_str(&args.database_url)?;
-    let name = format!(
-        "herald_bench_{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut conn = admin.connect().await?;
-    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await?;
-    let db_url = herald_migrations::testing::with_database(&args.database_url, &name);
+    let (name, db_url) = common::create_database(&args.database_url).await?;
     let result = run_in(args, &db_url).await;
-    conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
-        .await?;
-    conn.close().await?;
+    common::drop_database(&args.database_url, &name).await?;
     result
 }
 

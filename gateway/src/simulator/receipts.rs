@@ -245,8 +245,21 @@ async fn post(
     at: DateTime<Utc>,
 ) -> bool {
     let event = webhook::receipt_event(state, &[message_id], chat, at);
+    post_event(http, hook, encoding, &event, "receipt").await
+}
+
+/// Posts one event to the session's webhook the way WuzAPI does (encoded, signed with the
+/// session's key), retrying failures up to [`POST_ATTEMPTS`] times with backoff; a 4xx is final.
+/// Whether the webhook took it (2xx). `what` names the event in debug logs.
+pub(crate) async fn post_event(
+    http: &reqwest::Client,
+    hook: &Hook,
+    encoding: Encoding,
+    event: &serde_json::Value,
+    what: &str,
+) -> bool {
     let post = webhook::encode_post(
-        &event,
+        event,
         encoding,
         &hook.user_id,
         &hook.instance_name,
@@ -267,11 +280,13 @@ async fn post(
             Ok(answer) if answer.status().is_success() => return true,
             // a 4xx will not change by posting the same thing again
             Ok(answer) if answer.status().is_client_error() => {
-                tracing::debug!(status = %answer.status(), "simulated receipt refused");
+                tracing::debug!(status = %answer.status(), what, "simulated event refused");
                 return false;
             }
-            Ok(answer) => tracing::debug!(status = %answer.status(), "simulated receipt failed"),
-            Err(e) => tracing::debug!(error = %e.without_url(), "simulated receipt not posted"),
+            Ok(answer) => {
+                tracing::debug!(status = %answer.status(), what, "simulated event failed")
+            }
+            Err(e) => tracing::debug!(error = %e.without_url(), what, "simulated event not posted"),
         }
     }
     false

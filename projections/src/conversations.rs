@@ -318,23 +318,31 @@ async fn apply_deliveries(conn: &mut PgConnection, run: &[&StoredEvent]) -> anyh
     .bind(&distinct)
     .fetch_all(&mut *conn)
     .await?;
+    // the recipients sent in this run who have a chat: their lines read in one go
+    let mut wanted = Vec::with_capacity(sent_to_chats.len());
+    let mut chats = Vec::with_capacity(sent_to_chats.len());
     for r in sent_to_chats {
         let phone: String = r.try_get("phone")?;
         let Ok(phone) = Phone::from_normalized(&phone) else {
             continue;
         };
-        let jid: String = r.try_get("jid")?;
+        wanted.push((r.try_get::<Uuid, _>("source")?, phone));
+        chats.push((
+            r.try_get::<Uuid, _>("chat_id")?,
+            r.try_get::<Uuid, _>("tenant_id")?,
+            r.try_get::<Uuid, _>("session_id")?,
+            r.try_get::<String, _>("jid")?,
+        ));
+    }
+    for (i, line) in campaign_lines(conn, &wanted, upto).await? {
+        let (chat_id, tenant_id, session_id, jid) = &chats[i];
         let chat = NewChat {
-            chat_id: r.try_get("chat_id")?,
-            tenant_id: r.try_get("tenant_id")?,
-            session_id: r.try_get("session_id")?,
-            jid: &jid,
+            chat_id: *chat_id,
+            tenant_id: *tenant_id,
+            session_id: *session_id,
+            jid,
         };
-        let source: Uuid = r.try_get("source")?;
-        let lines = campaign_lines(conn, &[(source, phone)], upto).await?;
-        for line in &lines {
-            record_line(conn, &chat, line).await?;
-        }
+        record_line(conn, &chat, &line).await?;
     }
     Ok(())
 }
@@ -413,6 +421,7 @@ async fn backfill(
     let mut lines: Vec<SendLine> = campaign_lines(conn, &wanted, upto)
         .await?
         .into_iter()
+        .map(|(_, line)| line)
         .filter(|l| l.message.at >= since && l.message.at <= now)
         .collect();
     lines.sort_by_key(|l| std::cmp::Reverse(l.message.at));
@@ -425,12 +434,13 @@ async fn backfill(
 
 /// The chat lines of campaign sends `(campaign, phone)`, as of the store position `upto`: only
 /// deliveries sent by then, with their status by then. Reads each delivery's few events by
-/// primary key, and renders the campaign's message with the delivery's vars.
+/// primary key, and renders the campaign's message with the delivery's vars. Each line comes with
+/// the index in `wanted` of the send it shows (sends not made by then have none).
 async fn campaign_lines(
     conn: &mut PgConnection,
     wanted: &[(Uuid, Phone)],
     upto: Position,
-) -> anyhow::Result<Vec<SendLine>> {
+) -> anyhow::Result<Vec<(usize, SendLine)>> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
@@ -497,7 +507,7 @@ async fn campaign_lines(
     })
     .collect::<anyhow::Result<_>>()?;
     let mut lines = Vec::new();
-    for ((campaign, phone), id) in wanted.iter().zip(&ids) {
+    for (i, ((campaign, phone), id)) in wanted.iter().zip(&ids).enumerate() {
         let Some(f) = folded.get(id) else { continue };
         let (Some((message_id, at)), Some((name, spec))) = (&f.sent, specs.get(campaign)) else {
             continue;
@@ -505,18 +515,21 @@ async fn campaign_lines(
         let (kind, text) = render(spec, phone, &f.vars);
         let status = f.status.map(|(s, _)| s).unwrap_or(MessageStatus::Sent);
         let status_at = f.status.map(|(_, at)| at);
-        lines.push(SendLine {
-            message: ChatMessage {
-                message_id: message_id.clone(),
-                sender: HERALD_SENDER.to_string(),
-                sender_name: Some(name.clone()),
-                text,
-                kind: kind.to_string(),
-                at: *at,
+        lines.push((
+            i,
+            SendLine {
+                message: ChatMessage {
+                    message_id: message_id.clone(),
+                    sender: HERALD_SENDER.to_string(),
+                    sender_name: Some(name.clone()),
+                    text,
+                    kind: kind.to_string(),
+                    at: *at,
+                },
+                status,
+                status_at,
             },
-            status,
-            status_at,
-        });
+        ));
     }
     Ok(lines)
 }

@@ -99,6 +99,58 @@ pub fn spawn(
     tokio::spawn(run(pool, config, wake, shutdown))
 }
 
+/// Where the next claim starts reading the pending index (docs/decisions/0031).
+///
+/// Processed rows leave dead entries at the front of `webhook_inbox_pending` until vacuum
+/// removes them, and a claim that starts at the front walks all of them: under a steady receipt
+/// load that walk grew to 11 ms per claim, the largest single cost of the receipt path. So a
+/// claim starts a little before the newest row the previous claim took ([`CLAIM_MARGIN`]),
+/// skipping what is already done. A row that sorts before that point (an insert that committed
+/// late, a replayed row, a row another process claimed and rolled back) is found by a claim from
+/// the front, made at least every [`FULL_CLAIM_EVERY`]: nothing is skipped for good.
+#[derive(Debug)]
+struct ClaimCursor {
+    from: Option<(DateTime<Utc>, i64)>,
+    last_full: Option<tokio::time::Instant>,
+}
+
+/// How far before the previous claim's newest row the next claim starts.
+const CLAIM_MARGIN: Duration = Duration::from_millis(250);
+/// Longest time between two claims that read the pending index from the front.
+const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+impl ClaimCursor {
+    fn new() -> Self {
+        ClaimCursor {
+            from: None,
+            last_full: None,
+        }
+    }
+
+    /// The bound for the next claim: `None` reads from the front.
+    fn bound(&mut self) -> Option<(DateTime<Utc>, i64)> {
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_full
+            .is_none_or(|at| now.duration_since(at) >= FULL_CLAIM_EVERY);
+        if due || self.from.is_none() {
+            self.last_full = Some(now);
+            return None;
+        }
+        self.from
+    }
+
+    /// Moves the start after a claim that took rows (the newest at `newest`).
+    fn claimed(&mut self, newest: DateTime<Utc>) {
+        let margin = chrono::Duration::from_std(CLAIM_MARGIN).unwrap_or_default();
+        let from = (newest - margin, 0);
+        // never backwards: an older row is the front claim's to find
+        if self.from.is_none_or(|old| from > old) {
+            self.from = Some(from);
+        }
+    }
+}
+
 async fn run(
     pool: PgPool,
     config: InboxConfig,
@@ -107,8 +159,9 @@ async fn run(
 ) {
     let mut failures = 0u32;
     let mut last_prune = tokio::time::Instant::now();
+    let mut cursor = ClaimCursor::new();
     while !*shutdown.borrow() {
-        match process_once(&pool, &config).await {
+        match process_once(&pool, &config, &mut cursor).await {
             Ok(0) => {
                 failures = 0;
                 if last_prune.elapsed() > Duration::from_secs(600) {
@@ -140,12 +193,22 @@ async fn run(
 
 /// Processes at most one batch (and, if it failed, each of its rows alone). Returns how many
 /// rows it handled; 0 when nothing was due. An `Err` means the database could not be used.
-pub async fn process_once(pool: &PgPool, config: &InboxConfig) -> anyhow::Result<usize> {
+async fn process_once(
+    pool: &PgPool,
+    config: &InboxConfig,
+    cursor: &mut ClaimCursor,
+) -> anyhow::Result<usize> {
     let mut failure = None;
+    let from = cursor.bound();
     // a retryable store error (a concurrent writer, or an older transaction) clears on retry
     for _ in 0..3 {
-        match process_batch(pool, config, None).await {
-            Ok(n) => return Ok(n),
+        match process_batch(pool, config, Claim::Due(from)).await {
+            Ok((n, newest)) => {
+                if let Some(newest) = newest {
+                    cursor.claimed(newest);
+                }
+                return Ok(n);
+            }
             Err(f) if f.retryable => failure = Some(f),
             Err(f) => {
                 failure = Some(f);
@@ -163,7 +226,7 @@ pub async fn process_once(pool: &PgPool, config: &InboxConfig) -> anyhow::Result
     for id in &ids {
         let mut last = None;
         for _ in 0..3 {
-            match process_batch(pool, config, Some(*id)).await {
+            match process_batch(pool, config, Claim::One(*id)).await {
                 Ok(_) => {
                     last = None;
                     break;
@@ -231,24 +294,45 @@ enum Disposition {
     Wait(String, Duration),
 }
 
+/// Which rows a batch claims.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// Due rows, oldest first, from this point of the pending index (`None`: from the front).
+    Due(Option<(DateTime<Utc>, i64)>),
+    /// This row alone (retrying a failed batch row by row).
+    One(i64),
+}
+
+/// Processes one batch. Returns how many rows it handled and the newest `next_attempt_at` it
+/// claimed (where the next claim may start).
 async fn process_batch(
     pool: &PgPool,
     config: &InboxConfig,
-    only: Option<i64>,
-) -> Result<usize, BatchFailure> {
+    claim: Claim,
+) -> Result<(usize, Option<DateTime<Utc>>), BatchFailure> {
     let mut tx = pool.begin().await.map_err(BatchFailure::before_claim)?;
-    let rows = match only {
-        None => sqlx::query(
-            "SELECT id, session_id, tenant_id, event::text AS event, event_type, received_at, attempts
+    store::plan_as_key_lookups(&mut tx)
+        .await
+        .map_err(BatchFailure::before_claim)?;
+    let rows = match claim {
+        // `(next_attempt_at, id) >= (from)` is a bound of the index scan itself, so the dead
+        // entries before it are never read (see `ClaimCursor`)
+        Claim::Due(from) => sqlx::query(
+            "SELECT id, session_id, tenant_id, COALESCE(event::text, convert_from(body, 'UTF8')) AS event,
+                    event_type, received_at, attempts, next_attempt_at
                FROM webhook_inbox
               WHERE processed_at IS NULL AND next_attempt_at <= now()
+                AND (next_attempt_at, id) >= (COALESCE($2, '-infinity'::timestamptz), $3)
               ORDER BY next_attempt_at, id
               LIMIT $1
               FOR UPDATE SKIP LOCKED",
         )
-        .bind(config.batch_size),
-        Some(id) => sqlx::query(
-            "SELECT id, session_id, tenant_id, event::text AS event, event_type, received_at, attempts
+        .bind(config.batch_size)
+        .bind(from.map(|(at, _)| at))
+        .bind(from.map_or(0, |(_, id)| id)),
+        Claim::One(id) => sqlx::query(
+            "SELECT id, session_id, tenant_id, COALESCE(event::text, convert_from(body, 'UTF8')) AS event,
+                    event_type, received_at, attempts, next_attempt_at
                FROM webhook_inbox
               WHERE id = $1 AND processed_at IS NULL
               FOR UPDATE SKIP LOCKED",
@@ -259,7 +343,14 @@ async fn process_batch(
     .await
     .map_err(BatchFailure::before_claim)?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok((0, None));
+    }
+    let mut newest: Option<DateTime<Utc>> = None;
+    for row in &rows {
+        let at: DateTime<Utc> = row
+            .try_get("next_attempt_at")
+            .map_err(BatchFailure::before_claim)?;
+        newest = newest.max(Some(at));
     }
     let mut ids = Vec::with_capacity(rows.len());
     let mut claimed = Vec::with_capacity(rows.len());
@@ -299,7 +390,7 @@ async fn process_batch(
         .await
         .map_err(|e| fail(&ids, e.into()))?;
     tx.commit().await.map_err(|e| fail(&ids, e.into()))?;
-    Ok(claimed.len())
+    Ok((claimed.len(), newest))
 }
 
 /// What a stored event asks for. The endpoint validated its shape already; a receipt that

@@ -33,7 +33,9 @@ pub struct InboxRow {
     pub content_type: String,
     pub headers: serde_json::Value,
     pub body: Vec<u8>,
-    pub event: String,
+    /// The event object's JSON text; `None` when it is the body itself (a JSON post), which is
+    /// then stored once.
+    pub event: Option<String>,
     pub event_type: String,
 }
 
@@ -141,7 +143,7 @@ async fn insert(pool: &PgPool, rows: &[&InboxRow]) -> Result<Vec<Stored>, sqlx::
         content_type.push(r.content_type.as_str());
         headers.push(r.headers.to_string());
         body.push(r.body.as_slice());
-        event.push(r.event.as_str());
+        event.push(r.event.as_deref());
         event_type.push(r.event_type.as_str());
     }
     // WITH ORDINALITY keeps the posts' order, so ids (and processing) follow arrival.

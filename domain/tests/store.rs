@@ -600,3 +600,44 @@ async fn an_older_transaction_cannot_append_behind_a_younger_commit() {
     assert!(matches!(outcomes.as_slice(), [Ok(events)] if events.len() == 1));
     assert_eq!(sequences(&pool, &ids[0]).await, vec![1, 2, 3]);
 }
+
+/// The planner settings of `plan_as_key_lookups` hold for its transaction and nowhere else: a
+/// pooled connection handed on afterwards plans as usual.
+#[tokio::test]
+async fn key_lookup_planning_ends_with_its_transaction() {
+    let pool = fresh_pool().await;
+    let mut conn = pool.acquire().await.expect("connection");
+    let setting = |name: &'static str| {
+        sqlx::query_scalar::<_, String>("SELECT current_setting($1)").bind(name)
+    };
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
+    store::plan_as_key_lookups(&mut tx).await.expect("plan");
+    for name in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+        assert_eq!(
+            setting(name).fetch_one(&mut *tx).await.expect("show"),
+            "off",
+            "{name} in the transaction"
+        );
+    }
+    // the message_index lookup of a receipt batch uses the primary key even on a tiny table
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT m.delivery_id FROM message_index m
+           JOIN UNNEST($1::text[]) AS k(id) ON m.message_id = k.id",
+    )
+    .bind(vec!["a".to_string(), "b".to_string()])
+    .fetch_all(&mut *tx)
+    .await
+    .expect("explain");
+    assert!(
+        plan.iter().any(|l| l.contains("message_index_pkey")),
+        "index lookups: {plan:#?}"
+    );
+    tx.commit().await.expect("commit");
+    for name in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+        assert_eq!(
+            setting(name).fetch_one(&mut *conn).await.expect("show"),
+            "on",
+            "{name} after the transaction"
+        );
+    }
+}

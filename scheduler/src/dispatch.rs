@@ -225,6 +225,7 @@ impl Dispatcher {
     /// Step 1: claim and lease, with `DeliveryDispatched` appended in the same transaction.
     async fn claim(&self) -> anyhow::Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
+        store::plan_as_key_lookups(&mut tx).await?;
         // Leases whose worker died mid-call go back to `ready`, flagged in doubt; cheap (partial
         // index on leased rows), and it keeps the claim below on the `ready` index only.
         // Both statements pick rows by ctid: a join back on (campaign_id, phone) gets a cached
@@ -562,6 +563,7 @@ impl Dispatcher {
     /// The transaction of step 3.
     async fn write_outcomes(&self, batch: &OutcomeBatch) -> Result<(), store::StoreError> {
         let mut tx = self.pool.begin().await?;
+        store::plan_as_key_lookups(&mut tx).await?;
         let outcomes =
             store::execute_batch::<Delivery>(&mut tx, batch.commands.clone(), &()).await?;
         for o in outcomes {

@@ -153,7 +153,8 @@ pub async fn wuzapi(
             content_type,
             headers,
             body: body.to_vec(),
-            event: event.to_string(),
+            // a JSON post is its event: stored once, as the body
+            event: (encoding != Encoding::Json).then(|| event.to_string()),
             event_type,
         })
         .await

@@ -258,6 +258,16 @@ async fn captured_payloads_are_accepted_as_form_json_and_multipart() {
     let rows = inbox_rows(&app).await;
     assert!(all_done, "{rows:?}");
     assert_eq!(rows.len(), 27);
+    // a JSON post is its own event and is stored once, as the body; a form's or multipart's
+    // event is kept beside its raw body
+    let stored: Vec<(String, bool)> =
+        sqlx::query_as("SELECT headers->>'encoding', event IS NULL FROM webhook_inbox ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("stored rows");
+    for (encoding, body_only) in &stored {
+        assert_eq!(*body_only, encoding == "json", "{encoding}: {stored:?}");
+    }
     for row in &rows {
         assert_eq!(row.last_error, None, "{row:?}");
         let note = row.note.as_deref().unwrap_or_default();
@@ -966,5 +976,53 @@ async fn concurrent_posts_are_answered_truthfully_and_each_body_stored_once() {
     }
     assert_eq!((stored, duplicate), (200, 200));
     assert_eq!(inbox_rows(&app).await.len(), 200);
+    app.stop().await;
+}
+
+/// docs/webhooks.md tells operators to replay stored posts by clearing `processed_at`. The
+/// processor starts its claims just before the newest rows it took, so an old row made pending
+/// again sorts before where it reads; its claims from the front must still find it.
+#[tokio::test]
+async fn a_post_replayed_long_after_newer_ones_is_processed_again() {
+    let app = spawn_app().await;
+    let account = app.register("replay@b.co").await;
+    let session = app.link_session(&account, "replay-token").await;
+    let key = hmac_key(&app, &session).await;
+    let presence = |n: usize| json!({"type": "ChatPresence", "event": {"n": n}});
+    let res = post_event(&app, &session, &key, &presence(0), Encoding::Json).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let processed = |n: usize| {
+        let app = &app;
+        async move { inbox_rows(app).await.iter().filter(|r| r.processed).count() == n }
+    };
+    assert!(eventually(Duration::from_secs(10), || processed(1)).await);
+    // newer posts, well after the first, move the processor's starting point past it
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for n in 1..=5 {
+        let res = post_event(&app, &session, &key, &presence(n), Encoding::Json).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert!(eventually(Duration::from_secs(10), || processed(6)).await);
+
+    let replayed = sqlx::query(
+        "UPDATE webhook_inbox SET processed_at = NULL, note = NULL
+          WHERE id = (SELECT min(id) FROM webhook_inbox)",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("replay")
+    .rows_affected();
+    assert_eq!(replayed, 1);
+    assert!(
+        eventually(Duration::from_secs(10), || processed(6)).await,
+        "the replayed post is processed again: {:?}",
+        inbox_rows(&app).await
+    );
+    let first = inbox_rows(&app).await.remove(0);
+    assert_eq!(
+        first.note.as_deref(),
+        Some("ignored: ChatPresence"),
+        "{first:?}"
+    );
     app.stop().await;
 }

@@ -30,6 +30,9 @@ impl Projector for CampaignProgressProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["campaigns", "deliveries"]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[Delivery::TYPE, Campaign::TYPE])
+    }
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         // Keep the store's order: flush pending delivery events before each campaign event.
         let mut pending: Vec<&StoredEvent> = Vec::new();

@@ -30,6 +30,9 @@ impl Projector for ContactsProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["contacts"]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[Contact::TYPE])
+    }
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         let mut parsed = Vec::new();
         for e in events.iter().filter(|e| e.aggregate_type == Contact::TYPE) {

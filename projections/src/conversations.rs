@@ -57,6 +57,9 @@ impl Projector for ConversationsProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["chats", "chat_messages", "chat_campaigns"]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[Delivery::TYPE, Campaign::TYPE, Conversation::TYPE])
+    }
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         // Delivery events are applied in runs, one statement per run; a run ends before every
         // event that may create a chat or a campaign, so the store's order holds.

@@ -324,6 +324,14 @@ impl Projector for Notifier {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            Campaign::TYPE,
+            Delivery::TYPE,
+            Session::TYPE,
+            Conversation::TYPE,
+        ])
+    }
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         // 1. parse, and learn owners from the streams' first events in this batch

@@ -21,6 +21,9 @@ impl Projector for SessionsProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["sessions"]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[Session::TYPE])
+    }
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for e in events.iter().filter(|e| e.aggregate_type == Session::TYPE) {
             let id: Uuid = e.aggregate_id.parse()?;

@@ -21,6 +21,9 @@ impl Projector for TemplatesProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["templates"]
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[Template::TYPE])
+    }
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         for e in events.iter().filter(|e| e.aggregate_type == Template::TYPE) {
             let id: Uuid = e.aggregate_id.parse()?;

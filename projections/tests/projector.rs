@@ -702,3 +702,90 @@ async fn wait_for_reports_whether_the_projector_passed_a_position() -> anyhow::R
     assert_eq!(checkpoint(&pool, SEEN).await?, Some(second));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// A projector reads only the aggregate types it asks for, and still moves past the others.
+// ---------------------------------------------------------------------------------------------
+
+/// Records the `(aggregate_type, aggregate_id)` of every event it is given; wants `Test` only.
+#[derive(Default)]
+struct OnlyTests {
+    given: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl Projector for OnlyTests {
+    fn name(&self) -> &'static str {
+        "only_tests"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Test"])
+    }
+    async fn apply(
+        &self,
+        _conn: &mut sqlx::PgConnection,
+        events: &[runtime::StoredEvent],
+    ) -> anyhow::Result<()> {
+        let mut given = self.given.lock().expect("lock");
+        for e in events {
+            assert!(
+                e.payload.contains("\"n\""),
+                "a wanted event comes whole: {e:?}"
+            );
+            given.push((e.aggregate_type.clone(), e.aggregate_id.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_gets_only_its_aggregate_types_and_moves_past_the_rest() -> anyhow::Result<()> {
+    let pool = fresh_database().await?;
+    // Test, Other, Other, Test, Other: the batch ends on an event the projector does not want
+    let mut conn = pool.acquire().await?;
+    for (i, kind) in ["Test", "Other", "Other", "Test", "Other"]
+        .iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata)
+             VALUES ($1, $2, 1, 'Tested', '1', json_build_object('n', 1), '{}'::json)",
+        )
+        .bind(kind)
+        .bind(format!("{kind}-{i}"))
+        .execute(&mut *conn)
+        .await?;
+    }
+    drop(conn);
+    let projector = OnlyTests::default();
+    let deadline = Instant::now() + PATIENCE;
+    let mut scanned = 0;
+    while scanned < 5 && Instant::now() < deadline {
+        scanned += runtime::catch_up(&pool, &projector).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(scanned, 5, "every event is moved past");
+    assert_eq!(
+        *projector.given.lock().expect("lock"),
+        vec![
+            ("Test".to_string(), "Test-0".to_string()),
+            ("Test".to_string(), "Test-3".to_string())
+        ],
+        "only Test events, in order"
+    );
+    assert_eq!(
+        checkpoint(&pool, "only_tests").await?,
+        Some(last_position(&pool).await?),
+        "the checkpoint stands on the last event, which the projector did not want"
+    );
+    assert_eq!(
+        runtime::catch_up(&pool, &projector).await?,
+        0,
+        "nothing read twice"
+    );
+    Ok(())
+}

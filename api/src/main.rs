@@ -1,5 +1,11 @@
 //! The `herald` binary: a thin command line over [`herald_api::Application`].
 
+/// mimalloc instead of the system allocator: a webhook post is dozens of short-lived
+/// allocations, and glibc's malloc was a tenth of Herald's CPU under the receipt load
+/// (docs/decisions/0032).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use herald_api::{Application, Role, Settings};
 

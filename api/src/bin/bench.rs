@@ -34,6 +34,12 @@
 //! add up, a timeout), 2 when the benchmark could not run, 3 when `--enforce-targets` and a target
 //! was missed.
 
+/// mimalloc instead of the system allocator: a webhook post is dozens of short-lived
+/// allocations, and glibc's malloc was a tenth of Herald's CPU under the receipt load
+/// (docs/decisions/0032).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::{Duration, Instant};

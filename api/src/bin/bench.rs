@@ -133,7 +133,14 @@ struct Args {
     /// Skip phase 5 (webhook receipts for the dispatch campaign).
     #[arg(long)]
     skip_receipts: bool,
-    /// Receipt webhook posts in flight at once (phase 5).
+    /// Receipt webhook posts per second, sent on schedule whatever the answers (phase 5): the
+    /// gateway's traffic sets the pace, as WuzAPI posts each event as it happens. The default is
+    /// 5 % over the 5,000/s target, so that keeping up shows the target met. Each post's
+    /// latency counts from its scheduled time. 0: closed loop instead, with
+    /// `--receipt-concurrency` posts in flight (the rate is then what Herald's latency allows).
+    #[arg(long, default_value_t = 5_250.0)]
+    receipt_rate: f64,
+    /// Receipt webhook posts in flight at once, in the closed loop (`--receipt-rate 0`).
     #[arg(long, default_value_t = 64)]
     receipt_concurrency: usize,
     /// Share of receipts posted a second time (phase 5), e.g. 0.05.

@@ -5,10 +5,12 @@
 //! `message_index`. This phase posts, for every one of them, a `Delivered` and a `Read` receipt to
 //! `POST /api/v1/webhooks/wuzapi/{session}` exactly as WuzAPI does (JSON encoding, signed with the
 //! session's HMAC key), in a shuffled order (so many `Read`s arrive before their `Delivered`) with a
-//! share of duplicates, from `--receipt-concurrency` connections at once. It measures each post's
-//! latency (the 200 means "stored in the inbox"), the acceptance rate, and how long after the last
-//! 200 the read model shows every recipient `read`; the campaign projector's lag is sampled
-//! throughout.
+//! share of duplicates. By default the posts go out on schedule, `--receipt-rate` per second,
+//! whether or not earlier ones were answered (a gateway posts each event as it happens), and a
+//! post's latency counts from when it was due; with `--receipt-rate 0` it is a closed loop of
+//! `--receipt-concurrency` posts in flight. It measures each post's latency (the 200 means
+//! "stored in the inbox"), the answers per second, and how long after the last 200 the read model
+//! shows every recipient `read`; the campaign projector's lag is sampled throughout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -157,7 +157,9 @@ async fn run_in(args: &Args, db_url: &str) -> anyhow::Result<Vec<String>> {
     let session = post(
         "/api/v1/sessions",
         Some(&token),
-        json!({"name": "bench number", "gateway_token": "bench-token"}),
+        // pacing off, as in herald-bench's dispatch: the number is Herald's, not the pacing's
+        json!({"name": "bench number", "gateway_token": "bench-token",
+               "pacing": {"min_interval_ms": 0, "max_interval_ms": 0}}),
     )
     .await?;
     let started = Instant::now();

@@ -555,19 +555,13 @@ async fn campaign(
         .await;
     assert_eq!(template.status(), StatusCode::CREATED);
     let template: Value = template.json().await.expect("json");
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
+    let id = app
+        .create_campaign(
+            account,
             &json!({"name": name, "template_id": template["id"], "session_id": session,
                     "recipients": recipients}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let done = app
         .wait_campaign(account, &id, Duration::from_secs(60), |c| {
             c["status"] == "completed"

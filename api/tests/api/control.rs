@@ -16,18 +16,9 @@ async fn start_slow_campaign(email: &str) -> (TestApp, Account, String) {
     })
     .await;
     let (account, session, template) = app.ready_tenant(email, "Hi {{ phone }}").await;
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
-            &json!({"name": "slow", "template_id": template, "session_id": session, "recipients": phones(TOTAL)}),
-        )
+    let id = app
+        .create_campaign(&account, &json!({"name": "slow", "template_id": template, "session_id": session, "recipients": phones(TOTAL)}))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while app.sim.stats().accepted < 30 {
         assert!(

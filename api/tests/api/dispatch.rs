@@ -3,7 +3,6 @@ use std::time::Duration;
 
 use crate::helpers::{phones, spawn_app_with};
 use herald_gateway::simulator::SimulatorConfig;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// A flaky gateway (15% errors, 5% rate limits): the campaign still completes, every recipient
@@ -19,18 +18,9 @@ async fn a_flaky_gateway_loses_nobody_and_sends_nobody_twice() {
     .await;
     let (account, session, template) = app.ready_tenant("flaky@b.co", "Hi {{ phone }}").await;
     let numbers = phones(200);
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
-            &json!({"name": "flaky", "template_id": template, "session_id": session, "recipients": numbers}),
-        )
+    let id = app
+        .create_campaign(&account, &json!({"name": "flaky", "template_id": template, "session_id": session, "recipients": numbers}))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let done = app
         .wait_campaign(&account, &id, Duration::from_secs(90), |c| {
             c["status"] == "completed"
@@ -85,18 +75,9 @@ async fn permanent_failures_fail_the_recipient_with_the_reason() {
         .execute(&app.pool)
         .await
         .expect("delete");
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
-            &json!({"name": "doomed", "template_id": template, "session_id": session, "recipients": phones(3)}),
-        )
+    let id = app
+        .create_campaign(&account, &json!({"name": "doomed", "template_id": template, "session_id": session, "recipients": phones(3)}))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let done = app
         .wait_campaign(&account, &id, Duration::from_secs(30), |c| {
             c["status"] == "completed"
@@ -123,19 +104,10 @@ async fn permanent_failures_fail_the_recipient_with_the_reason() {
 async fn a_permanent_gateway_error_fails_the_recipient_at_once_with_its_message() {
     let app = spawn_app_with(SimulatorConfig::default()).await;
     let (account, session, template) = app.ready_tenant("perm@b.co", "{{ name }}").await;
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
-            &json!({"name": "perm", "template_id": template, "session_id": session,
-                    "recipients": [{"phone": "6281200000001", "vars": {"name": "Sari"}}, "6281200000002"]}),
-        )
+    let id = app
+        .create_campaign(&account, &json!({"name": "perm", "template_id": template, "session_id": session,
+                    "recipients": [{"phone": "6281200000001", "vars": {"name": "Sari"}}, "6281200000002"]}))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let done = app
         .wait_campaign(&account, &id, Duration::from_secs(20), |c| {
             c["status"] == "completed"

@@ -285,6 +285,14 @@ impl TestApp {
         body["id"].as_str().expect("id").to_string()
     }
 
+    /// `POST /api/v1/campaigns` with `body`, which must answer 201; the new campaign's id.
+    pub async fn create_campaign(&self, account: &Account, body: &Value) -> String {
+        let res = self.post("/api/v1/campaigns", &account.token, body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.expect("json");
+        body["id"].as_str().expect("id").to_string()
+    }
+
     /// A tenant with a linked session and a template: (account, session_id, template_id).
     pub async fn ready_tenant(&self, email: &str, template: &str) -> (Account, String, String) {
         let account = self.register(email).await;

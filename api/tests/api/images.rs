@@ -737,19 +737,13 @@ async fn recipients_fail_with_the_reason_when_the_image_is_gone_at_send_time() {
     let send_at = (chrono::Utc::now() + chrono::Duration::seconds(3))
         .format("%Y-%m-%dT%H:%M:%S%:z")
         .to_string();
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
+    let id = app
+        .create_campaign(
+            &account,
             &json!({"name": "later", "template_id": template_id, "session_id": session,
                     "recipients": phones(3), "send_at": send_at}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     // a database restored without it, say
     sqlx::query("DELETE FROM media")
         .execute(&app.pool)

@@ -169,18 +169,9 @@ async fn the_same_idempotency_key_and_body_answer_the_first_answer_once() {
 async fn a_single_send_over_quota_is_429_with_when_it_resets() {
     let app = spawn_app_configured(|s| s.default_plan = "basic".into()).await;
     let (account, session, template) = app.ready_tenant("over@b.co", "Hi {{ phone }}").await;
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
-            &json!({"name": "fill", "template_id": template, "session_id": session, "recipients": phones(99)}),
-        )
+    let id = app
+        .create_campaign(&account, &json!({"name": "fill", "template_id": template, "session_id": session, "recipients": phones(99)}))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     app.wait_campaign(&account, &id, Duration::from_secs(20), |c| {
         c["status"] == "completed"
     })

@@ -889,19 +889,13 @@ async fn a_receipt_for_a_message_being_retried_stops_the_resend() {
     .await;
     let (account, session, template) = app.ready_tenant("retried@b.co", "Hi").await;
     let key = hmac_key(&app, &session).await;
-    let res = app
-        .post(
-            "/api/v1/campaigns",
-            &account.token,
+    let campaign = app
+        .create_campaign(
+            &account,
             &json!({"name": "flaky", "template_id": template, "session_id": session,
                     "recipients": phones(1)}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let campaign = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     // the message id is indexed when the send is first claimed
     let index_row = || async {
         sqlx::query_scalar::<_, String>("SELECT message_id FROM message_index")

@@ -252,6 +252,23 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Busy and total CPU time of the whole machine so far, in clock ticks (`/proc/stat`), so a phase
+/// can say how much CPU its work cost: every process counts (Postgres, Herald, the simulator and
+/// this benchmark's own client). `None` off Linux.
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let total: u64 = ticks.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
 fn progress(text: impl AsRef<str>) {
     eprintln!("[bench] {} (load {})", text.as_ref(), loadavg());
 }

@@ -23,7 +23,7 @@ use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{percentile, progress, Args, Report, Tenant, POLL, PROJECTOR};
+use super::{machine_cpu_ticks, percentile, progress, Args, Report, Tenant, POLL, PROJECTOR};
 
 const TARGET_RECEIPTS_PER_SEC: f64 = 5_000.0;
 const TARGET_RECEIPT_P99_MS: f64 = 50.0;
@@ -133,6 +133,8 @@ pub(super) async fn phase_receipts(
         .pool_max_idle_per_host(args.receipt_concurrency.max(256))
         .build()?;
     let url = format!("{}/api/v1/webhooks/wuzapi/{}", t.client.base, t.session_id);
+    let checkpoints_before = postgres_checkpoints(pool).await?;
+    let cpu_before = machine_cpu_ticks();
     let started = Instant::now();
     let results: Vec<Result<(u16, f64, Instant), String>> = if open_loop {
         // Open loop: post i is due at i / rate, sent then whether or not earlier posts were
@@ -196,6 +198,8 @@ pub(super) async fn phase_receipts(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_after = machine_cpu_ticks();
+    let checkpoints = postgres_checkpoints(pool).await? - checkpoints_before;
     stop.store(true, Ordering::Relaxed);
     let mut lags = sampler.await.unwrap_or_default();
 
@@ -275,6 +279,32 @@ pub(super) async fn phase_receipts(
         percentile(&lags, 99.0) <= super::TARGET_LAG_P99_MS,
     );
 
+    // What the phase cost the machine, to compare runs on a machine whose speed varies.
+    if let (Some((busy0, all0)), Some((busy1, all1))) = (cpu_before, cpu_after) {
+        // /proc/stat counts in USER_HZ, 100 per second on Linux
+        let busy_ms = (busy1.saturating_sub(busy0)) as f64 * 10.0;
+        let share = 100.0 * (busy1.saturating_sub(busy0)) as f64
+            / (all1.saturating_sub(all0)).max(1) as f64;
+        report.row(
+            "  machine CPU per 1,000 posts, first post → all read (all processes)",
+            format!("{:.0} ms", busy_ms * 1000.0 / total as f64),
+            "",
+            None,
+        );
+        report.row(
+            "  machine busy, first post → all read",
+            format!("{share:.0} %"),
+            "",
+            None,
+        );
+    }
+    report.row(
+        "  Postgres checkpoints that started meanwhile",
+        checkpoints.to_string(),
+        "",
+        None,
+    );
+
     // Every recipient ends read with both times, and the inbox is drained.
     let (with_both, inbox_left): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM deliveries
@@ -296,6 +326,15 @@ pub(super) async fn phase_receipts(
         format!("{with_both} of {n} recipients are read with both times"),
     );
     Ok(())
+}
+
+/// Checkpoints Postgres has started since its statistics were reset (timed and requested).
+async fn postgres_checkpoints(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Posts one receipt; its latency counts from `from` (when it was due, or sent).

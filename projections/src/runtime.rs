@@ -68,6 +68,11 @@ pub struct RunnerConfig {
     pub batch_size: i64,
     /// Fallback poll when no notification arrives (and for rows held back by the xmin guard).
     pub poll_interval: Duration,
+    /// Under a steady stream of events, the shortest time from the start of one batch to the
+    /// start of the next (a full batch goes on at once). Each batch costs a read, a transaction
+    /// and a checkpoint write whatever its size; chasing every few events cost the projectors
+    /// more than the events themselves. A write after a quiet moment is applied at once.
+    pub min_step_interval: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -75,6 +80,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             batch_size: 2_000,
             poll_interval: Duration::from_millis(100),
+            min_step_interval: Duration::from_millis(25),
         }
     }
 }
@@ -404,6 +410,7 @@ pub async fn run(
             if *shutdown.borrow() {
                 break 'outer;
             }
+            let started = tokio::time::Instant::now();
             match step(
                 &mut conn,
                 projector.as_ref(),
@@ -439,7 +446,16 @@ pub async fn run(
                         _ = shutdown.changed() => break 'outer,
                     }
                 }
-                Ok(_) => failures = 0,
+                Ok(n) => {
+                    failures = 0;
+                    // a steady stream: let the next batch gather more (see `min_step_interval`)
+                    if (n as i64) < config.batch_size {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(started + config.min_step_interval) => {}
+                            _ = shutdown.changed() => break 'outer,
+                        }
+                    }
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::error!(projector = name, error = %format!("{e:#}"), failures, "projector batch failed");

@@ -24,6 +24,7 @@ pub fn config(batch_size: i64) -> RunnerConfig {
     RunnerConfig {
         batch_size,
         poll_interval: Duration::from_millis(20),
+        ..RunnerConfig::default()
     }
 }
 

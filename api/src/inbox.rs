@@ -1,25 +1,30 @@
 //! The webhook inbox processor (DESIGN decision 11): turns stored gateway posts into commands.
 //!
 //! The endpoint (`routes::webhooks`) only stores a post and answers; this worker does the rest,
-//! so a slow or failing step never makes the gateway wait or lose a post:
+//! so a slow or failing step never makes the gateway wait or lose a post. `webhook_inbox` is a log
+//! the processor reads in commit order, like a projector reads `events`; a post's row is written
+//! once and never updated (docs/decisions/0033-webhook-inbox-log.md):
 //!
-//! 1. In one transaction: claim pending rows (`FOR UPDATE SKIP LOCKED`, so any number of
-//!    processes share the work), find the deliveries of every receipt's message ids in
-//!    `message_index` (one query), apply every receipt through the `Delivery` batch executor
-//!    (one load and one insert for the batch), and mark the rows processed.
+//! 1. In one transaction: lock the log's cursor (`webhook_inbox_cursor`; one process at a time
+//!    reads the log, any process can), read the next posts after it, find the deliveries of every
+//!    receipt's message ids in `message_index` (one query), apply every receipt through the
+//!    `Delivery` batch executor (one load and one insert for the batch), record each post's
+//!    outcome in `webhook_inbox_outcomes`, and move the cursor past the batch.
 //! 2. If the batch fails, it is rolled back and each row is tried alone, so one bad row cannot
-//!    hold the others back; a row that still fails records its error and is tried again later
-//!    with exponential backoff (1 s doubling, at most 15 min), forever: nothing is dropped.
-//! 3. Receipts for message ids not (yet) in `message_index` are retried for
+//!    hold the others back; a row that still fails moves to `webhook_inbox_retries` with its
+//!    error and is tried again later with exponential backoff (1 s doubling, at most 15 min),
+//!    forever: nothing is dropped.
+//! 3. Receipts for message ids not (yet) in `message_index` wait in `webhook_inbox_retries` for
 //!    [`InboxConfig::unmatched_grace`] (a gateway that chose its own id may be recorded after its
-//!    receipt), then kept in `unmatched_receipts` and the row is done.
+//!    receipt), then are kept in `unmatched_receipts` and the row is done. Retries that are due
+//!    are taken with `FOR UPDATE SKIP LOCKED`, by any process.
 //!
 //! Session events (`Connected`, `Disconnected`, `LoggedOut`, `QR`, ...) move the session's status
 //! and keep its latest QR code ([`session_events`]). `Message` events and the Cloud API's
 //! notifications (`meta:messages` rows) build conversations and move deliveries (see
-//! [`conversations`]). Other event types (presence, history sync, ...) are marked processed with
-//! the note `ignored: <type>`; their rows stay, so a later feature can replay them
-//! (`UPDATE webhook_inbox SET processed_at = NULL WHERE event_type = ...`).
+//! [`conversations`]). Other event types (presence, history sync, ...) are done with the note
+//! `ignored: <type>`; their rows stay, so a later feature can replay them (a row in
+//! `webhook_inbox_retries` is processed again: docs/webhooks.md).
 
 mod conversations;
 
@@ -56,6 +61,11 @@ pub struct InboxConfig {
     pub unmatched_grace: Duration,
     /// Processed rows older than this are deleted (their dedup window is over by then).
     pub retention: Duration,
+    /// Under a steady stream of posts, the shortest time from the start of one round to the
+    /// start of the next (a full batch goes on at once). Each batch costs about ten statements and
+    /// a commit whatever its size, and so does every projector batch that follows from it; a post
+    /// after a quiet moment is processed at once.
+    pub min_round_interval: Duration,
 }
 
 impl Default for InboxConfig {
@@ -65,6 +75,7 @@ impl Default for InboxConfig {
             poll_interval: Duration::from_millis(100),
             unmatched_grace: Duration::from_secs(5 * 60),
             retention: Duration::from_secs(7 * 24 * 3600),
+            min_round_interval: Duration::from_millis(25),
         }
     }
 }
@@ -99,57 +110,8 @@ pub fn spawn(
     tokio::spawn(run(pool, config, wake, shutdown))
 }
 
-/// Where the next claim starts reading the pending index (docs/decisions/0031).
-///
-/// Processed rows leave dead entries at the front of `webhook_inbox_pending` until vacuum
-/// removes them, and a claim that starts at the front walks all of them: under a steady receipt
-/// load that walk grew to 11 ms per claim, the largest single cost of the receipt path. So a
-/// claim starts a little before the newest row the previous claim took ([`CLAIM_MARGIN`]),
-/// skipping what is already done. A row that sorts before that point (an insert that committed
-/// late, a replayed row, a row another process claimed and rolled back) is found by a claim from
-/// the front, made at least every [`FULL_CLAIM_EVERY`]: nothing is skipped for good.
-#[derive(Debug)]
-struct ClaimCursor {
-    from: Option<(DateTime<Utc>, i64)>,
-    last_full: Option<tokio::time::Instant>,
-}
-
-/// How far before the previous claim's newest row the next claim starts.
-const CLAIM_MARGIN: Duration = Duration::from_millis(250);
-/// Longest time between two claims that read the pending index from the front.
-const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
-
-impl ClaimCursor {
-    fn new() -> Self {
-        ClaimCursor {
-            from: None,
-            last_full: None,
-        }
-    }
-
-    /// The bound for the next claim: `None` reads from the front.
-    fn bound(&mut self) -> Option<(DateTime<Utc>, i64)> {
-        let now = tokio::time::Instant::now();
-        let due = self
-            .last_full
-            .is_none_or(|at| now.duration_since(at) >= FULL_CLAIM_EVERY);
-        if due || self.from.is_none() {
-            self.last_full = Some(now);
-            return None;
-        }
-        self.from
-    }
-
-    /// Moves the start after a claim that took rows (the newest at `newest`).
-    fn claimed(&mut self, newest: DateTime<Utc>) {
-        let margin = chrono::Duration::from_std(CLAIM_MARGIN).unwrap_or_default();
-        let from = (newest - margin, 0);
-        // never backwards: an older row is the front claim's to find
-        if self.from.is_none_or(|old| from > old) {
-            self.from = Some(from);
-        }
-    }
-}
+/// How often the processor looks for retries that have come due.
+const RETRY_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 async fn run(
     pool: PgPool,
@@ -159,9 +121,19 @@ async fn run(
 ) {
     let mut failures = 0u32;
     let mut last_prune = tokio::time::Instant::now();
-    let mut cursor = ClaimCursor::new();
+    let mut last_retry_check: Option<tokio::time::Instant> = None;
     while !*shutdown.borrow() {
-        match process_once(&pool, &config, &mut cursor).await {
+        let started = tokio::time::Instant::now();
+        let retries_due = last_retry_check.is_none_or(|at| at.elapsed() >= RETRY_CHECK_EVERY);
+        let round = async {
+            let mut n = process(&pool, &config, Source::Log).await?;
+            if retries_due {
+                last_retry_check = Some(tokio::time::Instant::now());
+                n += process(&pool, &config, Source::Retries).await?;
+            }
+            anyhow::Ok(n)
+        };
+        match round.await {
             Ok(0) => {
                 failures = 0;
                 if last_prune.elapsed() > Duration::from_secs(600) {
@@ -176,9 +148,18 @@ async fn run(
                     _ = shutdown.changed() => {}
                 }
             }
-            Ok(_) => failures = 0,
+            Ok(n) => {
+                failures = 0;
+                // a steady stream: let the next batch gather more (see `min_round_interval`)
+                if (n as i64) < config.batch_size {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(started + config.min_round_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
             Err(e) => {
-                // the database itself is unreachable: rows stay pending, try again shortly
+                // the database itself is unreachable: nothing moved, try again shortly
                 failures += 1;
                 tracing::error!(error = %format!("{e:#}"), failures, "webhook inbox processing failed");
                 let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
@@ -191,24 +172,24 @@ async fn run(
     }
 }
 
-/// Processes at most one batch (and, if it failed, each of its rows alone). Returns how many
-/// rows it handled; 0 when nothing was due. An `Err` means the database could not be used.
-async fn process_once(
-    pool: &PgPool,
-    config: &InboxConfig,
-    cursor: &mut ClaimCursor,
-) -> anyhow::Result<usize> {
+/// Where a batch comes from (docs/decisions/0033).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The next posts of the log, after the processor's cursor, in commit order.
+    Log,
+    /// Rows in `webhook_inbox_retries` whose next attempt is due.
+    Retries,
+}
+
+/// Processes at most one batch from `source` (and, if it failed, each of its rows alone).
+/// Returns how many rows it handled; 0 when nothing was there. An `Err` means the database could
+/// not be used.
+async fn process(pool: &PgPool, config: &InboxConfig, source: Source) -> anyhow::Result<usize> {
     let mut failure = None;
-    let from = cursor.bound();
     // a retryable store error (a concurrent writer, or an older transaction) clears on retry
     for _ in 0..3 {
-        match process_batch(pool, config, Claim::Due(from)).await {
-            Ok((n, newest)) => {
-                if let Some(newest) = newest {
-                    cursor.claimed(newest);
-                }
-                return Ok(n);
-            }
+        match process_batch(pool, config, source, Claim::Batch).await {
+            Ok(n) => return Ok(n),
             Err(f) if f.retryable => failure = Some(f),
             Err(f) => {
                 failure = Some(f);
@@ -226,7 +207,7 @@ async fn process_once(
     for id in &ids {
         let mut last = None;
         for _ in 0..3 {
-            match process_batch(pool, config, Claim::One(*id)).await {
+            match process_batch(pool, config, source, Claim::One(*id)).await {
                 Ok(_) => {
                     last = None;
                     break;
@@ -241,7 +222,7 @@ async fn process_once(
             }
         }
         if let Some(f) = last {
-            record_failure(pool, *id, &f.error).await?;
+            record_failure(pool, source, *id, &f.error).await?;
         }
     }
     Ok(ids.len())
@@ -294,66 +275,106 @@ enum Disposition {
     Wait(String, Duration),
 }
 
-/// Which rows a batch claims.
+/// Which rows of the source a batch takes.
 #[derive(Debug, Clone, Copy)]
 enum Claim {
-    /// Due rows, oldest first, from this point of the pending index (`None`: from the front).
-    Due(Option<(DateTime<Utc>, i64)>),
-    /// This row alone (retrying a failed batch row by row).
+    /// Up to a batch: the log's next rows, or the retries due, oldest first.
+    Batch,
+    /// This row alone (retrying a failed batch row by row); from the log, only if it is the
+    /// next row there.
     One(i64),
 }
 
-/// Processes one batch. Returns how many rows it handled and the newest `next_attempt_at` it
-/// claimed (where the next claim may start).
+/// The columns a batch reads of each post: the event as text (a JSON post's body is its event).
+const POST_COLUMNS: &str = "w.id, w.session_id, w.tenant_id, w.event_type, w.received_at,
+    CASE WHEN w.session_id IS NOT NULL
+         THEN COALESCE(w.event::text, convert_from(w.body, 'UTF8')) END AS event";
+
+/// Processes one batch in one transaction. Returns how many rows it took.
 async fn process_batch(
     pool: &PgPool,
     config: &InboxConfig,
+    source: Source,
     claim: Claim,
-) -> Result<(usize, Option<DateTime<Utc>>), BatchFailure> {
+) -> Result<usize, BatchFailure> {
     let mut tx = pool.begin().await.map_err(BatchFailure::before_claim)?;
     store::plan_as_key_lookups(&mut tx)
         .await
         .map_err(BatchFailure::before_claim)?;
-    let rows = match claim {
-        // `(next_attempt_at, id) >= (from)` is a bound of the index scan itself, so the dead
-        // entries before it are never read (see `ClaimCursor`)
-        Claim::Due(from) => sqlx::query(
-            "SELECT id, session_id, tenant_id, COALESCE(event::text, convert_from(body, 'UTF8')) AS event,
-                    event_type, received_at, attempts, next_attempt_at
-               FROM webhook_inbox
-              WHERE processed_at IS NULL AND next_attempt_at <= now()
-                AND (next_attempt_at, id) >= (COALESCE($2, '-infinity'::timestamptz), $3)
-              ORDER BY next_attempt_at, id
-              LIMIT $1
-              FOR UPDATE SKIP LOCKED",
-        )
-        .bind(config.batch_size)
-        .bind(from.map(|(at, _)| at))
-        .bind(from.map_or(0, |(_, id)| id)),
-        Claim::One(id) => sqlx::query(
-            "SELECT id, session_id, tenant_id, COALESCE(event::text, convert_from(body, 'UTF8')) AS event,
-                    event_type, received_at, attempts, next_attempt_at
-               FROM webhook_inbox
-              WHERE id = $1 AND processed_at IS NULL
-              FOR UPDATE SKIP LOCKED",
-        )
-        .bind(id),
-    }
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(BatchFailure::before_claim)?;
-    if rows.is_empty() {
-        return Ok((0, None));
-    }
-    let mut newest: Option<DateTime<Utc>> = None;
-    for row in &rows {
-        let at: DateTime<Utc> = row
-            .try_get("next_attempt_at")
+    let limit = match claim {
+        Claim::Batch => config.batch_size,
+        Claim::One(_) => 1,
+    };
+    // the log: behind the cursor's lock, so one process at a time reads it, in commit order
+    let mut log_end = None;
+    let rows = match source {
+        Source::Log => {
+            let Some(cursor) = lock_cursor(&mut tx)
+                .await
+                .map_err(BatchFailure::before_claim)?
+            else {
+                return Ok(0);
+            };
+            // one row alone: the rows up to it (those before it in the failed batch are done
+            // already, or were stored without a session, which the log only steps over)
+            let upto = match claim {
+                Claim::One(id) => Some(id),
+                Claim::Batch => None,
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT w.tx_id::text::bigint AS tx, 0 AS attempts, {POST_COLUMNS}
+                   FROM webhook_inbox w
+                  WHERE w.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                    AND (w.tx_id, w.id) > ($1::text::xid8, $2)
+                    AND ($4::bigint IS NULL
+                         OR (w.tx_id, w.id) <= (SELECT tx_id, id FROM webhook_inbox WHERE id = $4))
+                  ORDER BY w.tx_id, w.id
+                  LIMIT $3"
+            ))
+            .bind(cursor.0)
+            .bind(cursor.1)
+            .bind(config.batch_size)
+            .bind(upto)
+            .fetch_all(&mut *tx)
+            .await
             .map_err(BatchFailure::before_claim)?;
-        newest = newest.max(Some(at));
+            if let (Some(id), Some(last)) = (upto, rows.last()) {
+                let last: i64 = last.try_get("id").map_err(BatchFailure::before_claim)?;
+                if last != id {
+                    return Ok(0);
+                }
+            }
+            if let Some(last) = rows.last() {
+                log_end = Some((
+                    last.try_get::<i64, _>("tx")
+                        .map_err(BatchFailure::before_claim)?,
+                    last.try_get::<i64, _>("id")
+                        .map_err(BatchFailure::before_claim)?,
+                ));
+            }
+            rows
+        }
+        Source::Retries => sqlx::query(&format!(
+            "SELECT r.attempts, {POST_COLUMNS}
+               FROM webhook_inbox_retries r JOIN webhook_inbox w ON w.id = r.inbox_id
+              WHERE r.next_attempt_at <= now() AND ($2::bigint IS NULL OR r.inbox_id = $2)
+              ORDER BY r.next_attempt_at, r.inbox_id
+              LIMIT $1
+              FOR UPDATE OF r SKIP LOCKED"
+        ))
+        .bind(limit)
+        .bind(match claim {
+            Claim::One(id) => Some(id),
+            Claim::Batch => None,
+        })
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(BatchFailure::before_claim)?,
+    };
+    if rows.is_empty() {
+        return Ok(0);
     }
     let mut ids = Vec::with_capacity(rows.len());
-    let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = row.try_get("id").map_err(BatchFailure::before_claim)?;
         ids.push(id);
@@ -368,29 +389,80 @@ async fn process_batch(
             retryable,
         }
     };
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut sessionless = Vec::new();
     for row in rows {
-        let parsed = (|| -> anyhow::Result<Claimed> {
+        let parsed = (|| -> anyhow::Result<Option<Claimed>> {
+            // a post stored without a session (a Cloud API notification for a number no session
+            // stands for) got its outcome when it was stored
+            let Some(session_id) = row.try_get::<Option<Uuid>, _>("session_id")? else {
+                return Ok(None);
+            };
             let event: String = row.try_get("event")?;
             let event_type: String = row.try_get("event_type")?;
-            Ok(Claimed {
+            Ok(Some(Claimed {
                 id: row.try_get("id")?,
-                session_id: row.try_get("session_id")?,
+                session_id,
                 tenant_id: row.try_get("tenant_id")?,
                 received_at: row.try_get("received_at")?,
                 attempts: row.try_get("attempts")?,
                 action: classify(&event_type, &event),
-            })
+            }))
         })();
-        claimed.push(parsed.map_err(|e| fail(&ids, e))?);
+        match parsed.map_err(|e| fail(&ids, e))? {
+            Some(c) => claimed.push(c),
+            None => sessionless.push(
+                row.try_get::<i64, _>("id")
+                    .map_err(|e| fail(&ids, e.into()))?,
+            ),
+        }
     }
-    let dispositions = apply(&mut tx, config, &claimed)
-        .await
-        .map_err(|e| fail(&ids, e))?;
-    finish(&mut tx, &dispositions)
-        .await
-        .map_err(|e| fail(&ids, e.into()))?;
+    if source == Source::Retries && !sessionless.is_empty() {
+        // replayed, but there is nothing to do: its outcome stays as it was stored
+        sqlx::query("DELETE FROM webhook_inbox_retries WHERE inbox_id = ANY($1)")
+            .bind(&sessionless)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| fail(&ids, e.into()))?;
+    }
+    if !claimed.is_empty() {
+        let dispositions = apply(&mut tx, config, &claimed)
+            .await
+            .map_err(|e| fail(&ids, e))?;
+        finish(&mut tx, source, &dispositions)
+            .await
+            .map_err(|e| fail(&ids, e.into()))?;
+    }
+    if let Some(end) = log_end {
+        move_cursor(&mut tx, end)
+            .await
+            .map_err(|e| fail(&ids, e.into()))?;
+    }
     tx.commit().await.map_err(|e| fail(&ids, e.into()))?;
-    Ok((claimed.len(), newest))
+    Ok(ids.len())
+}
+
+/// Locks the log cursor for this transaction; `None` when another process holds it (it is
+/// reading the log right now, so there is nothing for this one to do).
+async fn lock_cursor(tx: &mut sqlx::PgConnection) -> sqlx::Result<Option<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT tx_id::text::bigint, id FROM webhook_inbox_cursor
+          WHERE name = 'processor' FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+async fn move_cursor(tx: &mut sqlx::PgConnection, to: (i64, i64)) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_inbox_cursor SET tx_id = $1::text::xid8, id = $2, updated_at = now()
+          WHERE name = 'processor'",
+    )
+    .bind(to.0)
+    .bind(to.1)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// What a stored event asks for. The endpoint validated its shape already; a receipt that
@@ -612,9 +684,11 @@ async fn apply(
     Ok(dispositions)
 }
 
-/// Marks the batch's rows processed or due again, two statements for the whole batch.
+/// Records what became of the batch's rows: an outcome for each row done, a retry for each row
+/// to try again; a few statements for the whole batch.
 async fn finish(
     tx: &mut sqlx::PgConnection,
+    source: Source,
     dispositions: &HashMap<i64, Disposition>,
 ) -> sqlx::Result<()> {
     let (mut done_ids, mut done_notes) = (Vec::new(), Vec::new());
@@ -634,22 +708,29 @@ async fn finish(
     }
     if !done_ids.is_empty() {
         sqlx::query(
-            "UPDATE webhook_inbox w SET processed_at = now(), note = u.note, last_error = NULL
-               FROM UNNEST($1::bigint[], $2::text[]) AS u(id, note)
-              WHERE w.id = u.id",
+            "INSERT INTO webhook_inbox_outcomes (inbox_id, note)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[])
+             ON CONFLICT (inbox_id) DO UPDATE SET note = EXCLUDED.note, processed_at = now()",
         )
         .bind(&done_ids)
         .bind(&done_notes)
         .execute(&mut *tx)
         .await?;
+        if source == Source::Retries {
+            sqlx::query("DELETE FROM webhook_inbox_retries WHERE inbox_id = ANY($1)")
+                .bind(&done_ids)
+                .execute(&mut *tx)
+                .await?;
+        }
         metrics::counter!("herald_webhook_inbox_processed_total").increment(done_ids.len() as u64);
     }
     if !wait_ids.is_empty() {
         sqlx::query(
-            "UPDATE webhook_inbox w SET attempts = w.attempts + 1, last_error = u.note,
-                    next_attempt_at = now() + make_interval(secs => u.after)
+            "INSERT INTO webhook_inbox_retries AS r (inbox_id, attempts, last_error, next_attempt_at)
+             SELECT id, 1, note, now() + make_interval(secs => after)
                FROM UNNEST($1::bigint[], $2::text[], $3::float8[]) AS u(id, note, after)
-              WHERE w.id = u.id",
+             ON CONFLICT (inbox_id) DO UPDATE SET attempts = r.attempts + 1,
+                    last_error = EXCLUDED.last_error, next_attempt_at = EXCLUDED.next_attempt_at",
         )
         .bind(&wait_ids)
         .bind(&wait_notes)
@@ -661,37 +742,84 @@ async fn finish(
 }
 
 /// A row that failed on its own: count the attempt, keep the error, try again after a backoff.
-async fn record_failure(pool: &PgPool, id: i64, error: &anyhow::Error) -> sqlx::Result<()> {
-    let attempts: Option<i32> = sqlx::query_scalar(
-        "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = $2
-          WHERE id = $1 AND processed_at IS NULL RETURNING attempts",
+/// A row of the log becomes a retry, and the cursor moves past it, so the rows after it go on.
+async fn record_failure(
+    pool: &PgPool,
+    source: Source,
+    id: i64,
+    error: &anyhow::Error,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    if source == Source::Log {
+        let Some(cursor) = lock_cursor(&mut tx).await? else {
+            return Ok(());
+        };
+        let position: Option<(i64, i64)> =
+            sqlx::query_as("SELECT tx_id::text::bigint, id FROM webhook_inbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // only the log's next row (the one that failed) is skipped: never one still unread
+        // before it (rows without a session are only stepped over)
+        let Some(position) = position.filter(|p| *p > cursor) else {
+            return Ok(());
+        };
+        let unread_before: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_inbox
+                             WHERE (tx_id, id) > ($1::text::xid8, $2)
+                               AND (tx_id, id) < ($3::text::xid8, $4)
+                               AND session_id IS NOT NULL)",
+        )
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .bind(position.0)
+        .bind(position.1)
+        .fetch_one(&mut *tx)
+        .await?;
+        if unread_before {
+            return Ok(());
+        }
+        move_cursor(&mut tx, position).await?;
+    }
+    let attempts: i32 = sqlx::query_scalar(
+        "INSERT INTO webhook_inbox_retries AS r (inbox_id, attempts, last_error)
+         VALUES ($1, 1, $2)
+         ON CONFLICT (inbox_id) DO UPDATE SET attempts = r.attempts + 1, last_error = EXCLUDED.last_error
+         RETURNING attempts",
     )
     .bind(id)
     .bind(format!("{error:#}"))
-    .fetch_optional(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    if let Some(attempts) = attempts {
-        let after = failure_backoff(attempts);
-        sqlx::query(
-            "UPDATE webhook_inbox SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(after.as_secs_f64())
-        .execute(pool)
-        .await?;
-        metrics::counter!("herald_webhook_inbox_failures_total").increment(1);
-        tracing::warn!(inbox_id = id, attempts, retry_in = ?after, error = %format!("{error:#}"), "webhook processing failed; will retry");
-    }
+    let after = failure_backoff(attempts);
+    sqlx::query(
+        "UPDATE webhook_inbox_retries SET next_attempt_at = now() + make_interval(secs => $2)
+          WHERE inbox_id = $1",
+    )
+    .bind(id)
+    .bind(after.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("herald_webhook_inbox_failures_total").increment(1);
+    tracing::warn!(inbox_id = id, attempts, retry_in = ?after, error = %format!("{error:#}"), "webhook processing failed; will retry");
     Ok(())
 }
 
-/// Deletes processed rows older than `retention`, a bounded chunk at a time.
+/// Deletes processed rows older than `retention` (and their outcomes), a bounded chunk at a time:
+/// among the oldest rows, those the log has passed and no retry waits for.
 async fn prune(pool: &PgPool, retention: Duration) -> sqlx::Result<()> {
     let deleted = sqlx::query(
-        "DELETE FROM webhook_inbox WHERE id IN (
-           SELECT id FROM webhook_inbox
-            WHERE processed_at IS NOT NULL AND processed_at < now() - make_interval(secs => $1)
-            LIMIT 10000)",
+        "WITH oldest AS (
+             SELECT id, tx_id, received_at FROM webhook_inbox ORDER BY id LIMIT 10000),
+         doomed AS (
+             SELECT o.id FROM oldest o, webhook_inbox_cursor c
+              WHERE c.name = 'processor' AND (o.tx_id, o.id) <= (c.tx_id, c.id)
+                AND o.received_at < now() - make_interval(secs => $1)
+                AND NOT EXISTS (SELECT 1 FROM webhook_inbox_retries r WHERE r.inbox_id = o.id)),
+         outcomes AS (
+             DELETE FROM webhook_inbox_outcomes x USING doomed WHERE x.inbox_id = doomed.id)
+         DELETE FROM webhook_inbox w USING doomed WHERE w.id = doomed.id",
     )
     .bind(retention.as_secs_f64())
     .execute(pool)

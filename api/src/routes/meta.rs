@@ -170,13 +170,19 @@ pub async fn notify(req: &mut Request, depot: &mut Depot) -> Result<Json<Webhook
                 "ignored: {event_type} is not about one phone number"
             )),
         };
+        // a change no session is for is done as it is stored (the processor steps over rows
+        // without a session): its outcome is written with it
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhook_inbox (source, session_id, tenant_id, body_sha256, content_type, headers,
-                                        body, event, event_type, processed_at, note)
-             VALUES ('meta', $1, $2, $3, $4, $5, $6, $7::json, $8,
-                     CASE WHEN $9::text IS NULL THEN NULL ELSE now() END, $9)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
+            "WITH post AS (
+                 INSERT INTO webhook_inbox (source, session_id, tenant_id, body_sha256, content_type,
+                                            headers, body, event, event_type)
+                 VALUES ('meta', $1, $2, $3, $4, $5, $6, $7::json, $8)
+                 ON CONFLICT DO NOTHING
+                 RETURNING id),
+             outcome AS (
+                 INSERT INTO webhook_inbox_outcomes (inbox_id, note)
+                 SELECT id, $9 FROM post WHERE $9::text IS NOT NULL)
+             SELECT id FROM post",
         )
         .bind(session.map(|s| s.0))
         .bind(session.map(|s| s.1))

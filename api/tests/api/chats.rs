@@ -489,8 +489,10 @@ async fn receipts_for_phone_sent_messages_are_kept_on_the_chat_in_any_order() {
     .await;
     assert!(waiting);
     sqlx::query(
-        "UPDATE webhook_inbox SET received_at = now() - interval '1 hour', next_attempt_at = now()
-          WHERE processed_at IS NULL",
+        "WITH waiting AS (
+             UPDATE webhook_inbox_retries SET next_attempt_at = now() RETURNING inbox_id)
+         UPDATE webhook_inbox SET received_at = now() - interval '1 hour'
+          WHERE id IN (SELECT inbox_id FROM waiting)",
     )
     .execute(&app.pool)
     .await

@@ -74,7 +74,7 @@ async fn processed_inbox(app: &TestApp, at_least: usize) -> Vec<(String, String)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let rows: Vec<(String, Option<String>, bool)> = sqlx::query_as(
-            "SELECT event_type, note, processed_at IS NOT NULL FROM webhook_inbox ORDER BY id",
+            "SELECT event_type, note, processed_at IS NOT NULL FROM webhook_inbox_status ORDER BY id",
         )
         .fetch_all(&app.pool)
         .await

@@ -136,11 +136,35 @@ pub(crate) struct InboxRow {
 pub(crate) async fn inbox_rows(app: &TestApp) -> Vec<InboxRow> {
     sqlx::query_as(
         "SELECT event_type, note, processed_at IS NOT NULL AS processed, attempts, last_error
-           FROM webhook_inbox ORDER BY id",
+           FROM webhook_inbox_status ORDER BY id",
     )
     .fetch_all(&app.pool)
     .await
     .expect("inbox")
+}
+
+/// Makes the event store refuse events of `event_type` with "injected failure" (as a
+/// constraint or a full disk would), until [`accept_events_again`].
+async fn refuse_events(app: &TestApp, event_type: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION test_refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.event_type = '{event_type}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_refuse_events BEFORE INSERT ON events
+           FOR EACH ROW EXECUTE FUNCTION test_refuse_events();"
+    ))
+    .execute(&app.pool)
+    .await
+    .expect("trigger");
+}
+
+async fn accept_events_again(app: &TestApp) {
+    sqlx::raw_sql("DROP TRIGGER test_refuse_events ON events")
+        .execute(&app.pool)
+        .await
+        .expect("drop trigger");
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.
@@ -665,18 +689,7 @@ async fn a_failed_processing_is_retried_until_it_succeeds() {
     let (phone, _, message_id) = app.sim_messages().await.remove(0);
 
     // the event store refuses receipt events for a while (a constraint, a full disk, ...)
-    sqlx::raw_sql(
-        "CREATE FUNCTION test_refuse_receipts() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF NEW.event_type = 'DeliveryDelivered' THEN RAISE EXCEPTION 'injected failure'; END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER test_refuse_receipts BEFORE INSERT ON events
-           FOR EACH ROW EXECUTE FUNCTION test_refuse_receipts();",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("trigger");
+    refuse_events(&app, "DeliveryDelivered").await;
     let delivered = webhook::receipt_event(
         ReceiptState::Delivered,
         &[message_id.as_str()],
@@ -705,10 +718,7 @@ async fn a_failed_processing_is_retried_until_it_succeeds() {
         "sent"
     );
 
-    sqlx::raw_sql("DROP TRIGGER test_refuse_receipts ON events")
-        .execute(&app.pool)
-        .await
-        .expect("drop trigger");
+    accept_events_again(&app).await;
     let applied = eventually(Duration::from_secs(20), || async {
         recipients(&app, &account, &campaign).await[&phone]["status"] == "delivered"
     })
@@ -852,7 +862,7 @@ async fn posts_stored_while_no_worker_runs_are_processed_when_one_starts() {
     assert_eq!(res.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")
+        sqlx::query_scalar("SELECT count(*) FROM webhook_inbox_status WHERE processed_at IS NULL")
             .fetch_one(&pool)
             .await
             .expect("count");
@@ -863,11 +873,12 @@ async fn posts_stored_while_no_worker_runs_are_processed_when_one_starts() {
             .await
             .expect("worker starts");
     let processed = eventually(Duration::from_secs(10), || async {
-        let note: Option<String> =
-            sqlx::query_scalar("SELECT note FROM webhook_inbox WHERE processed_at IS NOT NULL")
-                .fetch_optional(&pool)
-                .await
-                .expect("query");
+        let note: Option<String> = sqlx::query_scalar(
+            "SELECT note FROM webhook_inbox_status WHERE processed_at IS NOT NULL",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("query");
         // credentials only, no Session stream: processed as a session that no longer exists
         note.as_deref() == Some("ignored: the session no longer exists")
     })
@@ -973,9 +984,9 @@ async fn concurrent_posts_are_answered_truthfully_and_each_body_stored_once() {
     app.stop().await;
 }
 
-/// docs/webhooks.md tells operators to replay stored posts by clearing `processed_at`. The
-/// processor starts its claims just before the newest rows it took, so an old row made pending
-/// again sorts before where it reads; its claims from the front must still find it.
+/// docs/webhooks.md tells operators to replay stored posts by adding them to
+/// `webhook_inbox_retries`. The processor's log cursor is long past an old post; the retry must
+/// still be found, processed again, and leave the log going on.
 #[tokio::test]
 async fn a_post_replayed_long_after_newer_ones_is_processed_again() {
     let app = spawn_app().await;
@@ -998,9 +1009,16 @@ async fn a_post_replayed_long_after_newer_ones_is_processed_again() {
     }
     assert!(eventually(Duration::from_secs(10), || processed(6)).await);
 
+    let first_done: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT processed_at FROM webhook_inbox_status ORDER BY id LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .expect("first outcome");
+    // as docs/webhooks.md says, word for word
     let replayed = sqlx::query(
-        "UPDATE webhook_inbox SET processed_at = NULL, note = NULL
-          WHERE id = (SELECT min(id) FROM webhook_inbox)",
+        "INSERT INTO webhook_inbox_retries (inbox_id)
+         SELECT id FROM webhook_inbox WHERE id = (SELECT min(id) FROM webhook_inbox)
+         ON CONFLICT DO NOTHING",
     )
     .execute(&app.pool)
     .await
@@ -1018,5 +1036,118 @@ async fn a_post_replayed_long_after_newer_ones_is_processed_again() {
         Some("ignored: ChatPresence"),
         "{first:?}"
     );
+    let again: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT processed_at FROM webhook_inbox_status ORDER BY id LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .expect("second outcome");
+    assert!(
+        again > first_done,
+        "processed a second time: {first_done} then {again}"
+    );
+    // and the log goes on after it
+    let res = post_event(&app, &session, &key, &presence(6), Encoding::Json).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(eventually(Duration::from_secs(10), || processed(7)).await);
+    app.stop().await;
+}
+
+/// The inbox is read as a log in commit order (docs/decisions/0033): a post whose transaction
+/// commits after a later post's must still be processed, not skipped because the processor has
+/// already read past its id.
+#[tokio::test]
+async fn a_post_committed_late_is_not_skipped() {
+    let app = spawn_app().await;
+    let account = app.register("late@b.co").await;
+    let session = app.link_session(&account, "late-token").await;
+    let key = hmac_key(&app, &session).await;
+    let session_id: Uuid = session.parse().expect("uuid");
+    let tenant_id: Uuid =
+        sqlx::query_scalar("SELECT tenant_id FROM session_credentials WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("tenant");
+
+    // a writer takes an id, then is slow to commit
+    let mut slow = app.pool.begin().await.expect("begin");
+    let body = json!({"type": "ChatPresence", "event": {"slow": true}}).to_string();
+    let slow_id: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_inbox (source, session_id, tenant_id, body_sha256, content_type, body, event_type)
+         VALUES ('wuzapi', $1, $2, sha256($3::bytea), 'application/json', $3::bytea, 'ChatPresence')
+         RETURNING id",
+    )
+    .bind(session_id)
+    .bind(tenant_id)
+    .bind(body.as_bytes())
+    .fetch_one(&mut *slow)
+    .await
+    .expect("slow insert");
+
+    // meanwhile a later post is stored and answered; it waits behind the open transaction
+    let presence = json!({"type": "ChatPresence", "event": {"fast": true}});
+    let res = post_event(&app, &session, &key, &presence, Encoding::Json).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.commit().await.expect("commit");
+
+    let both = eventually(Duration::from_secs(10), || async {
+        let rows = inbox_rows(&app).await;
+        rows.len() == 2 && rows.iter().all(|r| r.processed)
+    })
+    .await;
+    assert!(both, "{:?}", inbox_rows(&app).await);
+    let note: Option<String> =
+        sqlx::query_scalar("SELECT note FROM webhook_inbox_status WHERE id = $1")
+            .bind(slow_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("note");
+    assert_eq!(note.as_deref(), Some("ignored: ChatPresence"));
+    app.stop().await;
+}
+
+/// A post that keeps failing waits in `webhook_inbox_retries`; the posts after it in the log are
+/// processed meanwhile.
+#[tokio::test]
+async fn a_failing_post_does_not_hold_back_the_posts_after_it() {
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("holdback@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let campaign = run_campaign(&app, &account, &session, &template, 1).await;
+    let (phone, _, message_id) = app.sim_messages().await.remove(0);
+    refuse_events(&app, "DeliveryRead").await;
+    let at = chrono::Utc::now();
+    let read = webhook::receipt_event(ReceiptState::Read, &[message_id.as_str()], "x@lid", at);
+    let delivered =
+        webhook::receipt_event(ReceiptState::Delivered, &[message_id.as_str()], "x@lid", at);
+    for event in [&read, &delivered] {
+        let res = post_event(&app, &session, &key, event, Encoding::Json).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let delivered_applied = eventually(Duration::from_secs(10), || async {
+        recipients(&app, &account, &campaign).await[&phone]["status"] == "delivered"
+    })
+    .await;
+    assert!(delivered_applied, "{:?}", inbox_rows(&app).await);
+    let rows = inbox_rows(&app).await;
+    assert!(
+        !rows[0].processed
+            && rows[0].attempts >= 1
+            && rows[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("injected failure")),
+        "the read receipt waits for a retry: {rows:?}"
+    );
+    assert!(rows[1].processed, "{rows:?}");
+
+    accept_events_again(&app).await;
+    let read_applied = eventually(Duration::from_secs(20), || async {
+        recipients(&app, &account, &campaign).await[&phone]["status"] == "read"
+    })
+    .await;
+    assert!(read_applied, "{:?}", inbox_rows(&app).await);
+    assert!(inbox_rows(&app).await.iter().all(|r| r.processed));
     app.stop().await;
 }

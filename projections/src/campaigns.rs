@@ -149,6 +149,40 @@ struct Row_ {
     failed_at: Option<DateTime<Utc>>,
 }
 
+/// Recipients' rows as columns, for one `UNNEST` statement.
+#[derive(Default)]
+struct Rows {
+    c_ids: Vec<Uuid>,
+    phones: Vec<String>,
+    tenants: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    message_ids: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    queued: Vec<DateTime<Utc>>,
+    sent: Vec<Option<DateTime<Utc>>>,
+    delivered: Vec<Option<DateTime<Utc>>>,
+    read: Vec<Option<DateTime<Utc>>>,
+    failed: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Rows {
+    fn push(&mut self, (campaign, phone): (Uuid, String), r: Row_) {
+        self.c_ids.push(campaign);
+        self.phones.push(phone);
+        self.tenants.push(r.tenant_id);
+        self.statuses.push(r.status.as_str());
+        self.message_ids.push(r.message_id);
+        self.errors.push(r.error);
+        self.attempts.push(r.attempts);
+        self.queued.push(r.queued_at);
+        self.sent.push(r.sent_at);
+        self.delivered.push(r.delivered_at);
+        self.read.push(r.read_at);
+        self.failed.push(r.failed_at);
+    }
+}
+
 /// Splits a delivery id `<campaign_id>:<phone>`.
 fn split_delivery_id(id: &str) -> anyhow::Result<(Uuid, String)> {
     let (campaign, phone) = id
@@ -302,59 +336,69 @@ async fn apply_deliveries(conn: &mut PgConnection, events: &[&StoredEvent]) -> a
         d[row.status as usize] += 1;
     }
 
-    // 5. upsert rows in one statement
-    let n = rows.len();
-    let mut c_ids = Vec::with_capacity(n);
-    let mut phones = Vec::with_capacity(n);
-    let mut tenants = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut message_ids = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut attempts = Vec::with_capacity(n);
-    let mut queued = Vec::with_capacity(n);
-    let mut sent = Vec::with_capacity(n);
-    let mut delivered = Vec::with_capacity(n);
-    let mut read = Vec::with_capacity(n);
-    let mut failed = Vec::with_capacity(n);
-    for ((c, p), r) in rows {
-        c_ids.push(c);
-        phones.push(p);
-        tenants.push(r.tenant_id);
-        statuses.push(r.status.as_str());
-        message_ids.push(r.message_id);
-        errors.push(r.error);
-        attempts.push(r.attempts);
-        queued.push(r.queued_at);
-        sent.push(r.sent_at);
-        delivered.push(r.delivered_at);
-        read.push(r.read_at);
-        failed.push(r.failed_at);
+    // 5. rows that were there already: one UPDATE (no speculative insert, no row lock before the
+    //    update, as `INSERT ... ON CONFLICT DO UPDATE` takes); new rows: one INSERT. Under a
+    //    receipt load every row is an update.
+    let (mut updates, mut inserts) = (Rows::default(), Rows::default());
+    for (key, row) in rows {
+        if before.get(&key).copied().flatten().is_some() {
+            updates.push(key, row);
+        } else {
+            inserts.push(key, row);
+        }
     }
-    sqlx::query(
-        "INSERT INTO deliveries (campaign_id, phone, tenant_id, status, message_id, error, attempts,
-                                 queued_at, sent_at, delivered_at, read_at, failed_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                              $7::int[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
-                              $11::timestamptz[], $12::timestamptz[])
-         ON CONFLICT (campaign_id, phone) DO UPDATE SET
-           status = EXCLUDED.status, message_id = EXCLUDED.message_id, error = EXCLUDED.error,
-           attempts = EXCLUDED.attempts, sent_at = EXCLUDED.sent_at,
-           delivered_at = EXCLUDED.delivered_at, read_at = EXCLUDED.read_at, failed_at = EXCLUDED.failed_at",
-    )
-    .bind(&c_ids)
-    .bind(&phones)
-    .bind(&tenants)
-    .bind(&statuses)
-    .bind(&message_ids)
-    .bind(&errors)
-    .bind(&attempts)
-    .bind(&queued)
-    .bind(&sent)
-    .bind(&delivered)
-    .bind(&read)
-    .bind(&failed)
-    .execute(&mut *conn)
-    .await?;
+    if !updates.c_ids.is_empty() {
+        sqlx::query(
+            "UPDATE deliveries d SET status = u.status, message_id = u.message_id, error = u.error,
+                    attempts = u.attempts, sent_at = u.sent_at, delivered_at = u.delivered_at,
+                    read_at = u.read_at, failed_at = u.failed_at
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                           $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+                    AS u(campaign_id, phone, status, message_id, error, attempts, sent_at,
+                         delivered_at, read_at, failed_at)
+              WHERE d.campaign_id = u.campaign_id AND d.phone = u.phone",
+        )
+        .bind(&updates.c_ids)
+        .bind(&updates.phones)
+        .bind(&updates.statuses)
+        .bind(&updates.message_ids)
+        .bind(&updates.errors)
+        .bind(&updates.attempts)
+        .bind(&updates.sent)
+        .bind(&updates.delivered)
+        .bind(&updates.read)
+        .bind(&updates.failed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !inserts.c_ids.is_empty() {
+        // ON CONFLICT: a rebuild replays into rows it may meet again
+        sqlx::query(
+            "INSERT INTO deliveries (campaign_id, phone, tenant_id, status, message_id, error, attempts,
+                                     queued_at, sent_at, delivered_at, read_at, failed_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                  $7::int[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+                                  $11::timestamptz[], $12::timestamptz[])
+             ON CONFLICT (campaign_id, phone) DO UPDATE SET
+               status = EXCLUDED.status, message_id = EXCLUDED.message_id, error = EXCLUDED.error,
+               attempts = EXCLUDED.attempts, sent_at = EXCLUDED.sent_at,
+               delivered_at = EXCLUDED.delivered_at, read_at = EXCLUDED.read_at, failed_at = EXCLUDED.failed_at",
+        )
+        .bind(&inserts.c_ids)
+        .bind(&inserts.phones)
+        .bind(&inserts.tenants)
+        .bind(&inserts.statuses)
+        .bind(&inserts.message_ids)
+        .bind(&inserts.errors)
+        .bind(&inserts.attempts)
+        .bind(&inserts.queued)
+        .bind(&inserts.sent)
+        .bind(&inserts.delivered)
+        .bind(&inserts.read)
+        .bind(&inserts.failed)
+        .execute(&mut *conn)
+        .await?;
+    }
 
     // 6. campaign counts in one statement
     if !deltas.is_empty() {

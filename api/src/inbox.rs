@@ -301,10 +301,6 @@ async fn process_batch(
     store::plan_as_key_lookups(&mut tx)
         .await
         .map_err(BatchFailure::before_claim)?;
-    let limit = match claim {
-        Claim::Batch => config.batch_size,
-        Claim::One(_) => 1,
-    };
     // the log: behind the cursor's lock, so one process at a time reads it, in commit order
     let mut log_end = None;
     let rows = match source {
@@ -362,7 +358,10 @@ async fn process_batch(
               LIMIT $1
               FOR UPDATE OF r SKIP LOCKED"
         ))
-        .bind(limit)
+        .bind(match claim {
+            Claim::Batch => config.batch_size,
+            Claim::One(_) => 1,
+        })
         .bind(match claim {
             Claim::One(id) => Some(id),
             Claim::Batch => None,

@@ -233,7 +233,7 @@ async fn stored_checkpoint(
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
-/// The next batch after `checkpoint`, oldest first, committed rows only.
+/// A batch of events after a checkpoint, oldest first, committed rows only.
 pub struct Batch {
     /// The events of the batch the projector applies (of its aggregate types).
     pub events: Vec<StoredEvent>,

@@ -23,8 +23,8 @@
 //!    batches profiled from the event store.
 //! 5. Receipts (unless `--skip-receipts`): a signed `Delivered` and `Read` webhook for every
 //!    recipient of the dispatch campaign, shuffled, with duplicates, posted on schedule at
-//!    `--receipt-rate` (or closed loop); the acceptance rate and latency, and the time until the read model shows every recipient read
-//!    (see `bench/receipts.rs`).
+//!    `--receipt-rate` (or closed loop); the acceptance rate and latency, and the time until the
+//!    read model shows every recipient read (see `bench/receipts.rs`).
 //! 6. Import (unless `--import-rows 0`): one streamed CSV contact import of `--import-rows` rows,
 //!    half of them existing contacts, a few bad: rows/s and wall time until the contacts read
 //!    model has them all (see `bench/import.rs`).

@@ -95,22 +95,14 @@ impl Poster {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match exchange(conn, &post.request).await {
-            Ok((status, conn)) => {
-                if let Some(conn) = conn {
-                    self.give_back(conn);
-                }
-                Ok(status)
-            }
-            Err(_) if !fresh => {
-                let (status, conn) = exchange(self.connect().await?, &post.request).await?;
-                if let Some(conn) = conn {
-                    self.give_back(conn);
-                }
-                Ok(status)
-            }
-            Err(e) => Err(e),
+        let (status, conn) = match exchange(conn, &post.request).await {
+            Err(_) if !fresh => exchange(self.connect().await?, &post.request).await?,
+            answer => answer?,
+        };
+        if let Some(conn) = conn {
+            self.give_back(conn);
         }
+        Ok(status)
     }
 
     fn take(&self) -> Option<tokio::net::TcpStream> {

@@ -241,6 +241,79 @@ pub async fn load<A: Aggregate>(pool: &PgPool, id: &str) -> Result<Option<(A, i6
 /// What a command of a batch produced.
 pub type BatchOutcome<A> = Result<Vec<<A as Aggregate>::Event>, <A as Aggregate>::Error>;
 
+/// Aggregates a single writer keeps from one batch to the next, so that its next batch need not
+/// load again what its last batches loaded or wrote (see [`execute_batch_known`]).
+///
+/// A copy may be stale: another writer may have appended since. It is used only for commands the
+/// writer declares safe ([`Known::trusted`]), those whose decision to write nothing cannot change
+/// with events other writers append; a command that does write from a stale copy meets the
+/// newer event's sequence number (23505) and its aggregate is loaded again, as in any conflict.
+///
+/// Two generations bound its size: states go into the young one; when that is full, it becomes
+/// the old one and the old one is dropped.
+pub struct KnownAggregates<A> {
+    young: HashMap<String, (A, i64)>,
+    old: HashMap<String, (A, i64)>,
+    capacity: usize,
+}
+
+impl<A: Clone> KnownAggregates<A> {
+    /// Keeps at most about `capacity` aggregates (and never fewer than the newest `capacity / 2`).
+    pub fn new(capacity: usize) -> Self {
+        KnownAggregates {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            capacity: (capacity / 2).max(1),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&(A, i64)> {
+        self.young.get(id).or_else(|| self.old.get(id))
+    }
+
+    /// Keeps states that are COMMITTED (call it after the transaction that wrote or read them
+    /// committed; a rolled-back batch's states must be forgotten instead). Aggregates without
+    /// events are not kept: one may be created by another writer at any moment.
+    pub fn remember(&mut self, states: impl IntoIterator<Item = (String, (A, i64))>) {
+        for (id, state) in states {
+            if state.1 == 0 {
+                continue;
+            }
+            if self.young.len() >= self.capacity && !self.young.contains_key(&id) {
+                self.old = std::mem::take(&mut self.young);
+            }
+            self.old.remove(&id);
+            self.young.insert(id, state);
+        }
+    }
+
+    /// How many aggregates it holds.
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Known aggregates and the commands that may be run on them (see [`KnownAggregates`]).
+pub struct Known<'a, A: Aggregate> {
+    pub aggregates: &'a KnownAggregates<A>,
+    /// Whether a command may be handled by a possibly stale copy: true only when, whatever
+    /// other writers append, a copy that makes it write nothing is right to.
+    pub trusted: fn(&A::Command) -> bool,
+}
+
+/// What [`execute_batch_known`] did: one outcome per command, and the state and version of every
+/// aggregate of the batch after it (uncommitted until the caller commits).
+pub struct BatchResult<A: Aggregate> {
+    pub outcomes: Vec<BatchOutcome<A>>,
+    pub states: HashMap<String, (A, i64)>,
+    /// Aggregates taken from the known ones instead of loaded.
+    pub reused: usize,
+}
+
 /// The batch executor (DESIGN decision 5): loads every aggregate of the batch in one query, runs
 /// each command through the aggregate's own `handle` (several commands for one aggregate apply in
 /// order), and inserts all new events in one statement, inside the caller's transaction. When a
@@ -255,10 +328,57 @@ where
     A: Aggregate + Clone,
     A::Command: Clone,
 {
+    Ok(execute_batch_known::<A>(conn, commands, services, None)
+        .await?
+        .outcomes)
+}
+
+/// [`execute_batch`], taking what it can from `known` instead of loading it, and returning every
+/// aggregate's state after the batch, for the caller to remember once it has committed.
+pub async fn execute_batch_known<A>(
+    conn: &mut PgConnection,
+    commands: Vec<(String, A::Command)>,
+    services: &A::Services,
+    known: Option<Known<'_, A>>,
+) -> Result<BatchResult<A>, StoreError>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
     let mut ids: Vec<String> = commands.iter().map(|(id, _)| id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let (mut loaded, mut newest_tx) = load_many_with_newest_tx::<A>(conn, &ids).await?;
+    // a known copy serves an aggregate only when every command of the batch for it is trusted
+    let mut loaded: HashMap<String, (A, i64)> = HashMap::with_capacity(ids.len());
+    if let Some(known) = &known {
+        let untrusted: HashSet<&str> = commands
+            .iter()
+            .filter(|(_, command)| !(known.trusted)(command))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        for id in &ids {
+            if untrusted.contains(id.as_str()) {
+                continue;
+            }
+            if let Some(state) = known.aggregates.get(id) {
+                loaded.insert(id.clone(), state.clone());
+            }
+        }
+    }
+    let reused = loaded.len();
+    let to_load: Vec<String> = ids
+        .iter()
+        .filter(|id| !loaded.contains_key(*id))
+        .cloned()
+        .collect();
+    // Known copies were committed before this transaction began, so they cannot be younger
+    // than it (see `ensure_appends_in_order`): only what is loaded now counts.
+    let mut newest_tx = 0;
+    if !to_load.is_empty() {
+        let (fresh, tx) = load_many_with_newest_tx::<A>(conn, &to_load).await?;
+        loaded.extend(fresh);
+        newest_tx = tx;
+    }
     let mut dirty: HashSet<String> = HashSet::new();
     for attempt in 0..5 {
         if !dirty.is_empty() {
@@ -314,7 +434,11 @@ where
                 sqlx::query("RELEASE SAVEPOINT herald_batch")
                     .execute(&mut *conn)
                     .await?;
-                return Ok(outcomes);
+                return Ok(BatchResult {
+                    outcomes,
+                    states: working,
+                    reused,
+                });
             }
             Err(e) if e.is_unique_violation() => {
                 sqlx::query("ROLLBACK TO SAVEPOINT herald_batch")

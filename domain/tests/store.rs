@@ -12,7 +12,7 @@ use herald_domain::delivery::{
     delivery_id, message_id_for, Delivery, DeliveryCommand, DeliveryEvent, DeliveryStatus,
 };
 use herald_domain::phone::Phone;
-use herald_domain::store::{self, BatchOutcome};
+use herald_domain::store::{self, BatchOutcome, Known, KnownAggregates};
 use herald_domain::DomainError;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -640,4 +640,200 @@ async fn key_lookup_planning_ends_with_its_transaction() {
             "{name} after the transaction"
         );
     }
+}
+
+fn mark_delivered() -> DeliveryCommand {
+    DeliveryCommand::MarkDelivered { at: at() }
+}
+
+fn mark_read() -> DeliveryCommand {
+    DeliveryCommand::MarkRead { at: at() }
+}
+
+fn receipts_only(command: &DeliveryCommand) -> bool {
+    matches!(
+        command,
+        DeliveryCommand::MarkDelivered { .. } | DeliveryCommand::MarkRead { .. }
+    )
+}
+
+/// One committed `execute_batch_known`; remembers what it left, as the inbox processor does.
+async fn batch_with_known(
+    pool: &PgPool,
+    known: &mut KnownAggregates<Delivery>,
+    commands: Vec<(String, DeliveryCommand)>,
+) -> (Vec<BatchOutcome<Delivery>>, usize) {
+    let mut tx = pool.begin().await.expect("begin");
+    let result = store::execute_batch_known::<Delivery>(
+        &mut tx,
+        commands,
+        &(),
+        Some(Known {
+            aggregates: known,
+            trusted: receipts_only,
+        }),
+    )
+    .await
+    .expect("the batch is stored");
+    tx.commit().await.expect("commit");
+    known.remember(result.states);
+    (result.outcomes, result.reused)
+}
+
+#[tokio::test]
+async fn a_known_copy_spares_the_load_and_writes_the_same_events() {
+    let pool = fresh_pool().await;
+    let campaign = Uuid::new_v4();
+    let ids = queue_all(&pool, campaign, 0..3).await;
+    let mut known = KnownAggregates::new(100);
+
+    let delivered = ids
+        .iter()
+        .map(|id| (id.clone(), mark_delivered()))
+        .collect();
+    let (outcomes, reused) = batch_with_known(&pool, &mut known, delivered).await;
+    assert_eq!(reused, 0, "nothing known yet: every recipient loaded");
+    assert!(outcomes
+        .iter()
+        .all(|o| o.as_ref().is_ok_and(|e| e.len() == 1)));
+    assert_eq!(known.len(), 3);
+
+    // the Read and a duplicate Delivered: from the copies, no load
+    let mut next: Vec<(String, DeliveryCommand)> =
+        ids.iter().map(|id| (id.clone(), mark_read())).collect();
+    next.push((ids[0].clone(), mark_delivered()));
+    let (outcomes, reused) = batch_with_known(&pool, &mut known, next).await;
+    assert_eq!(reused, 3);
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(vec![DeliveryEvent::DeliveryRead { at: at() }]),
+            Ok(vec![DeliveryEvent::DeliveryRead { at: at() }]),
+            Ok(vec![DeliveryEvent::DeliveryRead { at: at() }]),
+            Ok(vec![]),
+        ]
+    );
+    for id in &ids {
+        assert_eq!(sequences(&pool, id).await, vec![1, 2, 3]);
+    }
+    let (status, delivered_at, read_at) = {
+        let mut conn = pool.acquire().await.expect("a connection");
+        let mut all = store::load_many::<Delivery>(&mut conn, &ids)
+            .await
+            .expect("loadable");
+        let (d, _) = all.remove(&ids[2]).expect("recipient 2 exists");
+        (d.status, d.delivered_at, d.read_at)
+    };
+    assert_eq!(status, DeliveryStatus::Read);
+    assert_eq!((delivered_at, read_at), (Some(at()), Some(at())));
+}
+
+#[tokio::test]
+async fn a_stale_known_copy_meets_the_newer_event_and_is_loaded_again() {
+    let pool = fresh_pool().await;
+    let campaign = Uuid::new_v4();
+    let ids = queue_all(&pool, campaign, [0]).await;
+    let id = ids[0].clone();
+    let mut known = KnownAggregates::new(100);
+    batch_with_known(&pool, &mut known, vec![(id.clone(), mark_delivered())]).await;
+
+    // another writer (another Herald instance) records the Read behind the copy's back
+    let mut tx = pool.begin().await.expect("begin");
+    store::execute_batch::<Delivery>(&mut tx, vec![(id.clone(), mark_read())], &())
+        .await
+        .expect("the other writer's batch is stored");
+    tx.commit().await.expect("commit");
+
+    // the copy still says unread: its Read meets the other writer's event, and after the reload
+    // there is nothing left to record
+    let (outcomes, reused) =
+        batch_with_known(&pool, &mut known, vec![(id.clone(), mark_read())]).await;
+    assert_eq!(reused, 1);
+    assert_eq!(outcomes, vec![Ok(vec![])]);
+    assert_eq!(sequences(&pool, &id).await, vec![1, 2, 3]);
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'DeliveryRead'",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .expect("countable");
+    assert_eq!(reads, 1, "one Read, whoever wrote it");
+
+    // and the copy now holds the reloaded state
+    let (outcomes, _) = batch_with_known(&pool, &mut known, vec![(id.clone(), mark_read())]).await;
+    assert_eq!(outcomes, vec![Ok(vec![])]);
+    assert_eq!(sequences(&pool, &id).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn commands_not_trusted_with_a_copy_load_the_aggregate() {
+    let pool = fresh_pool().await;
+    let campaign = Uuid::new_v4();
+    let ids = queue_all(&pool, campaign, [0]).await;
+    let id = ids[0].clone();
+    let mut tx = pool.begin().await.expect("begin");
+    store::execute_batch::<Delivery>(
+        &mut tx,
+        vec![(id.clone(), dispatch(campaign, &phone(0), 1))],
+        &(),
+    )
+    .await
+    .expect("the dispatch is stored");
+    tx.commit().await.expect("commit");
+    // the receipt comes before the dispatcher has recorded the send
+    let mut known = KnownAggregates::new(100);
+    batch_with_known(&pool, &mut known, vec![(id.clone(), mark_delivered())]).await;
+
+    // the dispatcher records the send meanwhile
+    let mut tx = pool.begin().await.expect("begin");
+    store::execute_batch::<Delivery>(
+        &mut tx,
+        vec![(id.clone(), record_sent(campaign, &phone(0)))],
+        &(),
+    )
+    .await
+    .expect("the dispatcher's batch is stored");
+    tx.commit().await.expect("commit");
+
+    // a second RecordSent (a Cloud API `sent` status) decides on `sent`, which other writers
+    // set: it is not trusted with the copy, so the recipient is loaded and it writes nothing
+    let (outcomes, reused) = batch_with_known(
+        &pool,
+        &mut known,
+        vec![
+            (id.clone(), mark_read()),
+            (id.clone(), record_sent(campaign, &phone(0))),
+        ],
+    )
+    .await;
+    assert_eq!(reused, 0);
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(vec![DeliveryEvent::DeliveryRead { at: at() }]),
+            Ok(vec![])
+        ]
+    );
+    assert_eq!(sequences(&pool, &id).await, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn known_aggregates_keep_committed_states_in_two_bounded_generations() {
+    let mut known = KnownAggregates::<Delivery>::new(4);
+    let state = |v: i64| (Delivery::default(), v);
+    // an aggregate without events is never kept: another writer may create it at any moment
+    known.remember([("none".to_string(), state(0))]);
+    assert!(known.is_empty());
+    known.remember((0..2).map(|n| (format!("a{n}"), state(1))));
+    assert_eq!(known.len(), 2);
+    // the young generation (2) is full: it becomes the old one
+    known.remember((0..2).map(|n| (format!("b{n}"), state(1))));
+    assert_eq!(known.len(), 4);
+    // and the next turn drops the oldest two
+    known.remember([("c0".to_string(), state(1))]);
+    assert_eq!(known.len(), 3);
+    // remembering a kept one again neither grows nor turns the generations
+    known.remember([("c0".to_string(), state(2))]);
+    assert_eq!(known.len(), 3);
 }

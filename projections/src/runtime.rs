@@ -73,6 +73,10 @@ pub struct RunnerConfig {
     /// and a checkpoint write whatever its size; chasing every few events cost the projectors
     /// more than the events themselves. A write after a quiet moment is applied at once.
     pub min_step_interval: Duration,
+    /// The same, after a batch with nothing for this projector (events of types it does not
+    /// apply, such as receipts for the sessions projector): such a batch only moves the
+    /// checkpoint, and a few of them a second keep it as current as a reader needs.
+    pub min_skip_interval: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -81,6 +85,7 @@ impl Default for RunnerConfig {
             batch_size: 2_000,
             poll_interval: Duration::from_millis(100),
             min_step_interval: Duration::from_millis(25),
+            min_skip_interval: Duration::from_millis(100),
         }
     }
 }
@@ -300,71 +305,118 @@ pub async fn read_batch(
     Ok(batch)
 }
 
-/// Applies at most one batch. Returns how many events it moved past, applied or not (0: caught
-/// up).
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stepped {
+    /// Events the checkpoint moved past, applied or not (0: caught up).
+    scanned: usize,
+    /// Of those, the events handed to the projector.
+    applied: usize,
+}
+
+/// Moves the checkpoint from `from` to `to`; false when the stored one is no longer `from` (a
+/// rebuild reset it, or someone who should not hold our lock moved it).
+async fn move_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    from: (i64, i64),
+    to: (i64, i64),
+) -> sqlx::Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE projector_checkpoints SET tx_id = $2, global_position = $3, updated_at = now()
+          WHERE name = $1 AND tx_id = $4 AND global_position = $5",
+    )
+    .bind(name)
+    .bind(to.0)
+    .bind(to.1)
+    .bind(from.0)
+    .bind(from.1)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
+/// Applies at most one batch.
+///
+/// Runs on a connection whose commits do not wait for their WAL flush (see [`lock`]): a read
+/// model is derived data, so if the server crashes before a commit reaches the disk, the batch
+/// and its checkpoint are lost together and simply applied again. Under load that wait, once per
+/// batch per projector, was the projectors' largest cost. Events themselves are always written
+/// with synchronous commit.
 async fn step(
     conn: &mut PgConnection,
     projector: &dyn Projector,
     checkpoint: &mut (i64, i64),
     batch_size: i64,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Stepped> {
     let batch = read_batch(conn, *checkpoint, batch_size, projector.aggregate_types()).await?;
     let Some(next) = batch.last else {
-        return Ok(0);
+        return Ok(Stepped {
+            scanned: 0,
+            applied: 0,
+        });
     };
     let events = batch.events;
-    let mut tx = conn.begin().await?;
-    // A read model is derived data: if the server crashes before this commit reaches the disk,
-    // the batch and its checkpoint are lost together and simply applied again. So the commit
-    // does not wait for its WAL flush; under load that wait, once per batch per projector, was
-    // the projectors' largest cost. Events themselves are always written with synchronous commit.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    if !events.is_empty() {
-        // A batch reads and writes rows by key; see the function's note.
-        herald_domain::store::plan_as_key_lookups(&mut tx).await?;
-        projector.apply(&mut tx, &events).await?;
+    let stepped = Stepped {
+        scanned: batch.scanned,
+        applied: events.len(),
+    };
+    if events.is_empty() {
+        // Nothing to apply, only the checkpoint to move: one statement, no transaction. Under a
+        // receipt load most projectors see nothing else, and a transaction around this update
+        // was three more round trips for each of them, every batch.
+        if !move_checkpoint(conn, projector.name(), *checkpoint, next).await? {
+            *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
+            return Ok(Stepped {
+                scanned: 0,
+                applied: 0,
+            });
+        }
+        *checkpoint = next;
+        return Ok(stepped);
     }
-    let moved = sqlx::query(
-        "UPDATE projector_checkpoints SET tx_id = $2, global_position = $3, updated_at = now()
-          WHERE name = $1 AND tx_id = $4 AND global_position = $5",
-    )
-    .bind(projector.name())
-    .bind(next.0)
-    .bind(next.1)
-    .bind(checkpoint.0)
-    .bind(checkpoint.1)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved != 1 {
-        // reset by a rebuild (or moved by someone who should not hold our lock): start over from it
+    let mut tx = conn.begin().await?;
+    // A batch reads and writes rows by key; see the function's note.
+    herald_domain::store::plan_as_key_lookups(&mut tx).await?;
+    projector.apply(&mut tx, &events).await?;
+    if !move_checkpoint(&mut tx, projector.name(), *checkpoint, next).await? {
+        // reset by a rebuild: start over from it
         tx.rollback().await?;
         *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
-        return Ok(0);
+        return Ok(Stepped {
+            scanned: 0,
+            applied: 0,
+        });
     }
     tx.commit().await?;
     *checkpoint = next;
-    if !events.is_empty() {
-        projector.committed();
-    }
+    projector.committed();
     metrics::counter!("herald_projector_events_total", "projector" => projector.name())
         .increment(events.len() as u64);
-    Ok(batch.scanned)
+    Ok(stepped)
 }
 
 /// The projector's session lock, and the connection that holds it. That connection is detached
 /// from the pool: the lock lives exactly as long as it, so a runner that stops or fails releases
 /// the lock by dropping it, instead of handing a still-locked connection back to the pool (where
 /// no other instance could take the projector over until this process closed its pool).
+///
+/// The connection's commits do not wait for their WAL flush (see [`step`]).
 async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PgConnection>> {
     let mut conn = pool.acquire().await?;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(name))
         .fetch_one(&mut *conn)
         .await?;
-    Ok(got.then(|| conn.detach()))
+    if !got {
+        return Ok(None);
+    }
+    let mut conn = conn.detach();
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(Some(conn))
 }
 
 /// Runs a projector until `shutdown` turns true. Waits its turn while another instance holds it.
@@ -419,7 +471,7 @@ pub async fn run(
             )
             .await
             {
-                Ok(0) => {
+                Ok(Stepped { scanned: 0, .. }) => {
                     failures = 0;
                     // A rebuild may have reset the checkpoint while there was nothing new to
                     // apply; without this the replay would wait for the next event written (a
@@ -446,12 +498,17 @@ pub async fn run(
                         _ = shutdown.changed() => break 'outer,
                     }
                 }
-                Ok(n) => {
+                Ok(Stepped { scanned, applied }) => {
                     failures = 0;
                     // a steady stream: let the next batch gather more (see `min_step_interval`)
-                    if (n as i64) < config.batch_size {
+                    if (scanned as i64) < config.batch_size {
+                        let pause = if applied == 0 {
+                            config.min_skip_interval
+                        } else {
+                            config.min_step_interval
+                        };
                         tokio::select! {
-                            _ = tokio::time::sleep_until(started + config.min_step_interval) => {}
+                            _ = tokio::time::sleep_until(started + pause) => {}
                             _ = shutdown.changed() => break 'outer,
                         }
                     }
@@ -480,11 +537,11 @@ pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Resul
     let mut checkpoint = ensure_checkpoint(&mut conn, projector.name()).await?;
     let mut total = 0;
     loop {
-        let n = step(&mut conn, projector, &mut checkpoint, 2_000).await?;
-        if n == 0 {
+        let stepped = step(&mut conn, projector, &mut checkpoint, 2_000).await?;
+        if stepped.scanned == 0 {
             break;
         }
-        total += n;
+        total += stepped.scanned;
     }
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(lock_key(projector.name()))

@@ -258,12 +258,12 @@ pub struct KnownAggregates<A> {
 }
 
 impl<A: Clone> KnownAggregates<A> {
-    /// Keeps at most about `capacity` aggregates (and never fewer than the newest `capacity / 2`).
+    /// Keeps at most `capacity` aggregates, the newest `capacity / 2` at least (0 or 1: none).
     pub fn new(capacity: usize) -> Self {
         KnownAggregates {
             young: HashMap::new(),
             old: HashMap::new(),
-            capacity: (capacity / 2).max(1),
+            capacity: capacity / 2,
         }
     }
 
@@ -275,6 +275,9 @@ impl<A: Clone> KnownAggregates<A> {
     /// committed; a rolled-back batch's states must be forgotten instead). Aggregates without
     /// events are not kept: one may be created by another writer at any moment.
     pub fn remember(&mut self, states: impl IntoIterator<Item = (String, (A, i64))>) {
+        if self.capacity == 0 {
+            return;
+        }
         for (id, state) in states {
             if state.1 == 0 {
                 continue;

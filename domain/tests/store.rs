@@ -836,4 +836,9 @@ fn known_aggregates_keep_committed_states_in_two_bounded_generations() {
     // remembering a kept one again neither grows nor turns the generations
     known.remember([("c0".to_string(), state(2))]);
     assert_eq!(known.len(), 3);
+
+    // a capacity of 0 keeps nothing (InboxConfig::known_deliveries = 0 turns the reuse off)
+    let mut none = KnownAggregates::<Delivery>::new(0);
+    none.remember([("a".to_string(), state(1))]);
+    assert!(none.is_empty());
 }

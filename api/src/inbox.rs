@@ -436,16 +436,17 @@ async fn process_batch(
             .await
             .map_err(|e| fail(&ids, e.into()))?;
     }
-    let mut deliveries = HashMap::new();
-    if !claimed.is_empty() {
-        let (dispositions, states) = apply(&mut tx, config, &claimed, known)
+    let deliveries = if claimed.is_empty() {
+        HashMap::new()
+    } else {
+        let (dispositions, deliveries) = apply(&mut tx, config, &claimed, known)
             .await
             .map_err(|e| fail(&ids, e))?;
-        deliveries = states;
         finish(&mut tx, source, &dispositions)
             .await
             .map_err(|e| fail(&ids, e.into()))?;
-    }
+        deliveries
+    };
     if let Some(end) = log_end {
         move_cursor(&mut tx, end)
             .await

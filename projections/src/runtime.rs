@@ -314,6 +314,14 @@ struct Stepped {
     applied: usize,
 }
 
+impl Stepped {
+    /// Nothing new (or a checkpoint reset by a rebuild, taken over).
+    const NONE: Stepped = Stepped {
+        scanned: 0,
+        applied: 0,
+    };
+}
+
 /// Moves the checkpoint from `from` to `to`; false when the stored one is no longer `from` (a
 /// rebuild reset it, or someone who should not hold our lock moved it).
 async fn move_checkpoint(
@@ -352,10 +360,7 @@ async fn step(
 ) -> anyhow::Result<Stepped> {
     let batch = read_batch(conn, *checkpoint, batch_size, projector.aggregate_types()).await?;
     let Some(next) = batch.last else {
-        return Ok(Stepped {
-            scanned: 0,
-            applied: 0,
-        });
+        return Ok(Stepped::NONE);
     };
     let events = batch.events;
     let stepped = Stepped {
@@ -368,10 +373,7 @@ async fn step(
         // was three more round trips for each of them, every batch.
         if !move_checkpoint(conn, projector.name(), *checkpoint, next).await? {
             *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
-            return Ok(Stepped {
-                scanned: 0,
-                applied: 0,
-            });
+            return Ok(Stepped::NONE);
         }
         *checkpoint = next;
         return Ok(stepped);
@@ -384,10 +386,7 @@ async fn step(
         // reset by a rebuild: start over from it
         tx.rollback().await?;
         *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
-        return Ok(Stepped {
-            scanned: 0,
-            applied: 0,
-        });
+        return Ok(Stepped::NONE);
     }
     tx.commit().await?;
     *checkpoint = next;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use herald_gateway::simulator::SimulatorConfig;
 use herald_gateway::webhook::{self, Encoding, ReceiptState};
+use herald_simulator::SimulatorConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
 

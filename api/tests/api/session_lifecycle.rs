@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
-use herald_gateway::simulator::SimulatorConfig;
 use herald_gateway::webhook::{self, Encoding};
+use herald_simulator::SimulatorConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;

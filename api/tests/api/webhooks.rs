@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_api::{Application, Role, Settings};
-use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
 use herald_gateway::webhook::{self, Encoding, ReceiptState};
 use herald_scheduler::DispatchConfig;
+use herald_simulator::{ReceiptSettings, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::receipts::ReceiptSettings;
 use super::reply;
 use super::state::{FaultSettings, Sim};
-use crate::webhook::Encoding;
+use herald_gateway::webhook::Encoding;
 
 /// `/sim/messages` answers this many records unless asked otherwise.
 const DEFAULT_MESSAGE_LIMIT: usize = 1_000;

@@ -2,15 +2,14 @@
 //! random source, the users, and the ledger of accepted sends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::SimulatorConfig;
 use super::ledger::Ledger;
 use super::receipts::Receipts;
 use super::users::Users;
-use super::SimulatorConfig;
 
 /// Everything the handlers share, behind one `Arc`.
 pub(crate) struct Sim {
@@ -146,12 +145,6 @@ impl Rng {
     pub(crate) fn message_id(&self) -> String {
         format!("3EB0{:016X}", self.next_u64())
     }
-}
-
-/// Locks, ignoring poisoning: every critical section here leaves the data consistent, and a
-/// simulator that stops answering after one panicked request helps nobody.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::webhook::{self, Encoding, ReceiptState};
+use herald_gateway::webhook::{self, Encoding, ReceiptState};
 
 /// Attempts per receipt post; a network error or a 5xx is tried again after 200 ms, then 400 ms
 /// (WuzAPI also retries with exponential backoff).

@@ -12,6 +12,7 @@ use super::ledger::{Accepted, Kind};
 use super::receipts;
 use super::reply;
 use super::state::Sim;
+use super::token;
 
 /// Texts are small; this only stops a runaway client.
 const MAX_TEXT_PAYLOAD: usize = 1024 * 1024;
@@ -101,7 +102,7 @@ struct SendResult<'a> {
 
 /// Handles one send of `kind`.
 pub(crate) async fn send(sim: &Sim, req: &mut Request, res: &mut Response, kind: Kind) {
-    let Some(token) = super::user_token(req) else {
+    let Some(token) = token::user_token(req) else {
         return reply::error(res, StatusCode::UNAUTHORIZED, "unauthorized");
     };
     // WuzAPI checks the session before it reads the body. The receipt target is copied out

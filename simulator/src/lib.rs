@@ -1,6 +1,6 @@
 //! A WuzAPI-compatible simulator: a real HTTP server answering the subset of WuzAPI that Herald
 //! uses (see `WUZAPI.md`), in the same envelope, so the default run, the tests and the benchmark
-//! exercise the real [`WuzapiClient`](crate::WuzapiClient) end to end without WhatsApp.
+//! exercise the real [`WuzapiClient`](herald_gateway::WuzapiClient) end to end without WhatsApp.
 //!
 //! What it adds over WuzAPI, for testing Herald:
 //! - fault injection, at start ([`SimulatorConfig`]) or at run time (`PUT /sim/config`): a fixed
@@ -27,8 +27,10 @@
 //! short mutex per send, and nothing is logged per request.
 //!
 mod admin;
+mod config;
 mod events;
 mod ledger;
+mod lock;
 mod ops;
 mod pairing;
 mod receipts;
@@ -36,6 +38,7 @@ mod reply;
 mod send;
 mod session;
 mod state;
+mod token;
 mod users;
 
 use std::net::SocketAddr;
@@ -47,6 +50,7 @@ use salvo::conn::tcp::TcpAcceptor;
 use salvo::server::ServerHandle;
 use salvo::{async_trait, Depot, FlowCtrl, Handler, Request, Response, Router, Server};
 
+pub use config::SimulatorConfig;
 pub use ledger::SimStats;
 pub use receipts::{ReceiptSettings, ReceiptStats};
 
@@ -59,23 +63,6 @@ use state::{FaultSettings, Sim};
 
 /// How long [`RunningSimulator::stop`] lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// Settings for a simulator. `Default` is a fault-free, unauthenticated simulator.
-#[derive(Debug, Clone, Default)]
-pub struct SimulatorConfig {
-    /// Added to every send before it is answered, to model WhatsApp's round trip.
-    pub latency_ms: u64,
-    /// Fraction (0..=1) of sends answered 500 `error sending message: simulated failure`.
-    pub error_rate: f64,
-    /// Fraction (0..=1) of sends answered 429 with `Retry-After: 1`; decided before errors.
-    pub rate_limit_rate: f64,
-    /// When set, `/admin/*` requires `Authorization: <admin_token>`.
-    pub admin_token: Option<String>,
-    /// Seeds the random source (fault draws, generated ids) for reproducible runs.
-    pub seed: Option<u64>,
-    /// Receipts posted back to users' webhooks; off by default (see [`ReceiptSettings::on`]).
-    pub receipts: ReceiptSettings,
-}
 
 /// A simulator serving in a background task. Dropping it leaves the server running until the
 /// runtime shuts down; call [`RunningSimulator::stop`] to end it.
@@ -96,7 +83,7 @@ impl std::fmt::Debug for RunningSimulator {
 }
 
 impl RunningSimulator {
-    /// `http://<addr>`, ready for [`WuzapiClient::new`](crate::WuzapiClient::new).
+    /// `http://<addr>`, ready for [`WuzapiClient::new`](herald_gateway::WuzapiClient::new).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -246,14 +233,4 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("sim/users/{token}/contacts").put(ops(OpsOp::SeedContacts)))
         .push(Router::with_path("sim/scan").post(at(Route::Pairing(PairingOp::Scan))))
         .push(Router::with_path("sim/drop").post(at(Route::Pairing(PairingOp::Drop))))
-}
-
-/// The user token of a user route: WuzAPI reads the `Token` header (any case), never
-/// `Authorization`.
-fn user_token(req: &Request) -> Option<&str> {
-    req.headers()
-        .get("token")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::state::lock;
+use super::lock::lock;
 
 /// How many sends are kept with their content; after that only the counters and id fingerprints
 /// grow. A million short records is a few hundred MB at most.

@@ -1,7 +1,7 @@
 //! Sending: ids, images, duplicates, WuzAPI validation, concurrency.
 
-use herald_gateway::simulator::SimStats;
 use herald_gateway::Gateway;
+use herald_simulator::SimStats;
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -11,8 +11,9 @@ use serde_json::json;
 use super::events;
 use super::reply;
 use super::state::Sim;
+use super::token;
 use super::users::User;
-use crate::webhook::session::SessionSignal;
+use herald_gateway::webhook::session::SessionSignal;
 
 /// A 1x1 PNG: valid for any image decoder, small enough to inline.
 const QR_PNG_DATA_URL: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -77,7 +78,7 @@ struct Status {
 
 /// Answers one session-scoped route for the request's user.
 pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op: SessionOp) {
-    let Some(token) = super::user_token(req).map(str::to_owned) else {
+    let Some(token) = token::user_token(req).map(str::to_owned) else {
         return reply::error(res, StatusCode::UNAUTHORIZED, "unauthorized");
     };
     // Read the body (if the route takes one) before locking the users.

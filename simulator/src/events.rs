@@ -3,8 +3,8 @@
 //! with the user's HMAC key when it has one. Each post runs in its own task, so the request that
 //! caused it is answered at once.
 
-use crate::webhook::session::{session_event, SessionSignal};
-use crate::webhook::Encoding;
+use herald_gateway::webhook::session::{session_event, SessionSignal};
+use herald_gateway::webhook::Encoding;
 
 use super::receipts::{post_event, Hook};
 use super::state::Sim;

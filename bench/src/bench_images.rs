@@ -13,7 +13,7 @@
 //!
 //! Exit status 0 when all hold, 1 when one does not, 2 when the run itself failed.
 //!
-//!     cargo run --release -p herald-api --bin herald-bench-images -- --recipients 10000
+//!     cargo run --release -p herald-bench --bin herald-bench-images -- --recipients 10000
 
 #[path = "bench/common.rs"]
 mod common;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use herald_api::{Application, Role, Settings};
-use herald_gateway::simulator::{self, SimulatorConfig};
+use herald_simulator::{self as simulator, SimulatorConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

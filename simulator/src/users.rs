@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::lock::lock;
 use super::receipts::Hook;
-use super::state::lock;
 
 /// One simulated user.
 pub(crate) struct User {

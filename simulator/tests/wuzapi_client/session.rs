@@ -1,9 +1,9 @@
 //! Sessions, webhooks, contacts and the admin user flow.
 
-use herald_gateway::simulator::SimulatorConfig;
 use herald_gateway::{
     ConnectOutcome, Gateway, LogoutOutcome, QrOutcome, SessionStatus, WuzapiClient,
 };
+use herald_simulator::SimulatorConfig;
 use serde_json::{json, Value};
 
 use crate::support::*;

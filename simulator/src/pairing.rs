@@ -16,7 +16,7 @@ use super::events;
 use super::reply;
 use super::state::Sim;
 use super::users::User;
-use crate::webhook::session::SessionSignal;
+use herald_gateway::webhook::session::SessionSignal;
 
 /// The pairing routes this module answers.
 #[derive(Debug, Clone, Copy)]

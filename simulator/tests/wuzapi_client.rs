@@ -2,12 +2,12 @@
 //! misbehaving servers), so the client's classification and the simulator's WuzAPI answers are
 //! checked against each other. One binary; the modules live in `tests/gateway/`.
 
-#[path = "gateway/support.rs"]
+#[path = "wuzapi_client/support.rs"]
 mod support;
 
-#[path = "gateway/faults.rs"]
+#[path = "wuzapi_client/faults.rs"]
 mod faults;
-#[path = "gateway/send.rs"]
+#[path = "wuzapi_client/send.rs"]
 mod send;
-#[path = "gateway/session.rs"]
+#[path = "wuzapi_client/session.rs"]
 mod session;

@@ -52,7 +52,7 @@ use herald_api::{Application, Role, Settings};
 use herald_domain::campaign::Campaign;
 use herald_domain::delivery::{delivery_id, Delivery, DeliveryCommand, Vars};
 use herald_domain::phone::Phone;
-use herald_gateway::simulator::{self, SimulatorConfig};
+use herald_simulator::{self as simulator, SimulatorConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

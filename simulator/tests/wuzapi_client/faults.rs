@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use herald_gateway::simulator::SimulatorConfig;
 use herald_gateway::{Gateway, GatewayError, WuzapiClient};
+use herald_simulator::SimulatorConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,7 +1,7 @@
 //! Shared fixtures: a simulator on a random port with a client for it, and message builders.
 
-use herald_gateway::simulator::{self, RunningSimulator, SimStats, SimulatorConfig};
 use herald_gateway::{GatewayError, MessageContent, OutboundMessage, WuzapiClient};
+use herald_simulator::{self as simulator, RunningSimulator, SimStats, SimulatorConfig};
 use serde_json::Value;
 
 pub const TOKEN: &str = "user-token-1";

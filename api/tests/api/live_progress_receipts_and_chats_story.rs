@@ -1,7 +1,7 @@
-//! Issue 4's "Done when", end to end as an integrator lives it: a dashboard follows a campaign
-//! live over SSE (the browser's EventSource way), the gateway's receipts arrive signed, shuffled,
-//! duplicated and partly out of order, a forged post is refused, and a customer's WhatsApp
-//! message shows up as an unread chat.
+//! Receipts, chats and live progress together, as an integrator lives it: a dashboard follows a
+//! campaign live over SSE (the browser's EventSource way), the gateway's receipts arrive signed,
+//! shuffled, duplicated and partly out of order, a forged post is refused, and a customer's
+//! WhatsApp message shows up as an unread chat.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,7 +42,7 @@ fn instant(r: &Value, field: &str) -> chrono::DateTime<chrono::FixedOffset> {
 }
 
 #[tokio::test]
-async fn issue_4_done_when_receipts_chats_and_live_progress_work_together() {
+async fn receipts_chats_and_live_progress_work_together() {
     // a gateway with a little latency and a modest dispatcher, so progress is seen moving
     let app = spawn_app_slow_dispatch(SimulatorConfig {
         latency_ms: 100,

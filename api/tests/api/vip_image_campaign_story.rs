@@ -1,4 +1,4 @@
-//! Issue 5's "Done when", as one user's story: a number linked by scanning Herald's QR code (the
+//! One user's story from linking to sending: a number linked by scanning Herald's QR code (the
 //! WuzAPI user created by Herald), contacts synced from the phone and merged with a CSV, three
 //! tagged `vip`, an image template fetched once from a URL, a campaign to the `vip` audience in
 //! which each recipient gets the image with their own name, and unsafe images refused.

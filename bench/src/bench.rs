@@ -1,4 +1,4 @@
-//! `herald-bench`: Herald's own benchmark, against the targets in DESIGN.md ("Targets").
+//! `herald-bench`: Herald's own benchmark, against the targets in docs/design.md ("Targets").
 //!
 //! It is a command, not a test: `bash scripts/bench.sh` builds it in release mode and runs it.
 //! Everything runs in this one process on a fresh database `herald_bench_<random>` (dropped at the
@@ -66,7 +66,7 @@ mod import;
 #[path = "bench/receipts.rs"]
 mod receipts;
 
-/// Targets from DESIGN.md.
+/// Targets from docs/design.md ("Targets").
 const TARGET_ACCEPT_SECS: f64 = 2.0;
 const TARGET_SPEEDUP: f64 = 20.0;
 const TARGET_DISPATCH_PER_SEC: f64 = 5_000.0;
@@ -149,7 +149,7 @@ struct Args {
     /// Rows of the CSV contact import (phase 6); 0 skips it.
     #[arg(long, default_value_t = 10_000)]
     import_rows: usize,
-    /// Exit 3 when a DESIGN.md target is missed (by default misses are only reported).
+    /// Exit 3 when a target of docs/design.md is missed (by default misses are only reported).
     #[arg(long)]
     enforce_targets: bool,
 }
@@ -160,7 +160,7 @@ struct Report {
     lines: Vec<String>,
     /// Correctness problems: the run fails (exit 1).
     problems: Vec<String>,
-    /// DESIGN.md targets not met.
+    /// Targets of docs/design.md not met.
     missed: Vec<String>,
 }
 
@@ -1252,7 +1252,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     }
     let _ = writeln!(out);
     if report.missed.is_empty() {
-        let _ = writeln!(out, "All DESIGN.md targets measured here are met.");
+        let _ = writeln!(out, "All targets measured here (docs/design.md) are met.");
     } else {
         let _ = writeln!(out, "Targets missed:");
         for m in &report.missed {

@@ -1,5 +1,5 @@
 //! `herald-bench-images`: shows that an image campaign fetches and processes its image once
-//! (DESIGN.md target: "an image campaign to 10,000 recipients: image fetched and processed once").
+//! (target in docs/design.md: "an image campaign to 10,000 recipients: image fetched and processed once").
 //!
 //! One process, a fresh database `herald_bench_<random>` (dropped at the end): the WuzAPI
 //! simulator, a tiny local HTTP server holding one 4000 × 3000 PNG and counting requests, and

@@ -15,7 +15,7 @@
 //! - [`lib.rs`](crate) — the gateway vocabulary: [`OutboundMessage`], [`SendAccepted`],
 //!   [`SessionStatus`], [`GatewayError`] and the [`Gateway`] trait.
 //! - [`wuzapi`] — [`WuzapiClient`], the reqwest adapter for WuzAPI's REST API (see
-//!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
+//!   docs/wuzapi.md): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
 

@@ -1,5 +1,5 @@
 //! A WuzAPI-compatible simulator: a real HTTP server answering the subset of WuzAPI that Herald
-//! uses (see `WUZAPI.md`), in the same envelope, so the default run, the tests and the benchmark
+//! uses (see docs/wuzapi.md), in the same envelope, so the default run, the tests and the benchmark
 //! exercise the real [`WuzapiClient`](herald_gateway::WuzapiClient) end to end without WhatsApp.
 //!
 //! What it adds over WuzAPI, for testing Herald:

@@ -1,5 +1,5 @@
 //! Phase 6: CSV contact import, streamed (`POST /api/v1/contacts/import`, docs/contacts.md). No
-//! DESIGN.md target: the numbers are reported for the record.
+//! target in docs/design.md: the numbers are reported for the record.
 //!
 //! Set-up, not timed: every other phone of the file already exists as a contact, created by an
 //! import of just those rows through the same endpoint.

@@ -1,4 +1,4 @@
-//! Phase 5: webhook receipt ingestion (DESIGN.md target: ≥ 5,000 receipts/s accepted, p99 ≤ 50 ms,
+//! Phase 5: webhook receipt ingestion (target in docs/design.md: ≥ 5,000 receipts/s accepted, p99 ≤ 50 ms,
 //! all applied within 2 s of the last; projector lag p99 ≤ 250 ms under that load).
 //!
 //! The dispatch phase's campaign has every recipient `sent` with its message id in

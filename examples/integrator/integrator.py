@@ -143,6 +143,9 @@ def main():
     print(f"campaign {campaign['id']}: {campaign.get('total_recipients', len(recipients))} recipients, {campaign['status']}")
 
     deadline = time.monotonic() + args.timeout
+    # `completed` may come just before or just after the progress with the final counts: stop
+    # when both have been seen.
+    finished = settled = False
     try:
         for kind, note in sse_notifications(stream):
             data = note.get("data", {})
@@ -152,11 +155,13 @@ def main():
                 counts = data["counts"]
                 shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
                 print(f"progress: {shown or 'nothing yet'}")
+                settled = counts["queued"] == 0 and counts["sending"] == 0 and counts["waiting_quota"] == 0
             elif kind == "campaign.status":
-                print(f"status: {data['status']}")
-                if data["status"] in ("completed", "cancelled"):
-                    break
-            if time.monotonic() > deadline:
+                # the creation is published as `scheduled`, with the campaign's name
+                status = "created" if "name" in data else data["status"]
+                print(f"status: {status}")
+                finished = data["status"] in ("completed", "cancelled")
+            if (finished and settled) or time.monotonic() > deadline:
                 break
     except (TimeoutError, OSError) as e:
         print(f"the event stream went quiet ({e}); reading the campaign instead", file=sys.stderr)

@@ -78,6 +78,8 @@ else
     fi
 fi
 
+bash scripts/test-examples.sh || failed+=("examples (bash scripts/test-examples.sh)")
+
 # this run's own databases (silently: the runner's summary stays the last lines of the log)
 drop_test_databases ">= timestamptz '$run_started' - interval '1 minute'"
 [ "${#failed[@]}" -eq 0 ]

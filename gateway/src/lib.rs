@@ -17,6 +17,7 @@
 //!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
+//! - [`meta_graph`] — asking Meta's Graph API whether an access token may use a phone number id.
 //! - [`simulator`] — a salvo server answering the WuzAPI subset Herald uses, with fault injection
 //!   (latency, 500s, 429s), duplicate-id detection, receipts posted back to the webhook, and
 //!   `/sim/*` operator endpoints.
@@ -24,6 +25,7 @@
 use std::time::Duration;
 
 pub mod meta;
+pub mod meta_graph;
 pub mod simulator;
 pub mod webhook;
 pub mod wuzapi;

@@ -38,7 +38,8 @@ pub async fn change_password(
                     .into(),
         });
     };
-    let body: ChangePassword = json_body(req, 16 * 1024).await?;
+    // as large as registration takes, so an over-long password is named (422), not just too big
+    let body: ChangePassword = json_body(req, 64 * 1024).await?;
     auth::bounded_password("current_password", &body.current_password)?;
     auth::bounded_password("new_password", &body.new_password)?;
     if body.new_password.chars().count() < 8 {

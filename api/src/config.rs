@@ -187,7 +187,7 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
-            throttles: crate::throttle::Throttles::from_env(&parse_num)?,
+            throttles: crate::throttle::Throttles::from_env(parse_num)?,
             trusted_proxies: match var("HERALD_TRUSTED_PROXIES") {
                 None => Vec::new(),
                 Some(list) => list

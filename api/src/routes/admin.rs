@@ -201,7 +201,7 @@ pub struct SessionNumberView {
 
 /// Sets (or clears) the Cloud API phone number id a session stands for, without asking Meta:
 /// the operator vouches for it (decision 0041). Still one session's only (409).
-#[endpoint(tags("admin"), request_body = SetMetaPhoneNumberId, status_codes(200, 400, 401, 404, 409, 422), parameters(("X-Admin-Token" = String, Header, description = "the operator's token")))]
+#[endpoint(tags("admin"), request_body = SetMetaPhoneNumberId, status_codes(200, 400, 401, 404, 409, 413, 422), parameters(("X-Admin-Token" = String, Header, description = "the operator's token")))]
 pub async fn set_meta_phone_number_id(
     id: PathParam<String>,
     req: &mut Request,

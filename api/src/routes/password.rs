@@ -23,7 +23,7 @@ pub struct ChangePassword {
 /// Changes the signed-in user's password. Tokens issued before (on every device) stop working;
 /// the answer holds a fresh one. Wrong current passwords count as failed logins of the account
 /// (429 with `Retry-After` over the limit). API keys cannot change a password (403).
-#[endpoint(tags("accounts"), request_body = ChangePassword, status_codes(200, 400, 401, 403, 422, 429), security(["bearer" = []]))]
+#[endpoint(tags("accounts"), request_body = ChangePassword, status_codes(200, 400, 401, 403, 413, 422, 429), security(["bearer" = []]))]
 pub async fn change_password(
     req: &mut Request,
     depot: &mut Depot,

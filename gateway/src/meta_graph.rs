@@ -43,7 +43,7 @@ impl GraphClient {
     }
 
     /// Whether `access_token` may use `phone_number_id` (digits only, checked by the caller).
-    #[tracing::instrument(skip_all, fields(phone_number_id))]
+    #[tracing::instrument(skip_all, fields(phone_number_id = %phone_number_id))]
     pub async fn check(&self, phone_number_id: &str, access_token: &str) -> Proof {
         let url = format!("{}/{phone_number_id}", self.base_url);
         let mut response = match self.http.get(&url).bearer_auth(access_token).send().await {

@@ -355,7 +355,7 @@ pub async fn create(
         // before the gateway is asked: a refused linker never moves the holder's webhook
         ownership::claim_token(&state, caller.tenant_id, id, t).await?;
     }
-    let linked = store_link(
+    let status = match store_link(
         &state,
         &caller,
         id,
@@ -365,14 +365,16 @@ pub async fn create(
         max_sessions.map(|limit| (plan.plan, limit)),
         pacing,
     )
-    .await;
-    if let Err(e) = linked {
-        if let Err(release) = ownership::release(&state, id).await {
-            tracing::warn!(session_id = %id, error = %release, "could not release the token claim of a failed link");
+    .await
+    {
+        Ok(status) => status,
+        Err(e) => {
+            if let Err(release) = ownership::release(&state, id).await {
+                tracing::warn!(session_id = %id, error = %release, "could not release the token claim of a failed link");
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    let status = linked?;
+    };
     let now = Utc::now();
     state
         .sessions

@@ -9,6 +9,7 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod meta;
+pub mod password;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -66,7 +67,11 @@ pub struct ListOf<T: salvo::oapi::ToSchema + 'static> {
 pub fn router() -> Router {
     let tenant = Router::new()
         .hoop(require_caller)
-        .push(Router::with_path("me").get(accounts::me))
+        .push(
+            Router::with_path("me")
+                .get(accounts::me)
+                .push(Router::with_path("password").post(password::change_password)),
+        )
         .push(
             Router::with_path("api-keys")
                 .get(accounts::list_api_keys)
@@ -142,11 +147,18 @@ pub fn router() -> Router {
         )
         .push(Router::with_path("events/token").post(events::create_token));
     // the operator's endpoints: X-Admin-Token, not a tenant's credentials
-    let admin = Router::with_path("admin").hoop(admin::require_admin).push(
-        Router::with_path("tenants")
-            .get(admin::list_tenants)
-            .push(Router::with_path("{id}/plan").put(admin::set_plan)),
-    );
+    let admin = Router::with_path("admin")
+        .hoop(admin::require_admin)
+        .push(
+            Router::with_path("tenants")
+                .get(admin::list_tenants)
+                .push(Router::with_path("{id}/plan").put(admin::set_plan)),
+        )
+        .push(Router::with_path("users/{id}").delete(admin::delete_user))
+        .push(
+            Router::with_path("sessions/{id}/meta-phone-number-id")
+                .put(admin::set_meta_phone_number_id),
+        );
     let api = Router::with_path("api/v1")
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))

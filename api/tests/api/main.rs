@@ -1,6 +1,7 @@
 //! End-to-end tests of Herald over HTTP: a real server on port 0, a fresh migrated database per
 //! test, and the WuzAPI simulator (a real HTTP server) as the gateway.
 
+mod account_protection;
 mod accounts;
 mod admin;
 mod audiences;
@@ -12,6 +13,7 @@ mod control;
 mod crash;
 mod dispatch;
 mod events;
+mod fake_graph;
 mod health;
 mod helpers;
 mod images;
@@ -19,6 +21,7 @@ mod live_progress_receipts_and_chats_story;
 mod media_lifetime;
 mod messages;
 mod meta;
+mod number_ownership;
 mod pacing;
 mod quotas;
 mod recurrence;

@@ -85,11 +85,17 @@ pub struct Settings {
     /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
     /// image stored by a request that has not yet written what refers to it.
     pub media_grace_secs: u64,
+    /// The built dashboard (`HERALD_WEB_DIR`, default `web/dist` below the working directory);
+    /// without an `index.html` there, `/` says how to build it (docs/dashboard.md).
+    pub web_dir: std::path::PathBuf,
 }
 
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
 pub const IMPORT_MAX_ROWS: u64 = 1_000_000;
 pub const IMPORT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Where `herald serve` looks for the built dashboard unless `HERALD_WEB_DIR` says otherwise.
+pub const DEFAULT_WEB_DIR: &str = "web/dist";
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
 
@@ -172,6 +178,9 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
+            web_dir: var("HERALD_WEB_DIR")
+                .unwrap_or_else(|| DEFAULT_WEB_DIR.into())
+                .into(),
         })
     }
 
@@ -204,6 +213,7 @@ impl Settings {
             import_max_bytes: IMPORT_MAX_BYTES,
             media_gc_interval_secs: 3_600,
             media_grace_secs: 86_400,
+            web_dir: DEFAULT_WEB_DIR.into(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod contacts;
 mod contacts_import;
 mod control;
 mod crash;
+mod dashboard;
 mod dispatch;
 mod events;
 mod health;

@@ -103,6 +103,7 @@ async function test(name, f) {
   } catch (e) {
     failures++;
     log(`FAIL ${name}: ${e.stack ?? e}`);
+    await globalThis.failShot?.(name.replace(/\W+/g, "-"));
     throw e;
   }
 }
@@ -147,6 +148,11 @@ async function main() {
   });
   const consoleErrors = [];
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => {
+    consoleErrors.push(String(e));
+    log(`page error: ${e.stack ?? e}`);
+  });
+  globalThis.failShot = (name) => page.screenshot({ path: join(shots, `failed-${name}.png`), fullPage: true }).catch(() => {});
   const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   const nav = (name) => page.getByRole("navigation").getByRole("link", { name, exact: true }).click();
   const email = `e2e-${randomBytes(4).toString("hex")}@example.com`;
@@ -161,20 +167,20 @@ async function main() {
       await shot("01-sign-in");
       await page.getByRole("button", { name: "New here? Create an account" }).click();
       await page.getByLabel("Email").fill(email);
-      await page.getByLabel("Password", { exact: true }).fill("short");
+      await page.getByLabel(/^Password/).fill("short");
       await page.getByRole("button", { name: "Create account" }).click();
       // the API's refusal is shown next to the password field
       await page.getByText(/password/i).filter({ hasText: /8/ }).first().waitFor();
       await shot("02-register-error");
-      await page.getByLabel("Password", { exact: true }).fill(password);
-      await page.getByLabel("Name").fill("E2E Shop");
+      await page.getByLabel(/^Password/).fill(password);
+      await page.getByLabel(/^Name/).fill("E2E Shop");
       await page.getByRole("button", { name: "Create account" }).click();
       await page.getByRole("heading", { name: "Overview" }).waitFor();
       const stored = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: Object.keys(sessionStorage) }));
       if (stored.local.includes("ey")) throw new Error(`token in localStorage: ${stored.local}`);
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.getByLabel("Email").fill(email);
-      await page.getByLabel("Password", { exact: true }).fill(password);
+      await page.getByLabel(/^Password/).fill(password);
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByRole("heading", { name: "Overview" }).waitFor();
       await shot("03-overview-empty");
@@ -182,7 +188,7 @@ async function main() {
 
     await test("link a number: the QR code shows until the phone scans it", async () => {
       await nav("Numbers");
-      await page.getByLabel("Name").fill("Main number");
+      await page.getByLabel(/^Name/).fill("Main number");
       await page.getByRole("button", { name: "Link", exact: true }).click();
       await page.getByRole("button", { name: "Connect" }).click();
       await page.getByAltText("QR code").waitFor();
@@ -197,8 +203,8 @@ async function main() {
 
     await test("create a text template with a live preview", async () => {
       await nav("Templates");
-      await page.getByLabel("Name").fill("Welcome");
-      await page.getByLabel("Message", { exact: true }).fill("Halo {{ name }}, promo hari ini!");
+      await page.getByLabel(/^Name/).fill("Welcome");
+      await page.getByLabel(/^Message/).fill("Halo {{ name }}, promo hari ini!");
       await page.getByTestId("preview-text").filter({ hasText: "Halo Sari, promo hari ini!" }).waitFor();
       await page.getByRole("button", { name: "Create template" }).click();
       await page.getByRole("cell", { name: "Welcome" }).waitFor();
@@ -208,7 +214,7 @@ async function main() {
     await test("create a campaign and watch it complete without a reload", async () => {
       await nav("Campaigns");
       await page.getByRole("link", { name: "New campaign" }).click();
-      await page.getByLabel("Name").fill("E2E promo");
+      await page.getByLabel(/^Name/).fill("E2E promo");
       const phones = Array.from({ length: 12 }, (_, i) => `62812000${String(i).padStart(5, "0")}`);
       await page.getByLabel("Phones, one per line").fill(phones.join("\n"));
       await page.getByLabel("Pacing: least milliseconds between messages").fill("300");
@@ -248,7 +254,7 @@ async function main() {
       await shot("10-chats-unread");
       await item.click();
       await page.getByText("Halo, promo masih berlaku?").last().waitFor();
-      await page.getByLabel("Reply").fill("Masih, sampai Minggu!");
+      await page.getByRole("textbox", { name: "Reply" }).fill("Masih, sampai Minggu!");
       await page.getByRole("button", { name: "Send" }).click();
       await until("the reply reaches the simulator", async () => {
         const m = await (await fetch(`${sim}/sim/messages?limit=1000`)).json();
@@ -261,7 +267,7 @@ async function main() {
     await test("contacts, settings (an API key shown once), overview and Bahasa Indonesia", async () => {
       await nav("Contacts");
       await page.getByLabel("Phone").fill("6281211112222");
-      await page.getByLabel("Name", { exact: true }).fill("Budi");
+      await page.getByLabel(/^Name/).fill("Budi");
       await page.getByRole("button", { name: "Add contact" }).click();
       await page.getByRole("cell", { name: "Budi" }).waitFor();
       await shot("12-contacts");
@@ -284,7 +290,7 @@ async function main() {
       await phone.setViewportSize({ width: 375, height: 740 });
       await phone.goto(base); // a new tab has no session: sign in there too
       await phone.getByLabel("Email").fill(email);
-      await phone.getByLabel("Password", { exact: true }).fill(password);
+      await phone.getByLabel(/^Password/).fill(password);
       await phone.getByRole("button", { name: "Sign in" }).click();
       await phone.getByRole("heading", { name: "Overview" }).waitFor();
       await phone.screenshot({ path: join(shots, "16-phone-overview.png"), fullPage: true });

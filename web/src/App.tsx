@@ -48,7 +48,12 @@ function Shell() {
   const { path } = useLocation();
   const [opened, { toggle, close }] = useDisclosure();
   const [token, setTokenState] = useState(getToken());
-  useEffect(() => onTokenChange(setTokenState), []);
+  useEffect(() => {
+    const off = onTokenChange(setTokenState);
+    return () => {
+      off();
+    };
+  }, []);
 
   const langSelect = (
     <NativeSelect

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { Alert, Button, Card, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
 import { api, unwrap } from "../api/client";
 import type { Campaign } from "../api/types";
@@ -7,7 +7,7 @@ import { useT } from "../lib/i18n";
 import { useLive } from "../lib/live";
 import { FINAL_STATUSES } from "../lib/progress";
 import { Link, useLocation } from "../lib/router";
-import { useData } from "../lib/useData";
+import { soonAndAgain, throttle, useData } from "../lib/useData";
 import { liveCampaign } from "./Campaigns";
 import { CampaignProgress, Failure, StatusBadge, when } from "./common";
 
@@ -78,11 +78,14 @@ export function CampaignDetailPage({ id }: { id: string }) {
   const { data, setData, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } })), [id]);
   const [actionError, setActionError] = useState<unknown>(null);
   const [version, setVersion] = useState(0);
+  // the recipients table follows the counts, re-read at most every 2 s (and after the end)
+  const refreshTable = useMemo(() => throttle(() => setVersion((v) => v + 1), 2000), []);
   useLive((n) => {
     if (n.kind === "stream.lagged") return reload();
     if (n.data.campaign_id !== id) return;
     setData((c) => (c ? liveCampaign(c, n) : c));
-    if (n.kind === "campaign.status") setVersion((v) => v + 1);
+    if (n.kind === "campaign.status") soonAndAgain(refreshTable);
+    if (n.kind === "campaign.progress") refreshTable();
   });
 
   const act = (action: "pause" | "resume" | "cancel") => async () => {

@@ -5,7 +5,7 @@ import type { Chat, ChatMessage } from "../api/types";
 import { useT } from "../lib/i18n";
 import { useLive } from "../lib/live";
 import { Link, navigate } from "../lib/router";
-import { useData } from "../lib/useData";
+import { soonAndAgain, useData } from "../lib/useData";
 import { Failure, when } from "./common";
 
 /** The phone of a one-to-one chat (`6281...@s.whatsapp.net` → `6281...`). */
@@ -67,10 +67,13 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
     void loadLatest().catch(setFailure);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [chat.id]);
-  useEffect(() => bottom.current?.scrollIntoView?.({ block: "end" }), [messages.length]);
+  useEffect(() => {
+    // braces: scrollIntoView may return a promise, and an effect must return nothing or a cleanup
+    bottom.current?.scrollIntoView?.({ block: "end" });
+  }, [messages.length]);
   useLive((n) => {
     if ((n.kind === "message.received" && n.data.chat === chat.jid) || (n.kind === "delivery.status" && messages.some((m) => m.id === n.data.message_id))) {
-      void loadLatest();
+      soonAndAgain(() => void loadLatest());
     }
   });
 
@@ -144,7 +147,7 @@ export function ChatsPage({ chatId }: { chatId?: string }) {
   const { t } = useT();
   const { data, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/chats")).items);
   useLive((n) => {
-    if (n.kind === "message.received" || n.kind === "stream.lagged") reload();
+    if (n.kind === "message.received" || n.kind === "stream.lagged") soonAndAgain(reload);
   });
   const selected = data?.find((c) => c.id === chatId);
   useEffect(() => {

@@ -112,7 +112,9 @@ function StatusActions({ tpl, onChange }: { tpl: Template; onChange: () => void 
       setError(e);
     }
   };
-  useEffect(() => setError(null), [tpl.status]);
+  useEffect(() => {
+    setError(null);
+  }, [tpl.status]);
   return (
     <Group gap="xs">
       {tpl.status !== "active" && (

@@ -279,6 +279,12 @@ async function main() {
       await nav("Overview");
       await page.getByText("Main number").waitFor();
       await shot("14-overview");
+      // keyboard: on a fresh load the first Tab reaches the skip link (the token survives a reload)
+      await page.reload();
+      await page.getByText("Main number").waitFor();
+      await page.keyboard.press("Tab");
+      const focused = await page.evaluate(() => document.activeElement?.textContent);
+      if (focused !== "Skip to content") throw new Error(`first Tab focused ${focused}`);
       await page.getByLabel("Language").selectOption("id");
       await page.getByRole("navigation").getByRole("link", { name: "Kampanye" }).waitFor();
       await shot("15-overview-id");
@@ -293,6 +299,7 @@ async function main() {
       await phone.getByLabel(/^Password/).fill(password);
       await phone.getByRole("button", { name: "Sign in" }).click();
       await phone.getByRole("heading", { name: "Overview" }).waitFor();
+      await phone.getByText("Main number").waitFor();
       await phone.screenshot({ path: join(shots, "16-phone-overview.png"), fullPage: true });
       for (const path of ["/campaigns", "/chats", "/templates"]) {
         await phone.goto(base + path);

@@ -71,40 +71,45 @@ function Shell() {
 
   const active = (href: string) => (href === "/" ? path === "/" : path.startsWith(href));
   return (
-    <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: "sm", collapsed: { mobile: !opened } }} padding="md">
-      <AppShell.Header>
-        <Group h="100%" px="md" justify="space-between">
-          <Group>
-            <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={t("menu")} />
-            <Text fw={700} component={Link} href="/">
-              {t("appName")}
-            </Text>
+    <>
+      <a className="skip-link" href="#main">
+        {t("skipToContent")}
+      </a>
+      <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: "sm", collapsed: { mobile: !opened } }} padding="md">
+        <AppShell.Header>
+          <Group h="100%" px="md" justify="space-between">
+            <Group>
+              <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={t("menu")} />
+              <Text fw={700} component={Link} href="/">
+                {t("appName")}
+              </Text>
+            </Group>
+            <Button
+              variant="subtle"
+              onClick={() => {
+                setToken(null);
+                navigate("/");
+              }}
+            >
+              {t("signOut")}
+            </Button>
           </Group>
-          <Button
-            variant="subtle"
-            onClick={() => {
-              setToken(null);
-              navigate("/");
-            }}
-          >
-            {t("signOut")}
-          </Button>
-        </Group>
-      </AppShell.Header>
-      <AppShell.Navbar p="xs" aria-label={t("menu")}>
-        <Stack justify="space-between" h="100%">
-          <nav>
-            {NAV.map(([href, key]) => (
-              <NavLink key={href} component={Link} href={href} label={t(key)} active={active(href)} onClick={close} />
-            ))}
-          </nav>
-          {langSelect}
-        </Stack>
-      </AppShell.Navbar>
-      <AppShell.Main id="main">
-        <Screen path={path} />
-      </AppShell.Main>
-    </AppShell>
+        </AppShell.Header>
+        <AppShell.Navbar p="xs" aria-label={t("menu")}>
+          <Stack justify="space-between" h="100%">
+            <nav>
+              {NAV.map(([href, key]) => (
+                <NavLink key={href} component={Link} href={href} label={t(key)} active={active(href)} onClick={close} />
+              ))}
+            </nav>
+            {langSelect}
+          </Stack>
+        </AppShell.Navbar>
+        <AppShell.Main id="main">
+          <Screen path={path} />
+        </AppShell.Main>
+      </AppShell>
+    </>
   );
 }
 

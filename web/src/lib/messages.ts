@@ -109,6 +109,8 @@ export const en = {
   created: "Created",
   menu: "Menu",
   skipToContent: "Skip to content",
+  runs: "Runs",
+  openRun: "Open this run",
 } as const;
 
 export type Key = keyof typeof en;
@@ -223,4 +225,6 @@ export const id: Record<Key, string> = {
   created: "Dibuat",
   menu: "Menu",
   skipToContent: "Lewati ke konten",
+  runs: "Putaran",
+  openRun: "Buka putaran ini",
 };

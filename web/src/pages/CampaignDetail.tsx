@@ -72,6 +72,33 @@ function Recipients({ id, version }: { id: string; version: number }) {
   );
 }
 
+/** A recurring campaign's occurrences: each run it started, or why it did not. */
+function Runs({ id }: { id: string }) {
+  const { t } = useT();
+  const { data } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
+  if (!data?.length) return null;
+  return (
+    <Stack gap="xs">
+      <Title order={2} size="h3">
+        {t("runs")}
+      </Title>
+      <Table aria-label={t("runs")}>
+        <Table.Tbody>
+          {data.map((o) => (
+            <Table.Tr key={o.occurrence_at}>
+              <Table.Td>{when(o.occurrence_at)}</Table.Td>
+              <Table.Td>
+                <StatusBadge status={o.status} />
+              </Table.Td>
+              <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </Stack>
+  );
+}
+
 export function CampaignDetailPage({ id }: { id: string }) {
   const { t } = useT();
   const { query: q } = useLocation();
@@ -142,6 +169,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         </Button>
       </Group>
       <Failure error={actionError} />
+      {c.recurrence && <Runs id={id} />}
       <Title order={2} size="h3">
         {t("recipients")}
       </Title>

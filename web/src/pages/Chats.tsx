@@ -49,6 +49,28 @@ function ChatList({ chats, selected }: { chats: Chat[]; selected?: string }) {
   );
 }
 
+/** The chat's contact, when the phone is one: name, tags, favourite. */
+function ContactCard({ phone }: { phone: string }) {
+  const { t } = useT();
+  const { data } = useData(async () => (await api.GET("/api/v1/contacts/{phone}", { params: { path: { phone } } })).data ?? null, [phone]);
+  if (!data) return null;
+  return (
+    <Card withBorder p="xs" aria-label={t("contacts")}>
+      <Text fw={600}>
+        {data.favorite ? "★ " : ""}
+        {data.name ?? phone}
+      </Text>
+      <Group gap={4} mt={4}>
+        {data.tags.map((tag) => (
+          <Badge key={tag} variant="outline" size="sm">
+            {tag}
+          </Badge>
+        ))}
+      </Group>
+    </Card>
+  );
+}
+
 function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
   const { t } = useT();
   const [messages, setMessages] = useState<ChatMessage[]>([]);
@@ -108,6 +130,7 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
           {chatPhone(chat)}
         </Text>
       </Group>
+      <ContactCard phone={chatPhone(chat)} />
       <ScrollArea h={420} type="auto">
         <Stack gap="xs" p="xs" aria-label={t("chats")} aria-live="polite">
           {older && (

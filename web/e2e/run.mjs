@@ -270,6 +270,13 @@ async function main() {
       await page.getByLabel(/^Name/).fill("Budi");
       await page.getByRole("button", { name: "Add contact" }).click();
       await page.getByRole("cell", { name: "Budi" }).waitFor();
+      await page.locator("input[type=file]").setInputFiles({
+        name: "contacts.csv",
+        mimeType: "text/csv",
+        buffer: Buffer.from("phone,name,tags\n6281233334444,Sari,vip\nnot-a-phone,Nobody,\n"),
+      });
+      await page.getByText(/Imported 1, matched 0, rejected 1/).waitFor();
+      await page.getByRole("cell", { name: "Sari" }).waitFor();
       await shot("12-contacts");
       await nav("Settings");
       await page.getByLabel("Key name").fill("CI");

@@ -110,6 +110,7 @@ export const en = {
   menu: "Menu",
   skipToContent: "Skip to content",
   runs: "Runs",
+  importing: "Importing… large files take a while; the result shows here.",
   openRun: "Open this run",
 } as const;
 
@@ -226,5 +227,6 @@ export const id: Record<Key, string> = {
   menu: "Menu",
   skipToContent: "Lewati ke konten",
   runs: "Putaran",
+  importing: "Mengimpor… berkas besar butuh waktu; hasilnya tampil di sini.",
   openRun: "Buka putaran ini",
 };

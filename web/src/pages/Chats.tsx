@@ -113,7 +113,8 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
     try {
       unwrap(await api.POST("/api/v1/messages", { body: { session_id: chat.session_id, to: chatPhone(chat), type: "text", body: text } }));
       setText("");
-      await loadLatest();
+      // the chat's read model records the send a moment later (its own projector)
+      soonAndAgain(() => void loadLatest().catch(setFailure), [0, 500, 2000, 5000]);
       onSent();
     } catch (err) {
       setFailure(err);

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { Alert, Badge, Button, Card, Checkbox, FileInput, Group, NativeSelect, Stack, Table, Text, TextInput, Title } from "@mantine/core";
+import { Alert, Badge, Button, Card, Checkbox, FileInput, Group, Loader, NativeSelect, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { api, fieldError, unwrap } from "../api/client";
 import type { Contact } from "../api/types";
 import { getToken } from "../lib/auth";
@@ -59,6 +59,7 @@ export function ContactsPage() {
   const [failure, setFailure] = useState<unknown>(null);
   const [result, setResult] = useState<ImportResult | null>(null);
   const [syncSession, setSyncSession] = useState("");
+  const [importing, setImporting] = useState(false);
 
   const add = async (e: FormEvent) => {
     e.preventDefault();
@@ -75,12 +76,20 @@ export function ContactsPage() {
   const importCsv = async (file: File | null) => {
     if (!file) return;
     setFailure(null);
+    setResult(null);
+    setImporting(true);
     // the body is the CSV itself (streamed by Herald), so a plain fetch rather than the JSON client
-    const res = await fetch("/api/v1/contacts/import", { method: "POST", headers: { Authorization: `Bearer ${getToken() ?? ""}`, "Content-Type": "text/csv" }, body: file });
-    const body = await res.json();
-    if (!res.ok) setFailure(new Error(body?.error?.message ?? `HTTP ${res.status}`));
-    else setResult(body as ImportResult);
-    reload();
+    try {
+      const res = await fetch("/api/v1/contacts/import", { method: "POST", headers: { Authorization: `Bearer ${getToken() ?? ""}`, "Content-Type": "text/csv" }, body: file });
+      const body = await res.json();
+      if (!res.ok) setFailure(new Error(body?.error?.message ?? `HTTP ${res.status}`));
+      else setResult(body as ImportResult);
+    } catch (err) {
+      setFailure(err);
+    } finally {
+      setImporting(false);
+      reload();
+    }
   };
   const sync = async () => {
     setFailure(null);
@@ -111,12 +120,18 @@ export function ContactsPage() {
             </Group>
           </form>
           <Group align="end">
-            <FileInput label={t("importCsv")} accept=".csv,text/csv" onChange={(f) => void importCsv(f)} clearable />
+            <FileInput label={t("importCsv")} w={240} accept=".csv,text/csv" onChange={(f) => void importCsv(f)} clearable />
             <NativeSelect label={t("number")} value={syncSession} onChange={(e) => setSyncSession(e.currentTarget.value)} data={(sessions.data ?? []).map((s) => ({ value: s.id, label: s.name }))} />
             <Button variant="default" onClick={() => void sync()}>
               {t("syncFromPhone")}
             </Button>
           </Group>
+          {importing && (
+            <Group gap="xs" role="status">
+              <Loader size="sm" />
+              <Text size="sm">{t("importing")}</Text>
+            </Group>
+          )}
           {result && (
             <Alert color={result.rejected.length ? "yellow" : "teal"}>
               {t("imported", { imported: result.imported, matched: result.matched, rejected: result.rejected_count ?? result.rejected.length })}
@@ -134,6 +149,14 @@ export function ContactsPage() {
       {sorted.length === 0 && <Text c="dimmed">{t("empty")}</Text>}
       <Table.ScrollContainer minWidth={600}>
         <Table striped>
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>{t("favorite")}</Table.Th>
+              <Table.Th>{t("name")}</Table.Th>
+              <Table.Th>{t("phone")}</Table.Th>
+              <Table.Th>{t("tags")}</Table.Th>
+            </Table.Tr>
+          </Table.Thead>
           <Table.Tbody>
             {sorted.map((c) => (
               <ContactRow key={c.phone + c.tags.join()} c={c} onChange={reload} />

@@ -8,10 +8,11 @@
 // reload; export its CSV; an incoming simulator message shows in Chats unread; a reply reaches
 // the simulator. Every screen is saved under target/screenshots/.
 //
+// Herald's and the simulator's logs: target/e2e-herald.log, target/e2e-simulator.log.
 // Settings: HERALD_BIN (default target/debug/herald), CHROMIUM (default /usr/bin/chromium),
 // HERALD_TEST_DATABASE_URL (a server where databases may be created; default the local postgres).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -56,6 +57,10 @@ function start(name, args, env, ready) {
   return new Promise((ok, fail) => {
     const child = spawn(herald, args, { cwd: scratch, env, stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
+    // the whole output stays in target/e2e-<name>.log for when a step fails
+    const file = createWriteStream(join(root, "target", `e2e-${name}.log`));
+    child.stdout.pipe(file);
+    child.stderr.pipe(file);
     let out = "";
     const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${out}`)), STEP_MS);
     const onData = (d) => {

@@ -38,7 +38,8 @@ async function open(): Promise<void> {
     if (!data) throw new Error("no stream token");
     const es = new EventSource(`/api/v1/events?access_token=${encodeURIComponent(data.token)}`);
     for (const kind of KINDS) es.addEventListener(kind, (e) => dispatch(kind, (e as MessageEvent).data));
-    // reconnected after a drop: screens re-read their state (nothing is replayed)
+    // opened or reopened: screens re-read their state, covering what happened between their
+    // first fetch and this moment, or while the stream was down (nothing is replayed)
     es.addEventListener("open", () => dispatch("stream.lagged", '{"missed":0}'));
     es.onerror = () => {
       // EventSource retries by itself; once the token has expired the retry is refused and the

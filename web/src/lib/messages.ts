@@ -110,6 +110,7 @@ export const en = {
   menu: "Menu",
   skipToContent: "Skip to content",
   runs: "Runs",
+  pacing: "Pacing",
   importing: "Importing… large files take a while; the result shows here.",
   openRun: "Open this run",
 } as const;
@@ -227,6 +228,7 @@ export const id: Record<Key, string> = {
   menu: "Menu",
   skipToContent: "Lewati ke konten",
   runs: "Putaran",
+  pacing: "Jeda",
   importing: "Mengimpor… berkas besar butuh waktu; hasilnya tampil di sini.",
   openRun: "Buka putaran ini",
 };

@@ -1,5 +1,5 @@
 import { useEffect, useState, type FormEvent } from "react";
-import { Alert, Button, Card, Group, Image, Stack, Text, TextInput, Title } from "@mantine/core";
+import { Alert, Button, Card, Group, Image, NumberInput, Stack, Text, TextInput, Title } from "@mantine/core";
 import { api, fieldError, formError, unwrap } from "../api/client";
 import type { Session } from "../api/types";
 import { useT } from "../lib/i18n";
@@ -34,6 +34,36 @@ function Qr({ id }: { id: string }) {
   );
 }
 
+/** The number's pacing: the pause between two of its sends, drawn between min and max. */
+function PacingForm({ s, onChange }: { s: Session; onChange: () => void }) {
+  const { t } = useT();
+  const [min, setMin] = useState<number | string>(s.pacing?.min_interval_ms ?? 0);
+  const [max, setMax] = useState<number | string>(s.pacing?.max_interval_ms ?? 0);
+  const [failure, setFailure] = useState<unknown>(null);
+  const save = async (e: FormEvent) => {
+    e.preventDefault();
+    setFailure(null);
+    try {
+      unwrap(await api.PATCH("/api/v1/sessions/{id}", { params: { path: { id: s.id } }, body: { pacing: { min_interval_ms: Number(min), max_interval_ms: Number(max) } } }));
+      onChange();
+    } catch (err) {
+      setFailure(err);
+    }
+  };
+  return (
+    <form onSubmit={save} aria-label={t("pacing")}>
+      <Group align="end" gap="xs">
+        <NumberInput size="xs" w={200} min={0} label={t("minInterval")} value={min} onChange={setMin} error={fieldError(failure, "pacing.min_interval_ms", "pacing")} />
+        <NumberInput size="xs" w={200} min={0} label={t("maxInterval")} value={max} onChange={setMax} error={fieldError(failure, "pacing.max_interval_ms")} />
+        <Button size="xs" variant="light" type="submit">
+          {t("save")}
+        </Button>
+      </Group>
+      {formError(failure, ["pacing"]) && <Failure error={failure} />}
+    </form>
+  );
+}
+
 function SessionCard({ s, onChange }: { s: Session; onChange: () => void }) {
   const { t } = useT();
   const [error, setError] = useState<unknown>(null);
@@ -54,11 +84,7 @@ function SessionCard({ s, onChange }: { s: Session; onChange: () => void }) {
           <Text fw={600}>{s.name}</Text>
           <StatusBadge status={s.status} />
         </Group>
-        {s.pacing && (
-          <Text size="xs" c="dimmed">
-            pacing {s.pacing.min_interval_ms}–{s.pacing.max_interval_ms} ms
-          </Text>
-        )}
+        <PacingForm s={s} onChange={onChange} />
         {s.status === "qr_pending" && <Qr id={s.id} />}
         <Group>
           {s.status !== "connected" && <Button onClick={run(async () => unwrap(await api.POST("/api/v1/sessions/{id}/connect", params)))}>{t("connect")}</Button>}

@@ -93,7 +93,10 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // `herald openapi` prints a document to stdout: no log line may land in it
+    if !matches!(cli.command, Command::Openapi) {
+        init_tracing();
+    }
     match cli.command {
         Command::Serve { role } => {
             let settings = Settings::from_env()?;

@@ -93,6 +93,9 @@ pub struct Settings {
     /// Meta's Graph API, asked whether an access token may use a Cloud API phone number id
     /// (`HERALD_META_GRAPH_URL`, default `https://graph.facebook.com/v21.0`).
     pub meta_graph_url: String,
+    /// The built dashboard (`HERALD_WEB_DIR`, default `web/dist` below the working directory);
+    /// without an `index.html` there, `/` says how to build it (docs/dashboard.md).
+    pub web_dir: std::path::PathBuf,
 }
 
 /// Where Herald asks Meta about phone number ids unless `HERALD_META_GRAPH_URL` says otherwise.
@@ -101,6 +104,9 @@ pub const META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
 pub const IMPORT_MAX_ROWS: u64 = 1_000_000;
 pub const IMPORT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Where `herald serve` looks for the built dashboard unless `HERALD_WEB_DIR` says otherwise.
+pub const DEFAULT_WEB_DIR: &str = "web/dist";
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
 
@@ -205,6 +211,9 @@ impl Settings {
                 .unwrap_or_else(|| META_GRAPH_URL.into())
                 .trim_end_matches('/')
                 .to_string(),
+            web_dir: var("HERALD_WEB_DIR")
+                .unwrap_or_else(|| DEFAULT_WEB_DIR.into())
+                .into(),
         })
     }
 
@@ -241,6 +250,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             // tests point this at a fake Graph API of their own; nothing answers here
             meta_graph_url: "http://127.0.0.1:9".into(),
+            web_dir: DEFAULT_WEB_DIR.into(),
         }
     }
 }

@@ -29,6 +29,8 @@ enum Command {
     },
     /// Apply pending migrations and exit.
     Migrate,
+    /// Print the OpenAPI document `GET /api/v1/openapi.json` serves (no database needed).
+    Openapi,
     /// Run the WuzAPI-compatible gateway simulator.
     Sim {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -91,12 +93,18 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // `herald openapi` prints a document to stdout: no log line may land in it
+    if !matches!(cli.command, Command::Openapi) {
+        init_tracing();
+    }
     match cli.command {
         Command::Serve { role } => {
             let settings = Settings::from_env()?;
             let app = Application::build(settings, role).await?;
             app.run_until_stopped().await;
+        }
+        Command::Openapi => {
+            println!("{}", herald_api::routes::openapi_json()?);
         }
         Command::Migrate => {
             let settings = Settings::from_env()?;

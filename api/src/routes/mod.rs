@@ -5,6 +5,7 @@ pub mod admin;
 pub mod campaigns;
 pub mod chats;
 pub mod contacts;
+pub mod dashboard;
 pub mod events;
 pub mod health;
 pub mod messages;
@@ -62,9 +63,43 @@ pub struct ListOf<T: salvo::oapi::ToSchema + 'static> {
     pub next_cursor: Option<String>,
 }
 
-/// The whole router: public routes, tenant routes behind authentication, the OpenAPI document
-/// and the interactive page at `/docs`.
+/// The whole router: public routes, tenant routes behind authentication, the OpenAPI document,
+/// the interactive page at `/docs`, and the dashboard for every other `GET`.
 pub fn router() -> Router {
+    let router = api_router();
+    let doc = openapi(&router);
+    router
+        .push(doc.into_router("/api/v1/openapi.json"))
+        .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))
+        // last: only what no route above took
+        .push(Router::with_path("{**rest}").get(dashboard::serve))
+}
+
+/// The OpenAPI document `GET /api/v1/openapi.json` serves, as pretty JSON (`herald openapi`,
+/// and the dashboard's generated client: `web/openapi.json`).
+pub fn openapi_json() -> anyhow::Result<String> {
+    Ok(openapi(&api_router()).to_pretty_json()?)
+}
+
+fn openapi(router: &Router) -> OpenApi {
+    OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
+        )
+        .add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
+        )
+        .merge_router(router)
+}
+
+/// Health, metrics and `/api/v1`: everything the OpenAPI document describes.
+fn api_router() -> Router {
     let tenant = Router::new()
         .hoop(require_caller)
         .push(
@@ -174,27 +209,9 @@ pub fn router() -> Router {
         // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
         .push(Router::with_path("events").get(events::stream_events))
         .push(tenant);
-    let router = Router::new()
+    Router::new()
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("health/ready").get(health::ready))
         .push(Router::with_path("metrics").get(health::metrics))
-        .push(api);
-
-    let doc = OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
-        )
-        .add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        )
-        .add_security_scheme(
-            "stream_token",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
-        )
-        .merge_router(&router);
-    router
-        .push(doc.into_router("/api/v1/openapi.json"))
-        .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))
+        .push(api)
 }

@@ -11,6 +11,7 @@ mod contacts;
 mod contacts_import;
 mod control;
 mod crash;
+mod dashboard;
 mod dispatch;
 mod events;
 mod fake_graph;

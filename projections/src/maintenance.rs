@@ -209,20 +209,21 @@ pub async fn retry(
     .fetch_all(pool)
     .await?;
     let names: BTreeSet<&str> = marked.iter().map(|(p, _)| p.as_str()).collect();
-    for info in every() {
-        let name = info.projector.name();
-        if !names.contains(name) {
-            continue;
-        }
-        // held by a running instance: it applies them within a second
-        if let Some(mut conn) = runtime::lock(pool, name).await? {
-            let done = runtime::park::apply_requested(&mut conn, info.projector.as_ref()).await;
-            drop(conn);
-            done?;
-        }
-    }
+    let projectors: Vec<ProjectorInfo> = every()
+        .into_iter()
+        .filter(|p| names.contains(p.projector.name()))
+        .collect();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
+        // a projector no instance holds (none runs, or the one that ran it has just stopped)
+        // is retried here; a running instance retries its own within a second
+        for info in &projectors {
+            if let Some(mut conn) = runtime::lock(pool, info.projector.name()).await? {
+                let done = runtime::park::apply_requested(&mut conn, info.projector.as_ref()).await;
+                drop(conn);
+                done?;
+            }
+        }
         let pending: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM parked_events p JOIN UNNEST($1::text[], $2::bigint[]) AS m(n, g)
                 ON p.projector = m.n AND p.global_position = m.g
@@ -235,7 +236,7 @@ pub async fn retry(
         if pending == 0 || tokio::time::Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let still = parked(pool, None).await?;
     Ok(marked

@@ -174,7 +174,10 @@ pub enum Selection {
 pub enum RetryOutcome {
     Applied,
     /// Failed again: still parked, with its retries and the new error.
-    Failed { retries: i32, error: String },
+    Failed {
+        retries: i32,
+        error: String,
+    },
     /// The instance that runs the projector has not tried it yet.
     Pending,
 }

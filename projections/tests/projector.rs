@@ -176,7 +176,10 @@ async fn rolled_back_transaction_releases_the_later_events() -> anyhow::Result<(
 // 2. Decision 4: a batch and its checkpoint commit together, or not at all.
 // ---------------------------------------------------------------------------------------------
 
-async fn failing_batches_are_retried(recorder: Arc<Recorder>, failures: usize) -> anyhow::Result<()> {
+async fn failing_batches_are_retried(
+    recorder: Arc<Recorder>,
+    failures: usize,
+) -> anyhow::Result<()> {
     let pool = fresh_database().await?;
     create_seen_table(&pool).await?;
     // 12 events in batches of 4; "ev-005" is the 2nd event of the 2nd batch, so the failed
@@ -223,10 +226,10 @@ async fn failed_batches_roll_back_with_their_checkpoint() -> anyhow::Result<()> 
 
 /// Transient failures (a serialization failure, as a busy database reports it) park nothing:
 /// the runner keeps its place, and after three in a row drops its connection (and lock) and
-/// starts over.
+/// starts over. Six of them: more than an event of its own is tried before it is parked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_keeps_failing_reconnects_and_resumes() -> anyhow::Result<()> {
-    failing_batches_are_retried(Recorder::transiently_failing_on("ev-005", 4), 4).await
+    failing_batches_are_retried(Recorder::transiently_failing_on("ev-005", 6), 6).await
 }
 
 // ---------------------------------------------------------------------------------------------

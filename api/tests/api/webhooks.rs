@@ -751,8 +751,12 @@ async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_par
     let res = post_event(&app, &session, &key, &read, Encoding::Form).await;
     assert_eq!(res.status(), StatusCode::OK);
     for (_, _, message_id) in &sent[1..] {
-        let delivered =
-            webhook::receipt_event(ReceiptState::Delivered, &[message_id.as_str()], "x@lid", now);
+        let delivered = webhook::receipt_event(
+            ReceiptState::Delivered,
+            &[message_id.as_str()],
+            "x@lid",
+            now,
+        );
         let res = post_event(&app, &session, &key, &delivered, Encoding::Form).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
@@ -796,7 +800,9 @@ async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_par
     })
     .await;
     assert!(parked, "{:?}", inbox_rows(&app).await);
-    let posts = herald_api::inbox::parked_posts(&app.pool).await.expect("parked");
+    let posts = herald_api::inbox::parked_posts(&app.pool)
+        .await
+        .expect("parked");
     assert_eq!(posts[0].attempts, 8);
     assert_eq!(posts[0].event_type, "ReadReceipt");
     assert!(herald_api::inbox::format_parked_posts(&posts).contains("injected failure"));

@@ -93,8 +93,14 @@ pub(super) async fn isolate(
         let mut applied = false;
         while failed_alone < ATTEMPTS_ALONE {
             steps += 1;
-            match apply_chunk(conn, projector, checkpoint, std::slice::from_ref(event), end_of(hi))
-                .await
+            match apply_chunk(
+                conn,
+                projector,
+                checkpoint,
+                std::slice::from_ref(event),
+                end_of(hi),
+            )
+            .await
             {
                 Ok(Chunk::Applied) => {
                     applied = true;
@@ -180,8 +186,9 @@ pub(super) async fn refresh_gauge(conn: &mut PgConnection, name: &'static str) {
             .fetch_one(&mut *conn)
             .await;
     match count {
-        Ok(n) => metrics::gauge!("herald_projection_parked_events", "projector" => name)
-            .set(n as f64),
+        Ok(n) => {
+            metrics::gauge!("herald_projection_parked_events", "projector" => name).set(n as f64)
+        }
         Err(e) => tracing::warn!(projector = name, error = %e, "cannot count parked events"),
     }
 }
@@ -216,7 +223,11 @@ pub(crate) async fn apply_requested(
         let result = apply_parked(conn, projector, position).await;
         let outcome = match result {
             Ok(()) => {
-                tracing::info!(projector = name, global_position = position.1, "parked event applied");
+                tracing::info!(
+                    projector = name,
+                    global_position = position.1,
+                    "parked event applied"
+                );
                 Retried::Applied
             }
             Err(e) if herald_domain::failure::is_transient(&*e) => return Err(e),
@@ -232,7 +243,12 @@ pub(crate) async fn apply_requested(
                 .bind(&error)
                 .execute(&mut *conn)
                 .await?;
-                tracing::error!(projector = name, global_position = position.1, error, "parked event failed again; it stays parked");
+                tracing::error!(
+                    projector = name,
+                    global_position = position.1,
+                    error,
+                    "parked event failed again; it stays parked"
+                );
                 Retried::Failed(error)
             }
         };
@@ -273,7 +289,9 @@ async fn apply_parked(
         recorded_at: row.try_get("recorded_at")?,
     };
     herald_domain::store::plan_as_key_lookups(&mut tx).await?;
-    projector.apply(&mut tx, std::slice::from_ref(&event)).await?;
+    projector
+        .apply(&mut tx, std::slice::from_ref(&event))
+        .await?;
     sqlx::query("DELETE FROM parked_events WHERE projector = $1 AND global_position = $2")
         .bind(projector.name())
         .bind(global_position)

@@ -108,10 +108,12 @@ async fn one_tenants_bad_event_is_parked_and_the_others_apply_within_a_second() 
     assert_eq!(p.retries, 0);
     assert!(p.error.contains("0x00"), "the error says why: {}", p.error);
     assert!(maintenance::format_parked(&listed).contains(&format!("contacts position {}", bad.1)));
-    assert!(eventually(|| async {
-        Ok(checkpoint(&pool, "contacts").await? == Some(last_position(&pool).await?))
-    })
-    .await?);
+    assert!(
+        eventually(|| async {
+            Ok(checkpoint(&pool, "contacts").await? == Some(last_position(&pool).await?))
+        })
+        .await?
+    );
 
     // a restart goes on from the checkpoint: no stall, nothing parked twice
     runner.stop().await?;
@@ -177,10 +179,12 @@ async fn a_failing_batch_splits_to_the_event_and_the_runner_retries_it() -> anyh
     let runner = Runner::start(&pool, recorder.clone(), config(500));
 
     wait_seen(&pool, 299).await?;
-    assert!(eventually(|| async {
-        Ok(checkpoint(&pool, SEEN).await? == Some(last_position(&pool).await?))
-    })
-    .await?);
+    assert!(
+        eventually(|| async {
+            Ok(checkpoint(&pool, SEEN).await? == Some(last_position(&pool).await?))
+        })
+        .await?
+    );
     let listed = parked(&pool, SEEN).await?;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].0, positions[150].1);
@@ -195,7 +199,10 @@ async fn a_failing_batch_splits_to_the_event_and_the_runner_retries_it() -> anyh
     // asked while the cause is there: tried, still parked, counted
     let outcome = maintenance::retry(&pool, None, &Selection::All, PATIENCE).await?;
     assert!(
-        matches!(&outcome[..], [(_, _, RetryOutcome::Failed { retries: 1, .. })]),
+        matches!(
+            &outcome[..],
+            [(_, _, RetryOutcome::Failed { retries: 1, .. })]
+        ),
         "{outcome:?}"
     );
     assert_eq!(parked(&pool, SEEN).await?[0].1, 1);

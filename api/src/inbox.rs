@@ -10,10 +10,12 @@
 //!    receipt's message ids in `message_index` (one query), apply every receipt through the
 //!    `Delivery` batch executor (one load and one insert for the batch), record each post's
 //!    outcome in `webhook_inbox_outcomes`, and move the cursor past the batch.
-//! 2. If the batch fails, it is rolled back and each row is tried alone, so one bad row cannot
-//!    hold the others back; a row that still fails moves to `webhook_inbox_retries` with its
-//!    error and is tried again later with exponential backoff (1 s doubling, at most 15 min),
-//!    forever: nothing is dropped.
+//! 2. If the batch fails, it is rolled back and split in halves down to the rows that fail alone
+//!    ([`parking`], docs/decisions/0036), so one bad row cannot hold the others back; a row that
+//!    still fails moves to `webhook_inbox_retries` with its error and is tried again later with
+//!    exponential backoff (1 s doubling, at most 15 min). After
+//!    [`InboxConfig::park_after_attempts`] failures of its own it is parked: kept and listed, no
+//!    longer retried until an operator asks. Nothing is dropped.
 //! 3. Receipts for message ids not (yet) in `message_index` wait in `webhook_inbox_retries` for
 //!    [`InboxConfig::unmatched_grace`] (a gateway that chose its own id may be recorded after its
 //!    receipt), then are kept in `unmatched_receipts` and the row is done. Retries that are due
@@ -194,7 +196,8 @@ enum Source {
     Retries,
 }
 
-/// Processes at most one batch from `source` (and, if it failed, each of its rows alone).
+/// Processes at most one batch from `source` (and, if it failed, its parts down to the rows
+/// that fail alone).
 /// Returns how many rows it handled; 0 when nothing was there. An `Err` means the database could
 /// not be used.
 async fn process(

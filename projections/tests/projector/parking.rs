@@ -258,3 +258,58 @@ async fn rebuild_reports_a_failed_replay_and_knows_every_projector() -> anyhow::
     assert!(maintenance::parked(&pool, None).await?.is_empty());
     Ok(())
 }
+
+/// The notifier runs on the same runtime: a session event it cannot read (its stream id is no
+/// uuid) is parked under `notifier`, and the next tenant's session notification still goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_parks_what_it_cannot_read_and_goes_on() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use herald_domain::session::{SessionEvent, SessionStatus};
+    use herald_projections::notifier::{Notifier, ProgressTracker};
+    use herald_projections::notify::{Notifications, Received};
+
+    let pool = fresh_database().await?;
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let notifications = Notifications::local(shutdown);
+    let tenant = Uuid::new_v4();
+    let mut subscription = notifications.subscribe(tenant).await?;
+    let linked = |tenant_id| SessionEvent::SessionLinked {
+        tenant_id,
+        name: "Main".to_string(),
+        status: SessionStatus::Disconnected,
+        at: Utc::now(),
+    };
+    let mut positions = Vec::new();
+    for (id, event) in [
+        ("not-a-uuid".to_string(), linked(Uuid::new_v4())),
+        (Uuid::new_v4().to_string(), linked(tenant)),
+    ] {
+        let row = sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ('Session', $1, 1, 'SessionLinked', '1', $2::json, '{}'::json)
+             RETURNING global_position",
+        )
+        .bind(id)
+        .bind(serde_json::to_string(&event)?)
+        .fetch_one(&pool)
+        .await?;
+        positions.push(row.try_get::<i64, _>("global_position")?);
+    }
+    let notifier = Notifier::new(notifications.clone(), Arc::new(ProgressTracker::default()));
+    let runner = Runner::start(&pool, Arc::new(notifier), config(500));
+
+    let got = tokio::time::timeout(PATIENCE, subscription.next()).await?;
+    match got {
+        Some(Received::Notification(n)) => {
+            assert_eq!(n.id, positions[1].to_string());
+            assert_eq!(n.data["status"], "disconnected");
+        }
+        other => panic!("no notification: {:?}", other.is_some()),
+    }
+    let listed = maintenance::parked(&pool, Some("notifier")).await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].global_position, positions[0]);
+    assert_eq!(listed[0].aggregate_id, "not-a-uuid");
+    runner.stop().await?;
+    Ok(())
+}

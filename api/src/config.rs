@@ -85,6 +85,9 @@ pub struct Settings {
     /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
     /// image stored by a request that has not yet written what refers to it.
     pub media_grace_secs: u64,
+    /// Seconds a request body may send nothing before it is cut off with 408
+    /// (`HERALD_BODY_IDLE_TIMEOUT_SECS`, default 30): every body, JSON, form or CSV upload.
+    pub body_idle_timeout_secs: u64,
 }
 
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
@@ -172,6 +175,7 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
+            body_idle_timeout_secs: parse_num("HERALD_BODY_IDLE_TIMEOUT_SECS", 30)?.clamp(1, 3_600),
         })
     }
 
@@ -204,6 +208,7 @@ impl Settings {
             import_max_bytes: IMPORT_MAX_BYTES,
             media_gc_interval_secs: 3_600,
             media_grace_secs: 86_400,
+            body_idle_timeout_secs: 30,
         }
     }
 }

@@ -87,6 +87,9 @@ pub enum Stop {
     RowTooLong(u64),
     #[error("the body could not be read: {0}")]
     BodyFailed(String),
+    /// The upload sent nothing for the server's body idle timeout (`HERALD_BODY_IDLE_TIMEOUT_SECS`).
+    #[error("the body stopped arriving")]
+    BodyStalled,
     #[error("the CSV cannot be read past line {0}: {1}")]
     Unreadable(u64, String),
 }
@@ -356,6 +359,7 @@ fn header_error(stop: Stop) -> ApiError {
         Stop::BodyFailed(m) => {
             ApiError::bad_request("invalid_body", format!("cannot read the body: {m}"))
         }
+        Stop::BodyStalled => ApiError::BodyTimeout,
         other => ApiError::validation("csv", format!("the header row cannot be read: {other}")),
     }
 }

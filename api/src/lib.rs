@@ -10,6 +10,7 @@
 //!   messages in conversations, session status).
 //! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
+//! - [`url_text`]: path and query text holding NUL refused before any handler.
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod intake;
 pub mod plans;
 pub mod routes;
 pub mod state;
+pub mod url_text;
 pub mod webhook_credentials;
 
 pub use app::{Application, Role};

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn the_path_names_the_string_or_the_key() {
-        let v = json!({"name": "ok", "recipients": [{"phone": "1"}, {"vars": {"name": "a\u{0}b"}}]});
+        let v =
+            json!({"name": "ok", "recipients": [{"phone": "1"}, {"vars": {"name": "a\u{0}b"}}]});
         assert_eq!(nul_path(&v).as_deref(), Some("recipients[1].vars.name"));
         let v = json!({"fields": {"ci\u{0}ty": "x"}});
         assert_eq!(nul_path(&v).as_deref(), Some("fields.ci\u{0}ty"));
@@ -118,7 +119,11 @@ mod tests {
         let escaped = br#"{"a": "x\\u0000y"}"#;
         assert!(may_hold_nul(escaped));
         let v: Value = serde_json::from_slice(escaped).unwrap();
-        assert_eq!(nul_path(&v), None, "a backslash then u0000 is text, not NUL");
+        assert_eq!(
+            nul_path(&v),
+            None,
+            "a backslash then u0000 is text, not NUL"
+        );
         // a raw NUL inside a JSON string is not JSON at all
         assert!(serde_json::from_slice::<Value>(b"{\"a\": \"x\0y\"}").is_err());
         // lone surrogates cannot arrive through serde_json
@@ -128,7 +133,8 @@ mod tests {
 
     #[test]
     fn cleaning_removes_nuls_and_keeps_the_rest() {
-        let text = br#"{"Info": {"PushName": "Bu\u0000di \u200f\ud83d\ude00"}, "k\u0000": [" \u0000 "]}"#;
+        let text =
+            br#"{"Info": {"PushName": "Bu\u0000di \u200f\ud83d\ude00"}, "k\u0000": [" \u0000 "]}"#;
         let v = parse_cleaned(text).unwrap();
         assert_eq!(v["Info"]["PushName"], "Budi \u{200f}😀");
         assert_eq!(v["k"][0], "  ");

@@ -196,11 +196,20 @@ pub struct Malformed(pub String);
 
 /// The event object of a post: the JSON body, or the `jsonData` field of a form. It must be an
 /// object with a string `type`; everything else about it is the processor's business.
+///
+/// What WhatsApp sends is kept, never refused for its text: NULs (which Postgres cannot store)
+/// are removed from every string and key (docs/decisions/0037); the processor parses stored
+/// events with [`parse_event`] for the same reason.
 pub fn event_from_json(text: &[u8]) -> Result<Value, Malformed> {
-    let value: Value = serde_json::from_slice(text)
-        .map_err(|e| Malformed(format!("the event is not valid JSON: {e}")))?;
+    let value: Value =
+        parse_event(text).map_err(|e| Malformed(format!("the event is not valid JSON: {e}")))?;
     event_type(&value)?;
     Ok(value)
+}
+
+/// A stored or posted event's JSON, with its NULs removed.
+pub fn parse_event(text: &[u8]) -> serde_json::Result<Value> {
+    herald_domain::text::parse_cleaned(text)
 }
 
 /// `type` of an event object.

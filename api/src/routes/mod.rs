@@ -148,6 +148,8 @@ pub fn router() -> Router {
             .push(Router::with_path("{id}/plan").put(admin::set_plan)),
     );
     let api = Router::with_path("api/v1")
+        // text Postgres cannot store never gets past the URL (docs/decisions/0037)
+        .hoop(crate::url_text::refuse_nul)
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT

@@ -553,10 +553,10 @@ fn read_row(
                 return Err((
                     whole(),
                     format!(
-                        "column {} ({}) contains U+0000 (NUL), which Herald does not accept in text",
-                        i + 1,
-                        columns[i].label()
-                    ),
+                    "column {} ({}) contains U+0000 (NUL), which Herald does not accept in text",
+                    i + 1,
+                    columns[i].label()
+                ),
                 ))
             }
             Ok(text) => cells.push(text.trim()),

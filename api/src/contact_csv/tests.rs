@@ -233,7 +233,10 @@ fn a_nul_in_a_cell_rejects_its_row_with_the_reason_and_a_nul_in_a_header_refuses
         "{}",
         batch.rejected[0].reason
     );
-    assert!(!batch.rejected[0].input.contains('\0'), "the echo is storable text");
+    assert!(
+        !batch.rejected[0].input.contains('\0'),
+        "the echo is storable text"
+    );
     assert!(batch.rejected[1].reason.contains("column 3 (city)"));
     match read_all(b"phone,ci\0ty\n1,2\n", 10) {
         Err(e) => {

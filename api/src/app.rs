@@ -162,7 +162,11 @@ impl Application {
                 .hoop(affix_state::inject(notifications.clone()))
                 .push(crate::routes::router());
             let service = Service::new(router).catcher(Catcher::default().hoop(envelope_catcher));
-            let srv = Server::new(acceptor);
+            // a body that sends nothing for this long fails its read: 408 (crate::error::body_error)
+            let fuse = salvo::fuse::FuseConfig::default().with_request_body_timeout(Some(
+                Duration::from_secs(settings.body_idle_timeout_secs),
+            ));
+            let srv = Server::new(acceptor).fuse_config(fuse);
             let handle = srv.handle();
             let task = tokio::spawn(async move { srv.serve(service).await });
             tracing::info!("listening on http://{local}");

@@ -96,6 +96,9 @@ pub struct Settings {
     /// The built dashboard (`HERALD_WEB_DIR`, default `web/dist` below the working directory);
     /// without an `index.html` there, `/` says how to build it (docs/dashboard.md).
     pub web_dir: std::path::PathBuf,
+    /// Seconds a request body may send nothing before it is cut off with 408
+    /// (`HERALD_BODY_IDLE_TIMEOUT_SECS`, default 30): every body, JSON, form or CSV upload.
+    pub body_idle_timeout_secs: u64,
 }
 
 /// Where Herald asks Meta about phone number ids unless `HERALD_META_GRAPH_URL` says otherwise.
@@ -214,6 +217,7 @@ impl Settings {
             web_dir: var("HERALD_WEB_DIR")
                 .unwrap_or_else(|| DEFAULT_WEB_DIR.into())
                 .into(),
+            body_idle_timeout_secs: parse_num("HERALD_BODY_IDLE_TIMEOUT_SECS", 30)?.clamp(1, 3_600),
         })
     }
 
@@ -251,6 +255,7 @@ impl Settings {
             // tests point this at a fake Graph API of their own; nothing answers here
             meta_graph_url: "http://127.0.0.1:9".into(),
             web_dir: DEFAULT_WEB_DIR.into(),
+            body_idle_timeout_secs: 30,
         }
     }
 }

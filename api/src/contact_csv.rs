@@ -87,6 +87,9 @@ pub enum Stop {
     RowTooLong(u64),
     #[error("the body could not be read: {0}")]
     BodyFailed(String),
+    /// The upload sent nothing for the server's body idle timeout (`HERALD_BODY_IDLE_TIMEOUT_SECS`).
+    #[error("the body stopped arriving")]
+    BodyStalled,
     #[error("the CSV cannot be read past line {0}: {1}")]
     Unreadable(u64, String),
 }
@@ -107,12 +110,26 @@ enum Column {
     Field(String),
 }
 
+impl Column {
+    fn label(&self) -> &str {
+        match self {
+            Column::Phone => "phone",
+            Column::Name => "name",
+            Column::Tags => "tags",
+            Column::Field(key) => key,
+        }
+    }
+}
+
 fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
     let mut columns = Vec::with_capacity(headers.len());
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, raw) in headers.iter().enumerate() {
         let text = std::str::from_utf8(raw)
             .map_err(|_| ApiError::validation("csv", "the header row is not valid UTF-8"))?;
+        if text.contains('\0') {
+            return Err(ApiError::invalid_text(&format!("csv.header[{i}]")));
+        }
         let text = if i == 0 {
             text.trim_start_matches('\u{feff}')
         } else {
@@ -169,8 +186,13 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
     Ok(columns)
 }
 
+/// A row's input as echoed in the answer; a NUL shows as U+FFFD, so the echo itself is text
+/// Postgres and every client can keep.
 fn echo(text: &str) -> String {
-    text.chars().take(ECHO_CHARS).collect()
+    text.chars()
+        .take(ECHO_CHARS)
+        .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// A blocking reader over body chunks sent from the async side (run it on a blocking thread).
@@ -356,6 +378,7 @@ fn header_error(stop: Stop) -> ApiError {
         Stop::BodyFailed(m) => {
             ApiError::bad_request("invalid_body", format!("cannot read the body: {m}"))
         }
+        Stop::BodyStalled => ApiError::BodyTimeout,
         other => ApiError::validation("csv", format!("the header row cannot be read: {other}")),
     }
 }
@@ -523,8 +546,19 @@ fn read_row(
         ));
     }
     let mut cells = Vec::with_capacity(record.len());
-    for cell in record.iter() {
+    for (i, cell) in record.iter().enumerate() {
         match std::str::from_utf8(cell) {
+            // the import's form of 422 `invalid_text` (docs/decisions/0037): this row only
+            Ok(text) if text.contains('\0') => {
+                return Err((
+                    whole(),
+                    format!(
+                    "column {} ({}) contains U+0000 (NUL), which Herald does not accept in text",
+                    i + 1,
+                    columns[i].label()
+                ),
+                ))
+            }
             Ok(text) => cells.push(text.trim()),
             Err(_) => return Err((whole(), "is not valid UTF-8".into())),
         }

@@ -155,29 +155,23 @@ async fn apply(state: &AppState, batch: Batch, totals: &mut Totals) -> Result<()
     Ok(())
 }
 
-/// How long an upload may send nothing before the import stops reading it.
-const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Reads the body into the chunk channel until it ends, passes `max_bytes`, fails, or the reader
-/// stops listening.
+/// stops listening. A client that stops sending is cut off by the server's body idle timeout
+/// (`HERALD_BODY_IDLE_TIMEOUT_SECS`), which fails the read: what came before is applied, as for a
+/// dropped upload, and the answer is 408.
 async fn pump(body: ReqBody, chunks: mpsc::Sender<io::Result<Chunk>>, max_bytes: u64) {
     let mut body = std::pin::pin!(body);
     let mut seen = 0u64;
     loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(BODY_IDLE, body.next()) => match frame {
-                Ok(frame) => frame,
-                // a client that stops sending must not hold the import (and its blocking
-                // reader thread) forever: what came before is applied, as for a dropped upload
-                Err(_) => Some(Err(io::Error::other(format!(
-                    "no data for {} s",
-                    BODY_IDLE.as_secs()
-                )))),
-            },
+            frame = body.next() => frame,
             _ = chunks.closed() => return,
         };
         let item = match frame {
             None => return,
+            Some(Err(e)) if crate::error::is_body_timeout(&e) => {
+                Err(io::Error::other(Stop::BodyStalled))
+            }
             Some(Err(e)) => Err(io::Error::other(Stop::BodyFailed(e.to_string()))),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
@@ -209,6 +203,7 @@ fn stop_error(stop: Stop) -> ApiError {
         Stop::BodyFailed(m) => {
             ApiError::bad_request("invalid_body", format!("cannot read the body: {m}"))
         }
+        Stop::BodyStalled => ApiError::BodyTimeout,
         other @ (Stop::RowTooLong(_) | Stop::Unreadable(..)) => {
             ApiError::validation("csv", other.to_string())
         }

@@ -43,6 +43,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request body sent nothing for the idle timeout (`HERALD_BODY_IDLE_TIMEOUT_SECS`): 408.
+    #[error("the request body stopped arriving")]
+    BodyTimeout,
     /// The gateway (WuzAPI) refused or could not be reached: 502.
     #[error("{0}")]
     Gateway(String),
@@ -95,6 +98,24 @@ impl ApiError {
         }
     }
 
+    /// Text Postgres cannot store (U+0000) in `field`: 422 `invalid_text` (docs/decisions/0037).
+    pub fn invalid_text(field: &str) -> Self {
+        // a key holding the NUL is named with it written out, so the answer itself is clean
+        let field = field.replace('\0', "\\u0000");
+        ApiError::Unprocessable {
+            code: "invalid_text",
+            message: format!(
+                "{field}: contains U+0000 (NUL), which Herald does not accept in text"
+            ),
+            details: Some(serde_json::json!({ "field": field })),
+        }
+    }
+
+    /// A request body that stopped arriving: 408 `body_timeout`.
+    pub fn body_timeout() -> Self {
+        ApiError::BodyTimeout
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
@@ -113,6 +134,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Gateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -156,6 +178,11 @@ impl ApiError {
             ApiError::NotFound => ("not_found", "no such object".to_string(), None),
             ApiError::Conflict { code, message } => (*code, message.clone(), None),
             ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), None),
+            ApiError::BodyTimeout => (
+                "body_timeout",
+                "the request body stopped arriving; send it again".to_string(),
+                None,
+            ),
             ApiError::Gateway(m) => ("gateway_error", m.clone(), None),
             ApiError::GatewayUnavailable(m) => ("gateway_unavailable", m.clone(), None),
             ApiError::Unavailable(m) => ("unavailable", m.clone(), None),
@@ -334,6 +361,7 @@ impl EndpointOutRegister for ApiError {
             ("400", "malformed request"),
             ("401", "missing or invalid credentials"),
             ("404", "not found, or another tenant's"),
+            ("408", "the request body stopped arriving"),
             ("422", "invalid field"),
         ] {
             operation.responses.insert(
@@ -358,6 +386,7 @@ pub async fn envelope_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
             ("method_not_allowed", "method not allowed on this route")
         }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
+        StatusCode::REQUEST_TIMEOUT => ("body_timeout", "the request body stopped arriving"),
         s if s.is_server_error() => (
             "internal_error",
             "something went wrong on our side; it was logged",
@@ -384,22 +413,11 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     parse_json(&bytes)
 }
 
-/// The raw body, at most `max` bytes (more is 413).
+/// The raw body, at most `max` bytes (more is 413; a body that stalls is 408).
 pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     let bytes = match req.payload_with_max_size(max).await {
         Ok(b) => b.clone(),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("size") || text.contains("large") || text.contains("limit") {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "the request body is larger than {max} bytes"
-                )));
-            }
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("cannot read the body: {text}"),
-            ));
-        }
+        Err(e) => return Err(body_error(e, max)),
     };
     if bytes.len() > max {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -409,7 +427,58 @@ pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
     Ok(bytes.to_vec())
 }
 
+/// What a failed body read answers: 413 over `max`, 408 when it stalled past the server's
+/// body idle timeout, 400 otherwise.
+pub fn body_error(e: salvo::http::ParseError, max: usize) -> ApiError {
+    if matches!(e, salvo::http::ParseError::PayloadTooLarge) {
+        return ApiError::PayloadTooLarge(format!("the request body is larger than {max} bytes"));
+    }
+    let text = e.to_string();
+    if is_body_timeout(&e) {
+        return ApiError::BodyTimeout;
+    }
+    if text.contains("size") || text.contains("large") || text.contains("limit") {
+        return ApiError::PayloadTooLarge(format!("the request body is larger than {max} bytes"));
+    }
+    ApiError::bad_request("invalid_body", format!("cannot read the body: {text}"))
+}
+
+/// Whether an error (or one of its causes) is salvo's request-body timeout (an `io::Error` of
+/// kind `TimedOut`).
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                if is_body_timeout(inner) {
+                    return true;
+                }
+            }
+        }
+        cause = e.source();
+    }
+    // salvo wraps the cause in a boxed error whose text is all that survives
+    error.to_string().contains("request body timeout")
+}
+
+/// Parses a JSON body into `T`. Any string or key holding U+0000 is 422 `invalid_text` naming
+/// its path (docs/decisions/0037): the check costs one substring search unless `\u0000` is there.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if herald_domain::text::may_hold_nul(bytes) {
+        if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+            if let Some(path) = herald_domain::text::nul_path(&value) {
+                let field = if path.is_empty() {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                return Err(ApiError::invalid_text(&field));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     if parsed.is_ok() {
@@ -496,6 +565,32 @@ mod tests {
             matches!(e, ApiError::Validation { ref field, .. } if field == "admin"),
             "{e:?}"
         );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Campaign {
+        name: String,
+        recipients: Vec<serde_json::Map<String, Value>>,
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_invalid_text_naming_its_path() {
+        let body =
+            br#"{"name": "x", "recipients": [{"phone": "1"}, {"vars": {"name": "a\u0000"}}]}"#;
+        let e = parse_json::<Campaign>(body).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = e.body().error;
+        assert_eq!(body.code, "invalid_text");
+        assert_eq!(body.details.unwrap()["field"], "recipients[1].vars.name");
+        // in a key too, and at the top
+        let e = parse_json::<Value>(br#"{"fields": {"c\u0000": 1}}"#).unwrap_err();
+        assert_eq!(e.body().error.details.unwrap()["field"], r"fields.c\u0000");
+        let e = parse_json::<Value>(br#""\u0000""#).unwrap_err();
+        assert_eq!(e.body().error.details.unwrap()["field"], "body");
+        // an escaped backslash before u0000 is ordinary text
+        let ok: Campaign = parse_json(br#"{"name": "\\u0000", "recipients": []}"#).unwrap();
+        assert_eq!(ok.name, "\\u0000");
     }
 
     #[test]

@@ -516,7 +516,7 @@ fn classify(event_type: &str, event: &str) -> Action {
     if event_type != "ReadReceipt" {
         return Action::Done(format!("ignored: {event_type}"));
     }
-    let value: serde_json::Value = match serde_json::from_str(event) {
+    let value = match herald_gateway::webhook::parse_event(event.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Action::Done(format!("malformed ReadReceipt: {e}")),
     };

@@ -12,6 +12,7 @@
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 //! - [`throttle`]: attempt counters for logins, registrations and number links.
 //! - [`secret_strength`]: the production check of `HERALD_JWT_SECRET`.
+//! - [`url_text`]: path and query text holding NUL refused before any handler.
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod routes;
 pub mod secret_strength;
 pub mod state;
 pub mod throttle;
+pub mod url_text;
 pub mod webhook_credentials;
 
 pub use app::{Application, Role};

@@ -7,6 +7,7 @@
 //! - [`template`], [`session`], [`campaign`], [`delivery`], [`contact`]: the aggregates, each small
 //!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
 //! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
+//! - [`text`]: the one character Postgres cannot store (NUL): found, or removed.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
 //! - [`failure`]: whether a failure is passing (retry) or the data's own (park).
 pub mod campaign;
@@ -21,5 +22,6 @@ pub mod session;
 pub mod store;
 pub mod template;
 pub mod template_body;
+pub mod text;
 
 pub use error::DomainError;

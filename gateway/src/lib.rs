@@ -114,15 +114,23 @@ impl GatewayError {
 
     pub(crate) fn transient(message: impl Into<String>) -> Self {
         Self::Transient {
-            message: message.into(),
+            message: clean(message.into()),
             retry_after: None,
         }
     }
 
     pub(crate) fn permanent(message: impl Into<String>) -> Self {
         Self::Permanent {
-            message: message.into(),
+            message: clean(message.into()),
         }
+    }
+}
+
+/// A gateway's reason may end up stored (a failed delivery's): without NULs (decision 0037).
+fn clean(message: String) -> String {
+    match herald_domain::text::without_nul(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
     }
 }
 

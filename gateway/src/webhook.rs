@@ -196,11 +196,20 @@ pub struct Malformed(pub String);
 
 /// The event object of a post: the JSON body, or the `jsonData` field of a form. It must be an
 /// object with a string `type`; everything else about it is the processor's business.
+///
+/// What WhatsApp sends is kept, never refused for its text: NULs (which Postgres cannot store)
+/// are removed from every string and key (docs/decisions/0037); the processor parses stored
+/// events with [`parse_event`] for the same reason.
 pub fn event_from_json(text: &[u8]) -> Result<Value, Malformed> {
-    let value: Value = serde_json::from_slice(text)
-        .map_err(|e| Malformed(format!("the event is not valid JSON: {e}")))?;
+    let value: Value =
+        parse_event(text).map_err(|e| Malformed(format!("the event is not valid JSON: {e}")))?;
     event_type(&value)?;
     Ok(value)
+}
+
+/// A stored or posted event's JSON, with its NULs removed.
+pub fn parse_event(text: &[u8]) -> serde_json::Result<Value> {
+    herald_domain::text::parse_cleaned(text)
 }
 
 /// `type` of an event object.
@@ -490,7 +499,11 @@ mod tests {
         assert!(event_from_json(br#"{"type": "Message", "event": {}}"#).is_ok());
         assert!(event_from_json(br#"{"event": {}}"#).is_err());
         assert!(event_from_json(br#"{"type": 3}"#).is_err());
-        assert!(event_from_json(br#"{"type": "Mes\u0000sage"}"#).is_err());
+        // a NUL is removed like anywhere in what the gateway sends (decision 0037); other
+        // control characters still make the type unusable
+        let cleaned = event_from_json(br#"{"type": "Mes\u0000sage"}"#).expect("cleaned");
+        assert_eq!(event_type(&cleaned), Ok("Message"));
+        assert!(event_from_json(br#"{"type": "Mes\u0001sage"}"#).is_err());
         assert!(
             event_from_json(format!(r#"{{"type": "{}"}}"#, "x".repeat(65)).as_bytes()).is_err()
         );

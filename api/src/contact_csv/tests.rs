@@ -214,3 +214,36 @@ fn a_chunk_reader_reads_what_the_async_side_sends_bom_split_included() {
     assert_eq!(outcome.rows, 1);
     assert_eq!(batches[0].contacts.len(), 1);
 }
+
+#[test]
+fn a_nul_in_a_cell_rejects_its_row_with_the_reason_and_a_nul_in_a_header_refuses_the_file() {
+    let batch = one_batch(
+        "phone,name,city\n\
+         6281234567890,Sa\0ri,Bandung\n\
+         6281234567891,Budi,Ban\0dung\n\
+         6281234567892,Ani,Bogor\n",
+    );
+    assert_eq!(batch.contacts.len(), 1, "only the clean row is a contact");
+    assert_eq!(batch.contacts[0].upsert.name.as_deref(), Some("Ani"));
+    assert_eq!(batch.rejected.len(), 2);
+    assert_eq!(batch.rejected[0].row, 2);
+    assert!(
+        batch.rejected[0].reason.contains("column 2 (name)")
+            && batch.rejected[0].reason.contains("U+0000"),
+        "{}",
+        batch.rejected[0].reason
+    );
+    assert!(
+        !batch.rejected[0].input.contains('\0'),
+        "the echo is storable text"
+    );
+    assert!(batch.rejected[1].reason.contains("column 3 (city)"));
+    match read_all(b"phone,ci\0ty\n1,2\n", 10) {
+        Err(e) => {
+            let body = e.body().error;
+            assert_eq!(body.code, "invalid_text");
+            assert_eq!(body.details.unwrap()["field"], "csv.header[1]");
+        }
+        other => panic!("expected invalid_text, got {other:?}"),
+    }
+}

@@ -96,7 +96,7 @@ fn inbound_messages(action: &Action) -> &[InboundMessage] {
 
 /// A stored WuzAPI `Message` event.
 pub(super) fn classify_message(event: &str) -> Action {
-    let value: serde_json::Value = match serde_json::from_str(event) {
+    let value = match herald_gateway::webhook::parse_event(event.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Action::Done(format!("malformed Message: {e}")),
     };
@@ -112,7 +112,7 @@ pub(super) fn classify_meta(event_type: &str, event: &str) -> Action {
     if event_type != META_MESSAGES {
         return Action::Done(format!("ignored: {event_type}"));
     }
-    let value: serde_json::Value = match serde_json::from_str(event) {
+    let value = match herald_gateway::webhook::parse_event(event.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Action::Done(format!("malformed {event_type}: {e}")),
     };

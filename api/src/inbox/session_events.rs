@@ -23,7 +23,7 @@ use super::{Action, Claimed, Disposition};
 /// What a stored session event asks for. A post that cannot be understood is done (retrying
 /// cannot fix it), with the reason as its note.
 pub(super) fn classify(event_type: &str, event: &str) -> Action {
-    let value: serde_json::Value = match serde_json::from_str(event) {
+    let value = match herald_gateway::webhook::parse_event(event.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Action::Done(format!("malformed {event_type}: {e}")),
     };

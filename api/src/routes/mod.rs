@@ -195,6 +195,8 @@ fn api_router() -> Router {
                 .put(admin::set_meta_phone_number_id),
         );
     let api = Router::with_path("api/v1")
+        // text Postgres cannot store never gets past the URL (docs/decisions/0037)
+        .hoop(crate::url_text::refuse_nul)
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT

@@ -12,7 +12,6 @@
 
 use herald_gateway::webhook::{self, Encoding};
 use salvo::http::header::{CONTENT_TYPE, USER_AGENT};
-use salvo::http::ParseError;
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -71,19 +70,10 @@ pub async fn wuzapi(
     let user_agent = header(USER_AGENT.as_str());
     let encoding = Encoding::from_content_type(&content_type);
 
+    // bounded (and timed) before anything else looks at it, the signature included
     let body = match req.payload_with_max_size(MAX_WEBHOOK_BODY).await {
         Ok(bytes) => bytes.clone(),
-        Err(ParseError::PayloadTooLarge) => {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "a webhook body may be at most {MAX_WEBHOOK_BODY} bytes"
-            )))
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("cannot read the body: {e}"),
-            ))
-        }
+        Err(e) => return Err(crate::error::body_error(e, MAX_WEBHOOK_BODY)),
     };
     // Form fields are read only when the encoding has them (after the raw body, which salvo
     // keeps, so both views are of the same bytes).

@@ -204,7 +204,7 @@ async fn finish(mut stream: tokio::net::TcpStream) -> (u16, Value) {
     parse_answer(&raw).unwrap_or_else(|| panic!("no answer in {:?}", String::from_utf8_lossy(&raw)))
 }
 
-fn parse_answer(raw: &[u8]) -> Option<(u16, Value)> {
+pub(crate) fn parse_answer(raw: &[u8]) -> Option<(u16, Value)> {
     let text = std::str::from_utf8(raw).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status: u16 = head.split(' ').nth(1)?.parse().ok()?;

@@ -385,3 +385,45 @@ async fn messages_feed_chats_and_unknown_numbers_are_stored_and_ignored() {
     assert_eq!(body["error"]["details"]["field"], "meta_phone_number_id");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn nuls_in_what_meta_sends_are_removed_and_the_rest_kept() {
+    let app = meta_app().await;
+    let (account, _, _) = meta_tenant(&app, "cloudnul@b.co").await;
+    let incoming = notification(
+        NUMBER_ID,
+        json!({"contacts": [{"profile": {"name": "Shee\u{0}na"}, "wa_id": "16505551234"}],
+               "messages": [
+                 {"from": "16505551234", "id": "wamid.NUL1", "timestamp": "1749416383", "type": "text",
+                  "text": {"body": "an\u{0}other \u{200f}colour 😀"}},
+                 {"from": "16505551234", "id": "wamid.NUL2", "timestamp": "1749416390", "type": "image",
+                  "image": {"caption": "like\u{0} this", "mime_type": "image/jpeg", "sha256": "x", "id": "1"}}]}),
+    );
+    assert_eq!(post_notification(&app, &incoming).await["status"], "stored");
+    let ok = eventually(Duration::from_secs(15), || async {
+        inbox_rows(&app).await.iter().all(|r| r.processed)
+    })
+    .await;
+    assert!(ok, "{:?}", inbox_rows(&app).await);
+    for row in inbox_rows(&app).await {
+        assert_eq!(row.last_error, None, "{row:?}");
+    }
+    app.wait_projected("conversations").await;
+    let chats = app.get_json("/api/v1/chats", &account.token).await;
+    let chat = &chats["items"][0];
+    assert_eq!(chat["name"], "Sheena", "{chats}");
+    assert_eq!(chat["unread_count"], 2, "{chats}");
+    let id = chat["id"].as_str().expect("id");
+    let page = app
+        .get_json(&format!("/api/v1/chats/{id}/messages"), &account.token)
+        .await;
+    let texts: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(texts.contains(&"another \u{200f}colour 😀"), "{page}");
+    assert!(texts.contains(&"like this"), "{page}");
+    app.stop().await;
+}

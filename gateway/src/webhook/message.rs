@@ -241,6 +241,21 @@ mod tests {
     }
 
     #[test]
+    fn nuls_from_whatsapp_are_removed_and_the_rest_kept() {
+        let text = br#"{"type": "Message", "event": {
+            "Info": {"ID": "3F22ED\u0000C7", "Chat": "6281233784490@s.whatsapp.net",
+                     "Sender": "6281233784490:24@s.whatsapp.net", "IsFromMe": false,
+                     "IsGroup": false, "PushName": "M.\u0000 Yoga", "Timestamp": "2025-08-14T07:56:24Z"},
+            "Message": {"imageMessage": {"caption": "see\u0000 this \u200f\ud83d\ude00"}}}}"#;
+        let event = crate::webhook::event_from_json(text).expect("an event");
+        let m = parse_message(&event).expect("parses").expect("a message");
+        assert_eq!(m.id, "3F22EDC7");
+        assert_eq!(m.push_name.as_deref(), Some("M. Yoga"));
+        assert_eq!(m.text.as_deref(), Some("see this \u{200f}😀"));
+        assert_eq!(m.kind, "image");
+    }
+
+    #[test]
     fn device_suffixes_are_stripped_and_lids_kept() {
         assert_eq!(
             normalize_jid("6281233784490:24@s.whatsapp.net"),

@@ -46,6 +46,8 @@ pub(crate) fn success_body(
             format!("gateway answered HTTP {status}: {snippet}")
         }
     });
+    // the reason may be stored (a failed delivery's): without what Postgres cannot store
+    let message = herald_domain::text::without_nul(&message).into_owned();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         Err(GatewayError::Transient {
             message,
@@ -60,7 +62,8 @@ pub(crate) fn success_body(
 /// body, `success: false`) is transient: the request may or may not have been acted on, and a
 /// retry under the same message id is the safe way to find out.
 pub(crate) fn envelope_data(body: &[u8]) -> Result<Value, GatewayError> {
-    let Ok(Value::Object(mut envelope)) = serde_json::from_slice::<Value>(body) else {
+    // what the gateway answers may be stored (contact names, ids): NULs removed (decision 0037)
+    let Ok(Value::Object(mut envelope)) = herald_domain::text::parse_cleaned(body) else {
         return Err(unexpected_body(body));
     };
     if envelope.get("success") == Some(&Value::Bool(false)) {
@@ -73,7 +76,7 @@ pub(crate) fn envelope_data(body: &[u8]) -> Result<Value, GatewayError> {
     match envelope.remove("data") {
         Some(data @ (Value::Object(_) | Value::Array(_))) => Ok(data),
         // Tolerate a gateway that double-encodes `data` as a JSON string.
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+        Some(Value::String(text)) => match herald_domain::text::parse_cleaned(text.as_bytes()) {
             Ok(data @ Value::Object(_)) => Ok(data),
             _ => Err(unexpected_body(body)),
         },

@@ -140,17 +140,22 @@ pub async fn vet(url: &Url, policy: &MediaPolicy) -> Result<Vec<SocketAddr>, Med
     };
     for addr in &addrs {
         if let Err(refusal) = address::check(addr.ip(), policy.allow_private) {
-            // The address itself only when the user typed it: resolving internal names for a
-            // caller would map the private network for them.
-            let what = if literal {
-                format!("{} is", addr.ip())
-            } else {
-                "the image host resolves to".to_string()
-            };
-            return Err(MediaError::Refused(format!(
-                "{what} a {} address; Herald only fetches images from public addresses",
-                refusal.range
-            )));
+            // The address and its range only when the user typed it: naming what an internal
+            // name resolves to (or even which kind of range) would map the private network for
+            // the caller. The log keeps it, at debug level.
+            if literal {
+                return Err(MediaError::Refused(format!(
+                    "{} is a {} address; Herald only fetches images from public addresses",
+                    addr.ip(),
+                    refusal.range
+                )));
+            }
+            tracing::debug!(host = ?url.host_str(), address = %addr.ip(), range = refusal.range, "image host refused");
+            return Err(MediaError::Refused(
+                "the image host resolves to a private, loopback or reserved address; Herald only \
+                 fetches images from public addresses"
+                    .into(),
+            ));
         }
     }
     Ok(addrs)
@@ -348,7 +353,7 @@ mod tests {
     async fn host_names_are_resolved_and_every_address_checked() {
         let reason = refused("http://localhost/", false).await;
         assert!(
-            reason.starts_with("the image host resolves to a loopback"),
+            reason.starts_with("the image host resolves to a private, loopback or reserved"),
             "{reason}"
         );
         assert!(
@@ -357,5 +362,7 @@ mod tests {
         );
         let reason = refused("http://LOCALHOST:8080/x.png", false).await;
         assert!(reason.contains("loopback"), "{reason}");
+        // nor which kind of range a name resolved to: the same words for every refused name
+        assert_eq!(reason, refused("http://localhost/", false).await);
     }
 }

@@ -13,6 +13,7 @@ pub mod contact;
 pub mod conversation;
 pub mod delivery;
 mod error;
+pub mod fair_pool;
 pub mod phone;
 pub mod schedule;
 pub mod session;

@@ -85,6 +85,9 @@ pub struct Settings {
     /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
     /// image stored by a request that has not yet written what refers to it.
     pub media_grace_secs: u64,
+    /// The bounded pools shared fairly between tenants (decision 0043, `HERALD_IMAGE_*`,
+    /// `HERALD_PASSWORD_HASHERS`, `HERALD_POOL_WAIT_MS`, `HERALD_SSE_STREAMS*`, `HERALD_IMPORTS*`).
+    pub pools: crate::pools::PoolSettings,
 }
 
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
@@ -172,6 +175,7 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
+            pools: crate::pools::PoolSettings::from_env(&parse_num)?,
         })
     }
 
@@ -204,6 +208,7 @@ impl Settings {
             import_max_bytes: IMPORT_MAX_BYTES,
             media_gc_interval_secs: 3_600,
             media_grace_secs: 86_400,
+            pools: Default::default(),
         }
     }
 }

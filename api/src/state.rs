@@ -31,6 +31,8 @@ pub struct Inner {
     pub inbox_writer: crate::inbox_writer::InboxWriter,
     /// Sessions' webhook credentials, read once per [`crate::webhook_credentials::TTL`].
     pub webhook_credentials: crate::webhook_credentials::CredentialCache,
+    /// Image downloads, password hashing, event streams and imports, shared fairly (decision 0043).
+    pub pools: crate::pools::Pools,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,6 +56,7 @@ impl AppState {
             sessions: store::cqrs(pool.clone(), ()),
             inbox_writer: crate::inbox_writer::InboxWriter::spawn(pool.clone(), 4),
             webhook_credentials: Default::default(),
+            pools: crate::pools::Pools::new(&settings.pools),
             pool,
             settings,
             gateway,

@@ -284,12 +284,17 @@ async fn prepare(
         }
         ImageSource::Base64(text) => (decode_base64(&text)?, None),
     };
-    let _permit = pools
+    let permit = pools
         .decodes
         .acquire(tenant_id)
         .await
         .map_err(|r| busy("processed", r))?;
-    let processed = tokio::task::spawn_blocking(move || picture::process(&bytes))
+    // the permit lives on the blocking thread: a request that goes away mid-decode does not
+    // stop the decode, so it must not free the permit either
+    let processed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        picture::process(&bytes)
+    })
         .await
         .map_err(|e| MediaError::Internal(format!("image processing stopped: {e}")))??;
     let sha256 = hex::encode(Sha256::digest(&processed.jpeg));

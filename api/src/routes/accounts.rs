@@ -68,7 +68,7 @@ fn normalise_email(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Creates an account and its tenant, and signs in.
-#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 422))]
+#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 422, 503))]
 pub async fn register(
     req: &mut Request,
     depot: &mut Depot,
@@ -99,7 +99,8 @@ pub async fn register(
             "must be at most 200 characters",
         ));
     }
-    let hash = auth::hash_password(body.password).await?;
+    let client = crate::pools::client_key(req);
+    let hash = auth::hash_password(&state, client, body.password).await?;
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
@@ -146,10 +147,11 @@ pub async fn register(
 }
 
 /// Signs in with email and password.
-#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 422))]
+#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 422, 503))]
 pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let body: LoginRequest = json_body(req, SMALL_BODY).await?;
+    let client = crate::pools::client_key(req);
     let wrong = || ApiError::Unauthorized("wrong email or password".into());
     let email = normalise_email(&body.email).map_err(|_| wrong())?;
     let row: Option<(Uuid, Uuid, Option<String>, String)> = sqlx::query_as(
@@ -160,10 +162,10 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     .await?;
     let Some((user_id, tenant_id, name, hash)) = row else {
         // same work as a real check, so timing does not reveal which emails exist
-        let _ = auth::hash_password(body.password).await;
+        auth::hash_password(&state, client, body.password).await?;
         return Err(wrong());
     };
-    if !auth::verify_password(body.password, hash).await? {
+    if !auth::verify_password(&state, client, body.password, hash).await? {
         return Err(wrong());
     }
     let access_token = state.jwt.issue(user_id, tenant_id)?;

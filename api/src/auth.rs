@@ -122,10 +122,7 @@ pub async fn verify_password(
 
 /// Moved into the blocking closure, so it is held until the hash is done even when the request
 /// goes away first (a dropped request does not stop a blocking thread).
-async fn hashing_permit(
-    state: &AppState,
-    client: IpAddr,
-) -> Result<Permit<IpAddr>, ApiError> {
+async fn hashing_permit(state: &AppState, client: IpAddr) -> Result<Permit<IpAddr>, ApiError> {
     state
         .pools
         .hashing

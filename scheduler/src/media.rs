@@ -295,8 +295,8 @@ async fn prepare(
         let _permit = permit;
         picture::process(&bytes)
     })
-        .await
-        .map_err(|e| MediaError::Internal(format!("image processing stopped: {e}")))??;
+    .await
+    .map_err(|e| MediaError::Internal(format!("image processing stopped: {e}")))??;
     let sha256 = hex::encode(Sha256::digest(&processed.jpeg));
     Ok(PreparedImage {
         jpeg: processed.jpeg,

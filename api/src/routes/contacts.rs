@@ -331,17 +331,21 @@ pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportV
         )));
     }
     // a tenant's imports at once are capped (decision 0043); the slot goes with the import's task
-    let slot = state.pools.imports.try_acquire(caller.tenant_id).map_err(|r| {
-        crate::pools::over_cap(
-            "import_in_progress",
-            format!(
-                "this tenant already has {} imports running; wait for one to finish",
-                state.pools.imports.limits().per_key
-            ),
-            "contact imports",
-            r,
-        )
-    })?;
+    let slot = state
+        .pools
+        .imports
+        .try_acquire(caller.tenant_id)
+        .map_err(|r| {
+            crate::pools::over_cap(
+                "import_in_progress",
+                format!(
+                    "this tenant already has {} imports running; wait for one to finish",
+                    state.pools.imports.limits().per_key
+                ),
+                "contact imports",
+                r,
+            )
+        })?;
     let region = default_region(&state, caller.tenant_id).await?;
     let body = req.take_body();
     let tenant_id = caller.tenant_id;

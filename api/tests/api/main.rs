@@ -12,6 +12,7 @@ mod control;
 mod crash;
 mod dispatch;
 mod events;
+mod fair_sharing;
 mod health;
 mod helpers;
 mod images;

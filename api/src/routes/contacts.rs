@@ -292,7 +292,7 @@ pub async fn list(
 /// overwritten, names replaced. Invalid rows are listed in `rejected`, not fatal. Rows are
 /// applied in batches as they arrive: an import stopped by a limit or an unreadable row answers
 /// the error with `details.applied` (what was imported before it); re-running a file is safe.
-/// A tenant runs at most 2 imports at once (`HERALD_IMPORTS_PER_TENANT`): one more answers 429
+/// A tenant runs at most 2 imports at once by default (`HERALD_IMPORTS_PER_TENANT`): one more is 429
 /// `import_in_progress` with `Retry-After`.
 #[endpoint(tags("contacts"), status_codes(200, 400, 401, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportView>, ApiError> {

@@ -123,7 +123,7 @@ fn parse_kinds(raw: Option<&str>) -> Result<HashSet<Kind>, ApiError> {
 /// `delivery.status`, `message.received`, `session.status` (docs/events.md). Authenticate with
 /// `Authorization: Bearer`, `X-API-Key`, or `?access_token=` from `POST /api/v1/events/token`.
 /// A comment line is sent every 15 s when nothing else is; a client that falls behind gets a
-/// `stream.lagged` event saying how many notifications it missed. A tenant has at most 20
+/// `stream.lagged` event saying how many notifications it missed. A tenant has at most 20 (default)
 /// streams open at once (`HERALD_SSE_STREAMS_PER_TENANT`): one more answers 429
 /// `too_many_streams` with `Retry-After`.
 #[endpoint(

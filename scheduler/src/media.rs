@@ -266,13 +266,19 @@ fn busy(what: &str, refusal: Refusal) -> MediaError {
     }
 }
 
+/// The source's bytes as they came: downloaded, or still base64.
+enum Raw {
+    Fetched(Vec<u8>),
+    Base64(String),
+}
+
 async fn prepare(
     source: ImageSource,
     policy: &MediaPolicy,
     pools: &MediaPools,
     tenant_id: Uuid,
 ) -> Result<PreparedImage, MediaError> {
-    let (bytes, source_url) = match source {
+    let (source, source_url) = match source {
         ImageSource::Url(url) => {
             let _permit = pools
                 .downloads
@@ -280,9 +286,10 @@ async fn prepare(
                 .await
                 .map_err(|r| busy("downloaded", r))?;
             let fetched = fetch::fetch(&url, policy).await?;
-            (fetched, Some(url.trim().to_string()))
+            (Raw::Fetched(fetched), Some(url.trim().to_string()))
         }
-        ImageSource::Base64(text) => (decode_base64(&text)?, None),
+        // decoded with the image, under its permit: megabytes of base64 are CPU work too
+        ImageSource::Base64(text) => (Raw::Base64(text), None),
     };
     let permit = pools
         .decodes
@@ -293,6 +300,10 @@ async fn prepare(
     // stop the decode, so it must not free the permit either
     let processed = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let bytes = match source {
+            Raw::Fetched(bytes) => bytes,
+            Raw::Base64(text) => decode_base64(&text)?,
+        };
         picture::process(&bytes)
     })
     .await

@@ -48,6 +48,8 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     server: Option<(ServerHandle, tokio::task::JoinHandle<()>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The API's shared pools, when this process serves HTTP (their counters, for tests).
+    pools: Option<crate::pools::Pools>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every Application in a process).
@@ -148,6 +150,7 @@ impl Application {
 
         let mut addr = None;
         let mut server = None;
+        let mut pools = None;
         if role.serves_http() {
             let acceptor = TcpListener::new(settings.listen.clone()).bind().await;
             let local = acceptor.local_addr()?;
@@ -157,6 +160,7 @@ impl Application {
                 .unwrap_or_else(|| format!("http://{local}"));
             let state =
                 AppState::new(pool.clone(), settings.clone(), gateway, public_url, metrics)?;
+            pools = Some(state.pools.clone());
             let router = Router::new()
                 .hoop(affix_state::inject(state))
                 .hoop(affix_state::inject(notifications.clone()))
@@ -181,6 +185,7 @@ impl Application {
             shutdown,
             server,
             tasks,
+            pools,
         })
     }
 
@@ -191,6 +196,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The shared pools of the HTTP API (decision 0043), when this process serves it.
+    pub fn pools(&self) -> Option<&crate::pools::Pools> {
+        self.pools.as_ref()
     }
 
     /// Stops accepting requests, lets in-flight work finish (bounded), and stops the workers.

@@ -2,7 +2,10 @@
 //! integrator API keys (stored as SHA-256). The `require_caller` hoop puts a [`Caller`] in the depot;
 //! every query then scopes by `caller.tenant_id`.
 
+use std::net::IpAddr;
+
 use chrono::Utc;
+use herald_domain::fair_pool::Permit;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -97,8 +100,18 @@ pub fn bounded_password(field: &str, password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+/// Hashes a password with argon2 on a blocking thread, at most `HERALD_PASSWORD_HASHERS` at once
+/// in the process and one at a time per client address (`pools::client_key`): a flood of
+/// logins waits at most the pool's wait and then answers 503 `busy`, instead of starting a
+/// blocking thread (a core and 19 MiB) per request (decision 0043).
+pub async fn hash_password(
+    state: &AppState,
+    client: IpAddr,
+    password: String,
+) -> Result<String, ApiError> {
+    let permit = hashing_permit(state, client).await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut OsRng);
         argon2::Argon2::default()
@@ -111,8 +124,16 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(ApiError::Unexpected)
 }
 
-pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+/// Checks a password against its argon2 hash, under the same bound as [`hash_password`].
+pub async fn verify_password(
+    state: &AppState,
+    client: IpAddr,
+    password: String,
+    hash: String,
+) -> Result<bool, ApiError> {
+    let permit = hashing_permit(state, client).await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         match PasswordHash::new(&hash) {
             Ok(parsed) => argon2::Argon2::default()
@@ -123,6 +144,17 @@ pub async fn verify_password(password: String, hash: String) -> Result<bool, Api
     })
     .await
     .map_err(|e| ApiError::Unexpected(e.into()))
+}
+
+/// Moved into the blocking closure, so it is held until the hash is done even when the request
+/// goes away first (a dropped request does not stop a blocking thread).
+async fn hashing_permit(state: &AppState, client: IpAddr) -> Result<Permit<IpAddr>, ApiError> {
+    state
+        .pools
+        .hashing
+        .acquire(client)
+        .await
+        .map_err(|r| crate::pools::busy("password checks", r))
 }
 
 /// A fresh API key: `hrld_` + 64 hex characters, its display prefix and its hash.

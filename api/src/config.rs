@@ -99,6 +99,9 @@ pub struct Settings {
     /// Seconds a request body may send nothing before it is cut off with 408
     /// (`HERALD_BODY_IDLE_TIMEOUT_SECS`, default 30): every body, JSON, form or CSV upload.
     pub body_idle_timeout_secs: u64,
+    /// The bounded pools shared fairly between tenants (decision 0043, `HERALD_IMAGE_*`,
+    /// `HERALD_PASSWORD_HASHERS`, `HERALD_POOL_WAIT_MS`, `HERALD_SSE_STREAMS*`, `HERALD_IMPORTS*`).
+    pub pools: crate::pools::PoolSettings,
 }
 
 /// Where Herald asks Meta about phone number ids unless `HERALD_META_GRAPH_URL` says otherwise.
@@ -218,6 +221,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_WEB_DIR.into())
                 .into(),
             body_idle_timeout_secs: parse_num("HERALD_BODY_IDLE_TIMEOUT_SECS", 30)?.clamp(1, 3_600),
+            pools: crate::pools::PoolSettings::from_env(&parse_num)?,
         })
     }
 
@@ -256,6 +260,7 @@ impl Settings {
             meta_graph_url: "http://127.0.0.1:9".into(),
             web_dir: DEFAULT_WEB_DIR.into(),
             body_idle_timeout_secs: 30,
+            pools: Default::default(),
         }
     }
 }

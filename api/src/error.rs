@@ -54,6 +54,13 @@ pub enum ApiError {
     GatewayUnavailable(String),
     #[error("service unavailable")]
     Unavailable(String),
+    /// A shared pool (image downloads, password hashing, ...) had no room within its wait
+    /// (decision 0043): 503 `busy` with `Retry-After` (seconds).
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Well-formed but refused for a reason with its own code (e.g. `idempotency_key_reused`): 422.
     #[error("{message}")]
     Unprocessable {
@@ -138,6 +145,7 @@ impl ApiError {
             ApiError::Gateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PlanRefused { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -186,6 +194,14 @@ impl ApiError {
             ApiError::Gateway(m) => ("gateway_error", m.clone(), None),
             ApiError::GatewayUnavailable(m) => ("gateway_unavailable", m.clone(), None),
             ApiError::Unavailable(m) => ("unavailable", m.clone(), None),
+            ApiError::Busy {
+                message,
+                retry_after_secs,
+            } => (
+                "busy",
+                message.clone(),
+                Some(serde_json::json!({ "retry_after_secs": retry_after_secs })),
+            ),
             ApiError::PlanRefused {
                 code,
                 message,
@@ -244,6 +260,13 @@ impl ApiError {
             herald_scheduler::media::MediaError::Internal(m) => {
                 ApiError::Unexpected(anyhow::anyhow!("image processing: {m}"))
             }
+            herald_scheduler::media::MediaError::Busy {
+                message,
+                retry_after_secs,
+            } => ApiError::Busy {
+                message,
+                retry_after_secs,
+            },
             other => ApiError::InvalidImage {
                 field: field.to_string(),
                 kind: other.kind(),
@@ -346,6 +369,9 @@ impl Scribe for ApiError {
         }
         res.status_code(status);
         if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        }
+        | ApiError::Busy {
             retry_after_secs, ..
         } = &self
         {

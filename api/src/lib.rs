@@ -9,6 +9,7 @@
 //! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries,
 //!   messages in conversations, session status).
 //! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
+//! - [`pools`]: image fetching, password hashing, event streams and imports shared fairly.
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
 //! - [`throttle`]: attempt counters for logins, registrations and number links.
 //! - [`secret_strength`]: the production check of `HERALD_JWT_SECRET`.
@@ -24,6 +25,7 @@ pub mod inbox;
 pub mod inbox_writer;
 pub mod intake;
 pub mod plans;
+pub mod pools;
 pub mod routes;
 pub mod secret_strength;
 pub mod state;

@@ -33,6 +33,8 @@ pub struct Inner {
     pub webhook_credentials: crate::webhook_credentials::CredentialCache,
     /// Meta's Graph API, the proof of Cloud API phone number ids (decision 0041).
     pub meta_graph: herald_gateway::meta_graph::GraphClient,
+    /// Image downloads, password hashing, event streams and imports, shared fairly (decision 0043).
+    pub pools: crate::pools::Pools,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
             sessions: store::cqrs(pool.clone(), ()),
             inbox_writer: crate::inbox_writer::InboxWriter::spawn(pool.clone(), 4),
             webhook_credentials: Default::default(),
+            pools: crate::pools::Pools::new(&settings.pools),
             pool,
             settings,
             gateway,

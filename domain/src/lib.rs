@@ -16,6 +16,7 @@ pub mod conversation;
 pub mod delivery;
 mod error;
 pub mod failure;
+pub mod fair_pool;
 pub mod phone;
 pub mod schedule;
 pub mod session;

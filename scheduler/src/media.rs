@@ -17,7 +17,7 @@
 //! - [`cache`] — the dispatcher's per-process cache of data URLs.
 //! - [`gc`] — media lifetime: deleting rows nothing can send any more (decision 0024).
 //! - [`testing`] — inputs for tests (a real 40,000 × 40,000 PNG bomb, made in milliseconds).
-//! - here — [`prepare_image`], the `media` table ([`store`], [`touch`], [`load`]), errors.
+//! - here — [`prepare_image`] and its fair [`MediaPools`], the `media` table ([`store`], [`touch`], [`load`]), errors.
 
 pub mod address;
 pub mod cache;
@@ -27,20 +27,94 @@ pub mod picture;
 pub mod testing;
 
 use base64::Engine as _;
+use herald_domain::fair_pool::{self, FairPool, Refusal};
 use herald_domain::template::ImageRef;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use uuid::Uuid;
 
 pub use cache::MediaCache;
 
 /// The most Herald downloads or accepts as base64 for one image (WhatsApp's own media limit).
 pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Downloads in flight per process: each holds at most [`MAX_SOURCE_BYTES`].
-static DOWNLOADS: Semaphore = Semaphore::const_new(4);
-/// Decodes in flight per process: each may allocate up to [`picture::MAX_DECODED_BYTES`], so
-/// one at a time keeps the worst case at that bound (decision 0021).
-static DECODES: Semaphore = Semaphore::const_new(1);
+/// Who may download and decode now (decision 0043): each tenant gets a share of the downloads and
+/// of the decodes, and a request that waits longer than the bound is refused as busy, so one
+/// tenant's flood of slow images never queues another tenant's image behind it.
+#[derive(Clone)]
+pub struct MediaPools {
+    /// Each download holds at most [`MAX_SOURCE_BYTES`].
+    downloads: FairPool<Uuid>,
+    /// Each decode may allocate up to [`picture::MAX_DECODED_BYTES`]: the permits bound the
+    /// worst case (decision 0021).
+    decodes: FairPool<Uuid>,
+}
+
+/// The sizes of [`MediaPools`] (`HERALD_IMAGE_*`, docs/running.md).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaLimits {
+    /// Downloads in flight per process.
+    pub downloads: usize,
+    /// Downloads one tenant may have in flight.
+    pub downloads_per_tenant: usize,
+    /// Decodes at once per process (one tenant: one at a time).
+    pub decodes: usize,
+    /// Longest wait for a download or a decode.
+    pub wait: Duration,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        MediaLimits {
+            downloads: 4,
+            downloads_per_tenant: 2,
+            decodes: 1,
+            wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Requests of one tenant that may wait for a download (or a decode); more are refused at once.
+const WAITING_PER_TENANT: usize = 8;
+
+impl MediaPools {
+    pub fn new(limits: MediaLimits) -> Self {
+        let pool = |name, permits, per_key| {
+            FairPool::new(
+                name,
+                fair_pool::Limits {
+                    permits,
+                    per_key,
+                    waiting_per_key: WAITING_PER_TENANT,
+                    wait: limits.wait,
+                    retry_after: limits.wait,
+                },
+            )
+        };
+        MediaPools {
+            downloads: pool(
+                "image_downloads",
+                limits.downloads,
+                limits.downloads_per_tenant,
+            ),
+            decodes: pool("image_decodes", limits.decodes, 1),
+        }
+    }
+
+    pub fn downloads(&self) -> &FairPool<Uuid> {
+        &self.downloads
+    }
+
+    pub fn decodes(&self) -> &FairPool<Uuid> {
+        &self.decodes
+    }
+}
+
+impl Default for MediaPools {
+    fn default() -> Self {
+        MediaPools::new(MediaLimits::default())
+    }
+}
 
 /// Where an image comes from.
 #[derive(Clone)]
@@ -138,6 +212,13 @@ pub enum MediaError {
     /// Herald's own failure (a processing task died); not the input's fault.
     #[error("{0}")]
     Internal(String),
+    /// Every download (or decode) this tenant may use was taken for longer than the wait
+    /// (decision 0043): try again after `retry_after_secs`. Not the input's fault.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl MediaError {
@@ -149,18 +230,22 @@ impl MediaError {
             MediaError::TooLarge(_) => "too_large",
             MediaError::Invalid(_) => "not_a_valid_image",
             MediaError::Internal(_) => "internal",
+            MediaError::Busy { .. } => "busy",
         }
     }
 }
 
-/// Fetches or decodes the source, then decodes, resizes and re-encodes it as JPEG. Memory is
-/// bounded: at most [`MAX_SOURCE_BYTES`] per source, four downloads and one decode at a time.
-#[tracing::instrument(skip_all, fields(source = ?source))]
+/// Fetches or decodes the source, then decodes, resizes and re-encodes it as JPEG, for
+/// `tenant_id`. Memory is bounded: at most [`MAX_SOURCE_BYTES`] per source, and the downloads and
+/// decodes of `pools`, shared fairly between tenants.
+#[tracing::instrument(skip_all, fields(source = ?source, tenant_id = %tenant_id))]
 pub async fn prepare_image(
     source: ImageSource,
     policy: &MediaPolicy,
+    pools: &MediaPools,
+    tenant_id: Uuid,
 ) -> Result<PreparedImage, MediaError> {
-    let result = prepare(source, policy).await;
+    let result = prepare(source, policy, pools, tenant_id).await;
     match &result {
         Ok(image) => {
             metrics::counter!("herald_media_prepared_total").increment(1);
@@ -174,25 +259,55 @@ pub async fn prepare_image(
     result
 }
 
-async fn prepare(source: ImageSource, policy: &MediaPolicy) -> Result<PreparedImage, MediaError> {
-    let (bytes, source_url) = match source {
+fn busy(what: &str, refusal: Refusal) -> MediaError {
+    MediaError::Busy {
+        message: format!("too many images are being {what} right now; try again shortly"),
+        retry_after_secs: refusal.retry_after_secs,
+    }
+}
+
+/// The source's bytes as they came: downloaded, or still base64.
+enum Raw {
+    Fetched(Vec<u8>),
+    Base64(String),
+}
+
+async fn prepare(
+    source: ImageSource,
+    policy: &MediaPolicy,
+    pools: &MediaPools,
+    tenant_id: Uuid,
+) -> Result<PreparedImage, MediaError> {
+    let (source, source_url) = match source {
         ImageSource::Url(url) => {
-            let _permit = DOWNLOADS
-                .acquire()
+            let _permit = pools
+                .downloads
+                .acquire(tenant_id)
                 .await
-                .map_err(|_| MediaError::Internal("the download limiter is closed".into()))?;
+                .map_err(|r| busy("downloaded", r))?;
             let fetched = fetch::fetch(&url, policy).await?;
-            (fetched, Some(url.trim().to_string()))
+            (Raw::Fetched(fetched), Some(url.trim().to_string()))
         }
-        ImageSource::Base64(text) => (decode_base64(&text)?, None),
+        // decoded with the image, under its permit: megabytes of base64 are CPU work too
+        ImageSource::Base64(text) => (Raw::Base64(text), None),
     };
-    let _permit = DECODES
-        .acquire()
+    let permit = pools
+        .decodes
+        .acquire(tenant_id)
         .await
-        .map_err(|_| MediaError::Internal("the decode limiter is closed".into()))?;
-    let processed = tokio::task::spawn_blocking(move || picture::process(&bytes))
-        .await
-        .map_err(|e| MediaError::Internal(format!("image processing stopped: {e}")))??;
+        .map_err(|r| busy("processed", r))?;
+    // the permit lives on the blocking thread: a request that goes away mid-decode does not
+    // stop the decode, so it must not free the permit either
+    let processed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let bytes = match source {
+            Raw::Fetched(bytes) => bytes,
+            Raw::Base64(text) => decode_base64(&text)?,
+        };
+        picture::process(&bytes)
+    })
+    .await
+    .map_err(|e| MediaError::Internal(format!("image processing stopped: {e}")))??;
     let sha256 = hex::encode(Sha256::digest(&processed.jpeg));
     Ok(PreparedImage {
         jpeg: processed.jpeg,

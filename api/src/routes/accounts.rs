@@ -70,7 +70,7 @@ fn normalise_email(raw: &str) -> Result<String, ApiError> {
 
 /// Creates an account and its tenant, and signs in. At most 10 registrations an hour from one
 /// client address (429 with `Retry-After`).
-#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 422, 429))]
+#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 422, 429, 503))]
 pub async fn register(
     req: &mut Request,
     depot: &mut Depot,
@@ -105,7 +105,7 @@ pub async fn register(
         state.settings.throttles.register_address,
     )
     .await?;
-    let hash = auth::hash_password(body.password).await?;
+    let hash = auth::hash_password(&state, crate::pools::client_key(req), body.password).await?;
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
@@ -154,7 +154,7 @@ pub async fn register(
 /// Signs in with email and password. After 5 failed logins for one email, or 20 from one client
 /// address, within 15 minutes, logins are refused with 429 and `Retry-After` until the window
 /// ends, even with the right password; a successful login resets its account's count.
-#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 422, 429))]
+#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 422, 429, 503))]
 pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let body: LoginRequest = json_body(req, SMALL_BODY).await?;
@@ -164,6 +164,7 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     // every attempt counts before the password is checked, so simultaneous guesses cannot all
     // pass; a success takes its attempt back
     let client = throttle::client_of(req, &state.settings.trusted_proxies);
+    let hasher = crate::pools::client_key(req);
     let limits = &state.settings.throttles;
     throttle::attempt(
         &state.pool,
@@ -187,10 +188,10 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     .await?;
     let Some((user_id, tenant_id, name, hash, version)) = row else {
         // same work as a real check, so timing does not reveal which emails exist
-        let _ = auth::hash_password(body.password).await;
+        auth::hash_password(&state, hasher, body.password).await?;
         return Err(wrong());
     };
-    if !auth::verify_password(body.password, hash).await? {
+    if !auth::verify_password(&state, hasher, body.password, hash).await? {
         return Err(wrong());
     }
     throttle::reset(&state.pool, Scope::LoginAccount, &email).await?;

@@ -292,7 +292,9 @@ pub async fn list(
 /// overwritten, names replaced. Invalid rows are listed in `rejected`, not fatal. Rows are
 /// applied in batches as they arrive: an import stopped by a limit or an unreadable row answers
 /// the error with `details.applied` (what was imported before it); re-running a file is safe.
-#[endpoint(tags("contacts"), status_codes(200, 400, 401, 413, 422), security(["bearer" = []], ["api_key" = []]))]
+/// A tenant runs at most 2 imports at once by default (`HERALD_IMPORTS_PER_TENANT`): one more is 429
+/// `import_in_progress` with `Retry-After`.
+#[endpoint(tags("contacts"), status_codes(200, 400, 401, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -328,11 +330,28 @@ pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportV
             limits.max_bytes
         )));
     }
+    // a tenant's imports at once are capped (decision 0043); the slot goes with the import's task
+    let slot = state
+        .pools
+        .imports
+        .try_acquire(caller.tenant_id)
+        .map_err(|r| {
+            crate::pools::over_cap(
+                "import_in_progress",
+                format!(
+                    "this tenant already has {} imports running; wait for one to finish",
+                    state.pools.imports.limits().per_key
+                ),
+                "contact imports",
+                r,
+            )
+        })?;
     let region = default_region(&state, caller.tenant_id).await?;
     let body = req.take_body();
     let tenant_id = caller.tenant_id;
     // its own task: an import runs to the end of what arrived even if the client goes away
     let task = tokio::spawn(async move {
+        let _slot = slot;
         contact_import::import(&state, tenant_id, region, body, limits).await
     });
     let view = task

@@ -123,10 +123,12 @@ fn parse_kinds(raw: Option<&str>) -> Result<HashSet<Kind>, ApiError> {
 /// `delivery.status`, `message.received`, `session.status` (docs/events.md). Authenticate with
 /// `Authorization: Bearer`, `X-API-Key`, or `?access_token=` from `POST /api/v1/events/token`.
 /// A comment line is sent every 15 s when nothing else is; a client that falls behind gets a
-/// `stream.lagged` event saying how many notifications it missed.
+/// `stream.lagged` event saying how many notifications it missed. A tenant has at most 20 (default)
+/// streams open at once (`HERALD_SSE_STREAMS_PER_TENANT`): one more answers 429
+/// `too_many_streams` with `Retry-After`.
 #[endpoint(
     tags("events"),
-    status_codes(200, 400, 401),
+    status_codes(200, 400, 401, 429, 503),
     security(["bearer" = []], ["api_key" = []], ["stream_token" = []]),
     responses((status_code = 200, description = "text/event-stream of the caller's tenant"))
 )]
@@ -148,6 +150,18 @@ pub async fn stream_events(
         _ => caller_from(req, &state).await?.tenant_id,
     };
     let kinds = parse_kinds(kinds.as_deref())?;
+    // held by the stream: it goes when the stream ends, however it ends (decision 0043)
+    let slot = state.pools.streams.try_acquire(tenant_id).map_err(|r| {
+        crate::pools::over_cap(
+            "too_many_streams",
+            format!(
+                "this tenant already has {} event streams open; close one first",
+                state.pools.streams.limits().per_key
+            ),
+            "event streams",
+            r,
+        )
+    })?;
     let notifications = depot
         .get_typed::<Notifications>()
         .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("notifications missing")))?
@@ -157,6 +171,7 @@ pub async fn stream_events(
         ApiError::Unavailable("real-time events are unavailable right now".into())
     })?;
     let events = subscription.filter_map(move |received| {
+        let _slot = &slot;
         let event = match received {
             Received::Notification(n) if kinds.contains(&n.kind) => {
                 match serde_json::to_string(&*n) {

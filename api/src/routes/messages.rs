@@ -139,7 +139,11 @@ fn draft(body: &SendMessage) -> Result<Draft, ApiError> {
 
 /// The message to queue: an image is fetched (or decoded), processed and stored now, by the
 /// pipeline image templates use; a refusal is 422 `invalid_image` naming the field.
-async fn content(state: &AppState, draft: Draft) -> Result<SingleContent, ApiError> {
+async fn content(
+    state: &AppState,
+    tenant_id: Uuid,
+    draft: Draft,
+) -> Result<SingleContent, ApiError> {
     match draft {
         Draft::Ready(content) => Ok(content),
         Draft::Image {
@@ -148,7 +152,8 @@ async fn content(state: &AppState, draft: Draft) -> Result<SingleContent, ApiErr
             caption,
         } => {
             // stored (and marked used) before the queue row refers to it: decision 0024
-            let prepared = super::templates::prepare_and_store_image(state, source, field).await?;
+            let prepared =
+                super::templates::prepare_and_store_image(state, tenant_id, source, field).await?;
             Ok(SingleContent::Image {
                 media: prepared.sha256,
                 caption,
@@ -214,7 +219,7 @@ async fn replay(
 /// `invalid_image` with the reason, and nothing is queued. Counts against the quota now: over
 /// it, 429 `quota_exceeded` with `resets_at` and `Retry-After`. `Idempotency-Key`: the same key
 /// and body answer the first answer again (nothing is fetched again).
-#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn send(
     req: &mut Request,
     depot: &mut Depot,
@@ -251,7 +256,7 @@ pub async fn send(
         _ => return Err(ApiError::NotFound),
     }
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
-    let content = content(&state, draft).await?;
+    let content = content(&state, caller.tenant_id, draft).await?;
     let id = Uuid::new_v4();
     let mut attempt = 0;
     let (mut tx, accepted) = loop {

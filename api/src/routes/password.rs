@@ -67,14 +67,22 @@ pub async fn change_password(
         state.settings.throttles.login_account,
     )
     .await?;
-    if !auth::verify_password(body.current_password, hash).await? {
+    if !auth::verify_password(
+        &state,
+        crate::pools::client_key(req),
+        body.current_password,
+        hash,
+    )
+    .await?
+    {
         return Err(ApiError::validation(
             "current_password",
             "is not this user's current password",
         ));
     }
     throttle::reset(&state.pool, Scope::LoginAccount, &key).await?;
-    let new_hash = auth::hash_password(body.new_password).await?;
+    let new_hash =
+        auth::hash_password(&state, crate::pools::client_key(req), body.new_password).await?;
     // only from the version just checked: of two changes at once, the second is refused
     let bumped: Option<i32> = sqlx::query_scalar(
         "UPDATE users SET password_hash = $3, credential_version = credential_version + 1

@@ -158,26 +158,29 @@ fn image_source(
 /// refers to it. Refusals are 422 `invalid_image` naming `field`.
 async fn prepare_image(
     state: &AppState,
+    tenant_id: Uuid,
     source: ImageSource,
     field: &str,
 ) -> Result<ImageRef, ApiError> {
-    Ok(prepare_and_store_image(state, source, field)
+    Ok(prepare_and_store_image(state, tenant_id, source, field)
         .await?
         .image_ref())
 }
 
 /// The image pipeline for a request (templates and single sends): fetched or decoded with the
 /// SSRF and size rules, processed, and stored (and marked used, decision 0024) before anything
-/// refers to it. Refusals are 422 `invalid_image` naming `field`.
+/// refers to it. Refusals are 422 `invalid_image` naming `field`; no room in the tenant's share of
+/// downloads or decodes within the wait is 503 `busy` (decision 0043).
 pub(crate) async fn prepare_and_store_image(
     state: &AppState,
+    tenant_id: Uuid,
     source: ImageSource,
     field: &str,
 ) -> Result<media::PreparedImage, ApiError> {
     let policy = MediaPolicy {
         allow_private: state.settings.allow_private_media_urls,
     };
-    let prepared = media::prepare_image(source, &policy)
+    let prepared = media::prepare_image(source, &policy, &state.pools.media, tenant_id)
         .await
         .map_err(|e| ApiError::image(field, e))?;
     media::store(&state.pool, &prepared).await?;
@@ -198,7 +201,7 @@ async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<TemplateVi
 /// An image template's image is fetched (or decoded from base64) and processed now, once: a URL
 /// Herald refuses, a failed fetch, or a file that is too large or not an image is 422
 /// `invalid_image` with the reason.
-#[endpoint(tags("templates"), request_body = CreateTemplate, status_codes(201, 400, 401, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), request_body = CreateTemplate, status_codes(201, 400, 401, 422, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
@@ -250,7 +253,7 @@ pub async fn create(
                         "image templates need image_url or image_base64",
                     )
                 })?;
-            let image = prepare_image(&state, source, field).await?;
+            let image = prepare_image(&state, caller.tenant_id, source, field).await?;
             TemplateCommand::Create {
                 tenant_id: caller.tenant_id,
                 name: body.name,
@@ -302,7 +305,7 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Templa
 
 /// Changes a template's name, body, caption, image or status. A new `image_url` or
 /// `image_base64` is fetched and processed again. Running campaigns keep what they started with.
-#[endpoint(tags("templates"), request_body = UpdateTemplate, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), request_body = UpdateTemplate, status_codes(200, 400, 401, 404, 422, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
     req: &mut Request,
@@ -326,7 +329,7 @@ pub async fn update(
             if current.kind != TemplateKind::Image.as_str() {
                 return Err(ApiError::validation(field, "text templates have no image"));
             }
-            Some(prepare_image(&state, source, field).await?)
+            Some(prepare_image(&state, caller.tenant_id, source, field).await?)
         }
     };
     state

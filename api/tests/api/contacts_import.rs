@@ -158,7 +158,7 @@ fn rows(prefix: &str, from: usize, to: usize, notes: &str) -> String {
 
 /// A chunked upload over a raw connection: reqwest sends a Content-Length for a body it holds,
 /// and cannot stop half-way.
-async fn chunked_import(app: &TestApp, token: &str) -> tokio::net::TcpStream {
+pub(crate) async fn chunked_import(app: &TestApp, token: &str) -> tokio::net::TcpStream {
     let addr = app.base.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr)
         .await
@@ -171,7 +171,10 @@ async fn chunked_import(app: &TestApp, token: &str) -> tokio::net::TcpStream {
     stream
 }
 
-async fn send_chunk(stream: &mut tokio::net::TcpStream, data: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn send_chunk(
+    stream: &mut tokio::net::TcpStream,
+    data: &[u8],
+) -> std::io::Result<()> {
     stream
         .write_all(format!("{:x}\r\n", data.len()).as_bytes())
         .await?;
@@ -180,7 +183,7 @@ async fn send_chunk(stream: &mut tokio::net::TcpStream, data: &[u8]) -> std::io:
 }
 
 /// Ends the body and reads the answer: its status and JSON body.
-async fn finish(mut stream: tokio::net::TcpStream) -> (u16, Value) {
+pub(crate) async fn finish(mut stream: tokio::net::TcpStream) -> (u16, Value) {
     // the server may have answered and closed already (a refused body)
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let mut raw = Vec::new();

@@ -148,6 +148,14 @@ async fn spawn_configured(
 }
 
 impl TestApp {
+    /// The API's shared pools (their counters: what is in use, waiting, refused).
+    pub fn pools(&self) -> &herald_api::pools::Pools {
+        self.app
+            .as_ref()
+            .and_then(|app| app.pools())
+            .expect("this app serves HTTP")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

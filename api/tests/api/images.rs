@@ -30,6 +30,8 @@ pub(crate) enum Reply {
     Redirect(String),
     /// 404.
     Missing,
+    /// 200 with this PNG, after waiting this long (a slow image host).
+    Slow(Duration, Arc<Vec<u8>>),
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1: one request per connection, answers from a table,
@@ -86,6 +88,14 @@ impl ImageServer {
                                 "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                             );
                             write_all(&mut stream, head.as_bytes(), &[]).await
+                        }
+                        Reply::Slow(delay, body) => {
+                            tokio::time::sleep(delay).await;
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            );
+                            write_all(&mut stream, head.as_bytes(), &body).await
                         }
                         Reply::Missing => {
                             let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";

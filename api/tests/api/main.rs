@@ -26,5 +26,6 @@ mod recurrence;
 mod schedule;
 mod session_lifecycle;
 mod sessions;
+mod template_bombs;
 mod templates;
 mod webhooks;

@@ -393,9 +393,8 @@ impl Dispatcher {
     async fn prepare(&self, claimed: Vec<Claimed>) -> anyhow::Result<Vec<(Claimed, Prepared)>> {
         let mut messages = render::Messages::new();
         for c in claimed.iter().filter(|c| c.content.is_none()) {
-            if !messages.contains_key(&c.campaign_id) {
-                let message = self.message(c.campaign_id).await;
-                messages.insert(c.campaign_id, message);
+            if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(c.campaign_id) {
+                slot.insert(self.message(c.campaign_id).await);
             }
         }
         // A panic here is a bug in the renderer: the batch's leases expire and it is resent.

@@ -116,3 +116,129 @@ fn render(message: &CompiledMessage, c: &Claimed) -> Result<Prepared, String> {
         text: Some(body),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pacing::Pacing;
+    use herald_domain::template_body::TemplateBody;
+    use serde_json::json;
+
+    fn claimed(tenant: Uuid, campaign: Uuid, phone: &str, vars: serde_json::Value) -> Claimed {
+        Claimed {
+            campaign_id: campaign,
+            phone: phone.into(),
+            tenant_id: tenant,
+            session_id: Uuid::nil(),
+            message_id: format!("m-{phone}"),
+            vars: match vars {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            attempts: 1,
+            in_doubt: false,
+            waiting_quota: false,
+            content: None,
+            pacing: Pacing {
+                min_interval_ms: 0,
+                max_interval_ms: 0,
+            },
+        }
+    }
+
+    fn text_message(source: &str) -> Arc<Result<CompiledMessage, String>> {
+        let body = TemplateBody::parse(source).and_then(|b| b.compile());
+        Arc::new(body.map_err(|e| e.to_string()).map(|body| CompiledMessage {
+            body: Some(body),
+            caption: None,
+            image: None,
+        }))
+    }
+
+    /// A tenant whose template is built to be slow uses its render budget and has the rest of
+    /// its recipients put back; the other tenant's recipients in the same batch are all rendered.
+    #[test]
+    fn a_slow_tenant_is_held_to_its_budget_and_others_are_rendered() {
+        let (slow, fast) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (slow_campaign, fast_campaign) = (Uuid::from_u128(11), Uuid::from_u128(12));
+        let mut messages = Messages::new();
+        messages.insert(
+            slow_campaign,
+            Ok(text_message(
+                "{% for a in items %}{% for b in items %}\
+                 {% if 2999 in items and text | upper | length > 0 %}{% endif %}\
+                 {% endfor %}{% endfor %}",
+            )),
+        );
+        messages.insert(fast_campaign, Ok(text_message("Hi {{ name }}")));
+        let items: Vec<u32> = (0..3000).collect();
+        let heavy = json!({"items": items, "text": "ß".repeat(14_000)});
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            batch.push(claimed(
+                slow,
+                slow_campaign,
+                &format!("1{i}"),
+                heavy.clone(),
+            ));
+            batch.push(claimed(
+                fast,
+                fast_campaign,
+                &format!("2{i}"),
+                json!({"name": "Ayu"}),
+            ));
+        }
+        let started = Instant::now();
+        let prepared = render_batch(batch, &messages);
+        let elapsed = started.elapsed();
+        let (mut failed, mut retried, mut rendered) = (0, 0, 0);
+        for (c, p) in &prepared {
+            match (c.tenant_id == slow, p) {
+                (true, Prepared::Decided(Outcome::Failed(reason))) => {
+                    assert!(reason.contains("too much work"), "{reason}");
+                    failed += 1;
+                }
+                (true, Prepared::Decided(Outcome::Retry(reason, _))) => {
+                    assert!(reason.contains("took too long"), "{reason}");
+                    retried += 1;
+                }
+                (false, Prepared::Campaign { text, .. }) => {
+                    assert_eq!(text.as_deref(), Some("Hi Ayu"));
+                    rendered += 1;
+                }
+                _ => panic!("unexpected preparation for {}", c.phone),
+            }
+        }
+        assert_eq!(rendered, 40);
+        assert!(
+            failed >= 1 && retried >= 1,
+            "failed {failed}, retried {retried}"
+        );
+        assert_eq!(failed + retried, 40);
+        // The batch took about the budget plus one slow render, not 40 of them.
+        assert!(elapsed < TENANT_RENDER_BUDGET * 6, "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_campaign_that_cannot_be_compiled_fails_its_recipients_with_the_reason() {
+        let campaign = Uuid::from_u128(3);
+        let stored = TemplateBody::stored("{% set a = 1 %}{{ a }}".into());
+        let message = stored
+            .compile()
+            .map_err(|e| e.to_string())
+            .map(|body| CompiledMessage {
+                body: Some(body),
+                caption: None,
+                image: None,
+            });
+        let mut messages = Messages::new();
+        messages.insert(campaign, Ok(Arc::new(message)));
+        let prepared = render_batch(
+            vec![claimed(Uuid::nil(), campaign, "1", json!({}))],
+            &messages,
+        );
+        assert!(
+            matches!(&prepared[0].1, Prepared::Decided(Outcome::Failed(r)) if r.contains("set")),
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Layout
 //! - [`phone`]: E.164 phone numbers, normalised with the tenant's default region.
-//! - [`template_body`]: message bodies with `{{ variables }}` (minijinja).
+//! - [`template_body`]: message bodies with `{{ variables }}` (minijinja), written in the bounded
+//!   language of [`template_language`].
 //! - [`template`], [`session`], [`campaign`], [`delivery`], [`contact`]: the aggregates, each small
 //!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
 //! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
@@ -23,6 +24,7 @@ pub mod session;
 pub mod store;
 pub mod template;
 pub mod template_body;
+pub mod template_language;
 pub mod text;
 
 pub use error::DomainError;

@@ -3,7 +3,9 @@
 //! 1. Claim a batch with `FOR UPDATE SKIP LOCKED`, mark it leased (attempt + 1, lease deadline),
 //!    append each recipient's `DeliveryDispatched` with its deterministic message id (indexed in
 //!    `message_index`, where webhook receipts find their delivery), COMMIT.
-//! 2. Call the gateway for each, with bounded concurrency.
+//! 2. Render the batch's messages in one blocking task (`render`: never on the async threads,
+//!    each tenant's render time per batch bounded), then call the gateway for each, with bounded
+//!    concurrency.
 //! 3. In one transaction: append the outcomes (`DeliverySent` / `DeliveryFailed`) through the batch
 //!    executor, delete finished rows, put retryable ones back with a backoff.
 //! 4. Complete campaigns that have nothing left in the queue.
@@ -32,6 +34,10 @@ use crate::quota::{self, Plan};
 use crate::single::SingleContent;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
+
+mod render;
+
+use render::Prepared;
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -67,8 +73,8 @@ impl Default for DispatchConfig {
 
 /// A campaign's message compiled once and shared by every worker.
 struct CompiledMessage {
-    body: Option<CompiledTemplate>,
-    caption: Option<CompiledTemplate>,
+    body: Option<Arc<CompiledTemplate>>,
+    caption: Option<Arc<CompiledTemplate>>,
     /// Image campaigns: the SHA-256 of the stored JPEG (loaded once per process, [`MediaCache`]).
     image: Option<String>,
 }
@@ -211,8 +217,9 @@ impl Dispatcher {
             return Ok(0);
         }
         let n = claimed.len();
-        let sends = futures::stream::iter(claimed.into_iter().map(|c| async move {
-            let outcome = self.send(&c).await;
+        let prepared = self.prepare(claimed).await?;
+        let sends = futures::stream::iter(prepared.into_iter().map(|(c, p)| async move {
+            let outcome = self.send(&c, p).await;
             (c, outcome)
         }))
         .buffer_unordered(self.config.concurrency)
@@ -381,9 +388,24 @@ impl Dispatcher {
         Ok(keep)
     }
 
-    /// Step 2: one gateway call, classified.
-    async fn send(&self, c: &Claimed) -> Outcome {
-        let outcome = self.send_once(c).await;
+    /// Step 2a: each campaign's compiled message (cached), then every recipient's text rendered
+    /// in one blocking task for the batch (see [`render`]).
+    async fn prepare(&self, claimed: Vec<Claimed>) -> anyhow::Result<Vec<(Claimed, Prepared)>> {
+        let mut messages = render::Messages::new();
+        for c in claimed.iter().filter(|c| c.content.is_none()) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(c.campaign_id) {
+                slot.insert(self.message(c.campaign_id).await);
+            }
+        }
+        // A panic here is a bug in the renderer: the batch's leases expire and it is resent.
+        let prepared =
+            tokio::task::spawn_blocking(move || render::render_batch(claimed, &messages)).await?;
+        Ok(prepared)
+    }
+
+    /// Step 2b: one gateway call, classified.
+    async fn send(&self, c: &Claimed, prepared: Prepared) -> Outcome {
+        let outcome = self.send_once(c, prepared).await;
         if c.pacing.is_paced() {
             // The interval drawn at the claim runs from the end of this call, so the gateway
             // never sees two sends of the session closer than it, however slow the call was.
@@ -403,17 +425,14 @@ impl Dispatcher {
         outcome
     }
 
-    async fn send_once(&self, c: &Claimed) -> Outcome {
-        if let Some(content) = &c.content {
-            return self.send_single(c, content).await;
-        }
-        let message = match self.message(c.campaign_id).await {
-            Ok(m) => m,
-            Err(passing) => return Outcome::Retry(passing, Duration::from_secs(1)),
-        };
-        let message = match message.as_ref() {
-            Ok(m) => m,
-            Err(reason) => return Outcome::Failed(reason.clone()),
+    async fn send_once(&self, c: &Claimed, prepared: Prepared) -> Outcome {
+        let (image, text) = match (prepared, &c.content) {
+            (Prepared::Decided(outcome), _) => return outcome,
+            (Prepared::Single, Some(content)) => return self.send_single(c, content).await,
+            (Prepared::Campaign { image, text }, None) => (image, text),
+            (Prepared::Single, None) | (Prepared::Campaign { .. }, Some(_)) => {
+                return Outcome::Failed("internal: a send prepared for another kind".into())
+            }
         };
         let token = match self.token(c.session_id).await {
             Ok(Some(t)) => t,
@@ -421,14 +440,14 @@ impl Dispatcher {
             Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
         };
         // Image sends wait for a slot before their data URL is copied into a request.
-        let _image_slot = match &message.image {
+        let _image_slot = match &image {
             Some(_) => match self.image_sends.acquire().await {
                 Ok(permit) => Some(permit),
                 Err(_) => return Outcome::Retry("shutting down".into(), Duration::from_secs(1)),
             },
             None => None,
         };
-        let image = match &message.image {
+        let data_url = match &image {
             Some(sha256) => match self.media.data_url(sha256).await {
                 Ok(Some(url)) => Some(url),
                 Ok(None) => {
@@ -440,9 +459,14 @@ impl Dispatcher {
             },
             None => None,
         };
-        let content = match render(message, c, image.as_deref()) {
-            Ok(content) => content,
-            Err(reason) => return Outcome::Failed(reason),
+        let content = match data_url {
+            Some(data_url) => MessageContent::Image {
+                data_url: data_url.to_string(),
+                caption: text,
+            },
+            None => MessageContent::Text {
+                body: text.unwrap_or_default(),
+            },
         };
         let outbound = OutboundMessage {
             phone: c.phone.clone(),
@@ -887,34 +911,6 @@ fn compile(message: Option<MessageSpec>) -> Result<CompiledMessage, String> {
             })
         }
     }
-}
-
-/// The recipient's message: the text, or the shared image with the recipient's caption.
-fn render(
-    message: &CompiledMessage,
-    c: &Claimed,
-    image: Option<&str>,
-) -> Result<MessageContent, String> {
-    if let Some(data_url) = image {
-        let caption = message
-            .caption
-            .as_ref()
-            .map(|t| t.render(&c.phone, None, &c.vars))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .filter(|text| !text.trim().is_empty());
-        return Ok(MessageContent::Image {
-            data_url: data_url.to_string(),
-            caption,
-        });
-    }
-    let body = message
-        .body
-        .as_ref()
-        .ok_or("the campaign has no text")?
-        .render(&c.phone, None, &c.vars)
-        .map_err(|e| e.to_string())?;
-    Ok(MessageContent::Text { body })
 }
 
 /// Exponential backoff with jitter for retryable gateway errors: about 1 s, 2 s, 4 s, ... ≤ 5 min.

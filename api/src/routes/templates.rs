@@ -87,10 +87,9 @@ pub struct ImageView {
 
 fn view(row: TemplateRow) -> TemplateView {
     let mut variables = std::collections::BTreeSet::new();
+    // Stored text was checked when saved: compiled from the process's cache, never rehearsed.
     for text in [&row.body, &row.caption].into_iter().flatten() {
-        if let Ok(b) = TemplateBody::parse(text) {
-            variables.extend(b.variables());
-        }
+        variables.extend(TemplateBody::stored(text.clone()).variables());
     }
     TemplateView {
         id: row.id,

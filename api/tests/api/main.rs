@@ -31,6 +31,7 @@ mod recurrence;
 mod schedule;
 mod session_lifecycle;
 mod sessions;
+mod template_bombs;
 mod templates;
 mod text_properties;
 mod vip_image_campaign_story;

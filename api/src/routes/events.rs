@@ -126,7 +126,7 @@ fn parse_kinds(raw: Option<&str>) -> Result<HashSet<Kind>, ApiError> {
 /// `stream.lagged` event saying how many notifications it missed.
 #[endpoint(
     tags("events"),
-    status_codes(200, 400, 401),
+    status_codes(200, 400, 401, 429, 503),
     security(["bearer" = []], ["api_key" = []], ["stream_token" = []]),
     responses((status_code = 200, description = "text/event-stream of the caller's tenant"))
 )]

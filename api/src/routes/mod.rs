@@ -9,6 +9,8 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod meta;
+pub mod openapi;
+pub mod reply;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -52,6 +54,29 @@ pub fn parse_time_cursor(
                 ApiError::bad_request("invalid_cursor", "cursor is not one Herald gave out")
             }),
     }
+}
+
+/// PostgreSQL's text cannot hold NUL, so a query parameter or path segment with one could only
+/// become a database error further in: refused here for every route at once, a query parameter
+/// with 400 `invalid_query`, a path segment (which then names nothing) with 404.
+#[handler]
+pub async fn refuse_nul(req: &mut Request, res: &mut Response, ctrl: &mut FlowCtrl) {
+    let query_nul = req
+        .queries()
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'));
+    let refusal = if query_nul {
+        ApiError::bad_request(
+            "invalid_query",
+            "a query parameter contains a NUL character",
+        )
+    } else if req.params().values().any(|v| v.contains('\0')) {
+        ApiError::NotFound
+    } else {
+        return;
+    };
+    res.render(refusal);
+    ctrl.skip_rest();
 }
 
 /// A list answer: `{"items": [...], "next_cursor": ...}`.
@@ -148,6 +173,7 @@ pub fn router() -> Router {
             .push(Router::with_path("{id}/plan").put(admin::set_plan)),
     );
     let api = Router::with_path("api/v1")
+        .hoop(refuse_nul)
         .push(Router::with_path("auth/register").post(accounts::register))
         .push(Router::with_path("auth/login").post(accounts::login))
         // the gateway calls this one: authenticated by the session's HMAC key, not a JWT
@@ -182,6 +208,7 @@ pub fn router() -> Router {
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
         )
         .merge_router(&router);
+    let doc = openapi::complete(doc);
     router
         .push(doc.into_router("/api/v1/openapi.json"))
         .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))

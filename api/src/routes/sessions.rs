@@ -23,6 +23,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::{Created, NoContent};
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::auth::caller;
 use crate::error::{json_body, ApiError};
@@ -301,8 +302,7 @@ fn webhook_url(state: &AppState, id: Uuid) -> String {
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Created<SessionView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: CreateSession = json_body(req, 64 * 1024).await?;
@@ -401,8 +401,7 @@ pub async fn create(
     let row = read::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("session {id} not projected")))?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(view(&state, row, Some(pacing))))
+    Ok(Created(view(&state, row, Some(pacing))))
 }
 
 /// 403 `plan_limit_reached` when the tenant has its plan's number of sessions already.
@@ -430,7 +429,7 @@ async fn plan_session_limit(
 
 /// Changes a linked number's pacing; recipients already queued that follow the session's pacing
 /// take the new one at once (campaigns with their own pacing keep theirs).
-#[endpoint(tags("sessions"), request_body = UpdateSession, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), request_body = UpdateSession, status_codes(200, 400, 401, 404, 409, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
     req: &mut Request,
@@ -454,7 +453,7 @@ pub async fn update(
 }
 
 /// This tenant's linked numbers, newest first.
-#[endpoint(tags("sessions"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
@@ -481,7 +480,7 @@ pub async fn list(
 }
 
 /// One linked number.
-#[endpoint(tags("sessions"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<SessionView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -497,13 +496,12 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
 /// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if
 /// Herald created it, and campaigns on it stop sending. `?force=true` deletes the session even
 /// when the gateway cannot delete its user (e.g. the gateway is gone for good).
-#[endpoint(tags("sessions"), status_codes(204, 401, 404, 502), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(204, 400, 401, 404, 409, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn delete(
     id: PathParam<String>,
     force: QueryParam<bool, false>,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
@@ -549,6 +547,5 @@ pub async fn delete(
             &id.to_string(),
         )
         .await?;
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Fuzzes Herald's HTTP API with schemathesis against a throwaway Herald (docs/running.md,
+# decision 0045):
+#
+#   bash scripts/fuzz.sh            # from the repository root; scripts/test.sh runs it too
+#
+# 1. makes a Python virtualenv in target/fuzz-venv with a pinned schemathesis (once),
+# 2. builds the debug `herald` binary (same target dir as the tests),
+# 3. creates a throwaway database and starts `herald sim` and `herald serve` on free ports,
+# 4. registers a tenant and runs schemathesis on /api/v1/openapi.json with its token, failing on
+#    any 5xx, any status the document does not declare, and any answer that does not match the
+#    schema or content type the document gives,
+# 5. stops both processes and drops the database, whatever happened.
+#
+# Environment: HERALD_TEST_DATABASE_URL (admin URL of PostgreSQL, as for the tests),
+# HERALD_FUZZ_EXAMPLES (test cases per operation and phase, default 40), HERALD_FUZZ_SEED
+# (schemathesis' seed, default random; a failure prints the one to replay it).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+say() { printf 'fuzz: %s\n' "$*"; }
+die() { printf 'fuzz: error: %s\n' "$*" >&2; exit 1; }
+
+schemathesis_version=4.32.5
+venv=target/fuzz-venv
+examples=${HERALD_FUZZ_EXAMPLES:-40}
+admin_url=${HERALD_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
+work=$(mktemp -d "${TMPDIR:-/tmp}/herald-fuzz.XXXXXX")
+database="herald_fuzz_$(date +%s)_$$"
+pids=()
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PGCONNECT_TIMEOUT=5 psql -X -q "$admin_url" \
+        -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------- schemathesis
+
+if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $schemathesis_version" ]; then
+    if ! python3 -m venv --clear "$venv" >/dev/null 2>&1; then
+        # Debian splits venv out of python3
+        say "installing python3-venv"
+        if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo); fi
+        "${as_root[@]}" apt-get update -qq >/dev/null
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv --clear "$venv"
+    fi
+    say "installing schemathesis $schemathesis_version into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+
+# ------------------------------------------------------------------ the binary
+
+say "cargo build -p herald-api --bin herald --locked"
+cargo build --quiet -p herald-api --bin herald --locked
+herald="${CARGO_TARGET_DIR:-$root/target}/debug/herald"
+
+# ------------------------------------------------------- a throwaway Herald
+
+PGCONNECT_TIMEOUT=5 psql -X -q "$admin_url" -c "CREATE DATABASE \"$database\"" >/dev/null
+database_url=$(printf '%s' "$admin_url" | sed -E "s#/[^/?]*(\\?|\$)#/$database\\1#")
+
+# Waits until LOG contains "listening on http://..." and prints that URL.
+listening_url() {
+    local log=$1 pid=$2 url=
+    for _ in $(seq 1 300); do
+        url=$(grep -o 'listening on http://[0-9.:]*' "$log" 2>/dev/null | head -n 1 | sed 's/^listening on //') || true
+        if [ -n "$url" ]; then
+            printf '%s\n' "$url"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$log" >&2
+    return 1
+}
+
+gateway_admin=fuzz-gateway-admin
+operator_token=fuzz-operator-token
+
+HERALD_WUZAPI_ADMIN_TOKEN=$gateway_admin "$herald" sim --listen 127.0.0.1:0 >"$work/sim.log" 2>&1 &
+pids+=($!)
+sim_url=$(listening_url "$work/sim.log" "${pids[-1]}") || die "the simulator did not start"
+
+# Settings: every plan limit lifted, so generated requests reach the handlers instead of the
+# quota; a gateway admin token, so sessions can be created without a gateway token; an operator
+# token and the Cloud API's verify token and app secret, so the admin and Meta endpoints answer
+# (their handlers, not the 404 of a feature that is off).
+env -u NATS_URL \
+    DATABASE_URL="$database_url" \
+    HERALD_ENV=development \
+    HERALD_LISTEN=127.0.0.1:0 \
+    HERALD_WUZAPI_URL="$sim_url" \
+    HERALD_WUZAPI_ADMIN_TOKEN=$gateway_admin \
+    HERALD_ADMIN_TOKEN=$operator_token \
+    HERALD_META_VERIFY_TOKEN=fuzz-verify-token \
+    HERALD_META_APP_SECRET=fuzz-app-secret \
+    HERALD_DEFAULT_PLAN=unlimited \
+    HERALD_DISPATCH_WORKERS=1 \
+    HERALD_DB_POOL=8 \
+    "$herald" serve >"$work/herald.log" 2>&1 &
+pids+=($!)
+base=$(listening_url "$work/herald.log" "${pids[-1]}") || die "herald did not start"
+say "herald on $base (gateway simulator on $sim_url)"
+
+registered=$(curl -sS --fail-with-body -H 'content-type: application/json' \
+    -d '{"email": "fuzz@example.com", "password": "fuzz-password-1234", "name": "Fuzz"}' \
+    "$base/api/v1/auth/register") || die "registering failed: $registered"
+token=$(printf '%s' "$registered" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+# ------------------------------------------------------------------ the fuzz
+
+seed=()
+if [ -n "${HERALD_FUZZ_SEED:-}" ]; then
+    seed=(--seed "$HERALD_FUZZ_SEED")
+fi
+say "schemathesis $schemathesis_version, $examples examples per operation"
+status=0
+# Not fuzzed: GET /api/v1/events is a Server-Sent Events stream that never ends, so every
+# generated request would wait for the request timeout; tests/api/events.rs covers it.
+"$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+    --url "$base" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --header "Authorization: Bearer $token" \
+    --header "X-Admin-Token: $operator_token" \
+    --exclude-path /api/v1/events \
+    --max-examples "$examples" \
+    --request-timeout 30 \
+    --workers 2 \
+    --no-color \
+    "${seed[@]}" || status=$?
+
+if [ "$status" -ne 0 ]; then
+    say "schemathesis failed; herald's log (errors):"
+    grep -E 'ERROR|panicked' "$work/herald.log" | tail -n 40 >&2 || true
+fi
+exit "$status"

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod audiences;
+mod bad_input;
 mod campaigns;
 mod chats;
 mod contacts;
@@ -20,6 +21,7 @@ mod issue5_story;
 mod media_lifetime;
 mod messages;
 mod meta;
+mod openapi;
 mod pacing;
 mod quotas;
 mod recurrence;

@@ -14,7 +14,8 @@
 #
 # Environment: HERALD_TEST_DATABASE_URL (admin URL of PostgreSQL, as for the tests),
 # HERALD_FUZZ_EXAMPLES (test cases per operation and phase, default 40), HERALD_FUZZ_SEED
-# (schemathesis' seed, default random; a failure prints the one to replay it).
+# (schemathesis' seed, default random; a failure prints the one to replay it), HERALD_FUZZ_ARGS
+# (more schemathesis options, e.g. `--include-path-regex /contacts`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -119,7 +120,72 @@ say "herald on $base (gateway simulator on $sim_url)"
 registered=$(curl -sS --fail-with-body -H 'content-type: application/json' \
     -d '{"email": "fuzz@example.com", "password": "fuzz-password-1234", "name": "Fuzz"}' \
     "$base/api/v1/auth/register") || die "registering failed: $registered"
-token=$(printf '%s' "$registered" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+token=$(printf '%s' "$registered" | field access_token)
+tenant=$(printf '%s' "$registered" | field tenant_id)
+
+# POST PATH BODY: the created object's FIELD (default id), or the script stops.
+create() {
+    local path=$1 body=$2 key=${3:-id} answer
+    answer=$(curl -sS --fail-with-body -H "Authorization: Bearer $token" \
+        -H 'content-type: application/json' -d "$body" "$base/api/v1/$path") ||
+        die "seeding POST /api/v1/$path failed: $answer"
+    printf '%s' "$answer" | field "$key"
+}
+
+# Seed objects, so that operations on one object reach their handlers instead of 404: each
+# `{id}` is the seeded object's id 80% of the time and a generated one otherwise. DELETEs get
+# their own objects, so the rest keep theirs.
+session=$(create sessions '{"name": "fuzz"}')
+doomed_session=$(create sessions '{"name": "fuzz, deleted"}')
+template=$(create templates '{"name": "fuzz", "type": "text", "body": "Hi {{ name }}"}')
+doomed_template=$(create templates '{"name": "fuzz, deleted", "type": "text", "body": "Bye"}')
+create contacts '{"phone": "+6281234567890", "name": "Budi"}' phone >/dev/null
+create contacts '{"phone": "+6281234567891", "name": "Sari"}' phone >/dev/null
+campaign=$(create campaigns "{\"name\": \"fuzz\", \"template_id\": \"$template\",
+    \"session_id\": \"$session\", \"recipients\": [\"6281234567892\"]}")
+message=$(create messages "{\"session_id\": \"$session\", \"to\": \"6281234567893\",
+    \"type\": \"text\", \"body\": \"hello\"}")
+api_key=$(create api-keys '{"name": "fuzz, deleted"}')
+chat=$(curl -sS -H "Authorization: Bearer $token" "$base/api/v1/chats" |
+    python3 -c 'import json, sys; items = json.load(sys.stdin)["items"]; print(items[0]["id"] if items else "")')
+
+# bind NAME PATH-REGEX DICTIONARY [METHODS-REGEX]: one [[operations]] entry of the config
+bind() {
+    local name=$1 path=$2 dictionary=$3 methods=${4:-}
+    printf '\n[[operations]]\ninclude-path-regex = %s\n' "'$path'"
+    if [ -n "$methods" ]; then
+        printf 'include-method-regex = %s\n' "'$methods'"
+    fi
+    printf 'parameters = { "path.%s" = { dictionary = "%s", probability = 0.8 } }\n' "$name" "$dictionary"
+}
+config="$work/schemathesis.toml"
+{
+    printf '[dictionaries]\n'
+    printf 'session = { values = ["%s"] }\n' "$session"
+    printf 'doomed_session = { values = ["%s"] }\n' "$doomed_session"
+    printf 'template = { values = ["%s"] }\n' "$template"
+    printf 'doomed_template = { values = ["%s"] }\n' "$doomed_template"
+    printf 'campaign = { values = ["%s"] }\n' "$campaign"
+    printf 'message = { values = ["%s"] }\n' "$message"
+    printf 'api_key = { values = ["%s"] }\n' "$api_key"
+    printf 'tenant = { values = ["%s"] }\n' "$tenant"
+    printf 'phone = { values = ["6281234567890", "+62 812-3456-7891"] }\n'
+    printf 'doomed_phone = { values = ["6281234567891"] }\n'
+    printf 'chat = { values = ["%s"] }\n' "${chat:-$campaign}"
+    bind id '^/api/v1/sessions/' session '^(GET|POST|PATCH)$'
+    bind id '^/api/v1/sessions/' doomed_session '^DELETE$'
+    bind session_id '^/api/v1/webhooks/wuzapi/' session
+    bind id '^/api/v1/templates/' template '^(GET|PATCH)$'
+    bind id '^/api/v1/templates/' doomed_template '^DELETE$'
+    bind id '^/api/v1/campaigns/' campaign
+    bind id '^/api/v1/messages/' message
+    bind id '^/api/v1/api-keys/' api_key
+    bind id '^/api/v1/admin/tenants/' tenant
+    bind phone '^/api/v1/contacts/' phone '^(GET|PATCH)$'
+    bind phone '^/api/v1/contacts/' doomed_phone '^DELETE$'
+    bind id '^/api/v1/chats/' chat
+} >"$config"
 
 # ------------------------------------------------------------------ the fuzz
 
@@ -131,7 +197,7 @@ say "schemathesis $schemathesis_version, $examples examples per operation"
 status=0
 # Not fuzzed: GET /api/v1/events is a Server-Sent Events stream that never ends, so every
 # generated request would wait for the request timeout; tests/api/events.rs covers it.
-"$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$config" run "$base/api/v1/openapi.json" \
     --url "$base" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --header "Authorization: Bearer $token" \
@@ -141,7 +207,7 @@ status=0
     --request-timeout 30 \
     --workers 2 \
     --no-color \
-    "${seed[@]}" || status=$?
+    "${seed[@]}" ${HERALD_FUZZ_ARGS:-} || status=$?
 
 if [ "$status" -ne 0 ]; then
     say "schemathesis failed; herald's log (errors):"

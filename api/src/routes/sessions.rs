@@ -205,7 +205,9 @@ fn parse_gateway_token(raw: Option<String>) -> Result<Option<String>, ApiError> 
     let Some(token) = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    if token.len() > 256 || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    // it travels in an HTTP header: visible ASCII only (anything else reached the gateway
+    // mangled and came back as its 401, a 502 here)
+    if token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::validation(
             "gateway_token",
             "is not a valid WuzAPI token",
@@ -216,13 +218,25 @@ fn parse_gateway_token(raw: Option<String>) -> Result<Option<String>, ApiError> 
 
 /// Points the user's webhook at Herald and sets a fresh signing key, on the gateway FIRST: a
 /// wrong token or an unreachable gateway is the user's to know now, and Herald never demands a
-/// signature the gateway does not make. Returns the key.
-async fn register_webhook(state: &AppState, token: &str, id: Uuid) -> Result<String, ApiError> {
+/// signature the gateway does not make. Returns the key. `callers_token`: the token is the
+/// caller's `gateway_token`, so the gateway refusing it (a 4xx) is 422 naming that field, not 502.
+async fn register_webhook(
+    state: &AppState,
+    token: &str,
+    id: Uuid,
+    callers_token: bool,
+) -> Result<String, ApiError> {
     state
         .gateway
         .set_webhook(token, &webhook_url(state, id), &WEBHOOK_EVENTS)
         .await
-        .map_err(|e| gateway_failure("register the webhook", &e))?;
+        .map_err(|e| match e {
+            GatewayError::Permanent { message } if callers_token => ApiError::validation(
+                "gateway_token",
+                format!("the gateway does not accept this token: {message}"),
+            ),
+            e => gateway_failure("register the webhook", &e),
+        })?;
     let hmac_key = new_secret();
     state
         .gateway
@@ -238,7 +252,7 @@ async fn link_existing_user(
     id: Uuid,
     token: String,
 ) -> Result<GatewayUser, ApiError> {
-    let hmac_key = register_webhook(state, &token, id).await?;
+    let hmac_key = register_webhook(state, &token, id, true).await?;
     let status = match state.gateway.session_status(&token).await {
         Ok(s) if s.logged_in && s.connected => SessionStatus::Connected,
         Ok(_) => SessionStatus::Disconnected,
@@ -275,7 +289,7 @@ async fn create_gateway_user(state: &AppState, id: Uuid) -> Result<GatewayUser, 
         )
         .await
         .map_err(|e| gateway_failure("create a WuzAPI user", &e))?;
-    match register_webhook(state, &token, id).await {
+    match register_webhook(state, &token, id, false).await {
         Ok(hmac_key) => Ok(GatewayUser {
             token,
             hmac_key,

@@ -158,3 +158,27 @@ async fn nul_in_any_query_parameter_is_400_and_in_a_path_404() {
     assert_eq!(res.status(), StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_token_that_cannot_be_a_header_is_422_not_502() {
+    let app = spawn_app_configured(|_| {}).await;
+    let account = app.register("token@b.co").await;
+    // the fuzz's case: a token with non-ASCII letters reached the gateway mangled, and its
+    // refusal came back as 502
+    for token in ["t\u{f6}k\u{e9}n", "tok\u{a0}en", "\u{1f600}"] {
+        let res = app
+            .post(
+                "/api/v1/sessions",
+                &account.token,
+                &json!({"name": "main", "gateway_token": token}),
+            )
+            .await;
+        let (code, body) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(code, "validation_failed");
+        assert_eq!(body["error"]["details"]["field"], "gateway_token", "{body}");
+    }
+    let res = app.get("/api/v1/sessions", &account.token).await;
+    let list: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+    app.stop().await;
+}

@@ -150,14 +150,11 @@ api_key=$(create api-keys '{"name": "fuzz, deleted"}')
 chat=$(curl -sS -H "Authorization: Bearer $token" "$base/api/v1/chats" |
     python3 -c 'import json, sys; items = json.load(sys.stdin)["items"]; print(items[0]["id"] if items else "")')
 
-# bind NAME PATH-REGEX DICTIONARY [METHODS-REGEX]: one [[operations]] entry of the config
+# bind PARAMETER OPERATIONS DICTIONARY: one [[operations]] entry of the config; OPERATIONS is a
+# regex of "METHOD /path" (one filter: schemathesis ORs separate include filters)
 bind() {
-    local name=$1 path=$2 dictionary=$3 methods=${4:-}
-    printf '\n[[operations]]\ninclude-path-regex = %s\n' "'$path'"
-    if [ -n "$methods" ]; then
-        printf 'include-method-regex = %s\n' "'$methods'"
-    fi
-    printf 'parameters = { "path.%s" = { dictionary = "%s", probability = 0.8 } }\n' "$name" "$dictionary"
+    printf '\n[[operations]]\ninclude-name-regex = %s\n' "'$2'"
+    printf 'parameters = { "path.%s" = { dictionary = "%s", probability = 0.8 } }\n' "$1" "$3"
 }
 config="$work/schemathesis.toml"
 {
@@ -173,18 +170,18 @@ config="$work/schemathesis.toml"
     printf 'phone = { values = ["6281234567890", "+62 812-3456-7891"] }\n'
     printf 'doomed_phone = { values = ["6281234567891"] }\n'
     printf 'chat = { values = ["%s"] }\n' "${chat:-$campaign}"
-    bind id '^/api/v1/sessions/' session '^(GET|POST|PATCH)$'
-    bind id '^/api/v1/sessions/' doomed_session '^DELETE$'
-    bind session_id '^/api/v1/webhooks/wuzapi/' session
-    bind id '^/api/v1/templates/' template '^(GET|PATCH)$'
-    bind id '^/api/v1/templates/' doomed_template '^DELETE$'
-    bind id '^/api/v1/campaigns/' campaign
-    bind id '^/api/v1/messages/' message
-    bind id '^/api/v1/api-keys/' api_key
-    bind id '^/api/v1/admin/tenants/' tenant
-    bind phone '^/api/v1/contacts/' phone '^(GET|PATCH)$'
-    bind phone '^/api/v1/contacts/' doomed_phone '^DELETE$'
-    bind id '^/api/v1/chats/' chat
+    bind id '^(GET|POST|PATCH) /api/v1/sessions/' session
+    bind id '^DELETE /api/v1/sessions/' doomed_session
+    bind session_id ' /api/v1/webhooks/wuzapi/' session
+    bind id '^(GET|PATCH) /api/v1/templates/' template
+    bind id '^DELETE /api/v1/templates/' doomed_template
+    bind id ' /api/v1/campaigns/' campaign
+    bind id ' /api/v1/messages/' message
+    bind id ' /api/v1/api-keys/' api_key
+    bind id ' /api/v1/admin/tenants/' tenant
+    bind phone '^(GET|PATCH) /api/v1/contacts/' phone
+    bind phone '^DELETE /api/v1/contacts/' doomed_phone
+    bind id ' /api/v1/chats/' chat
 } >"$config"
 
 # ------------------------------------------------------------------ the fuzz

@@ -8,6 +8,7 @@
 # 3. cargo fmt --all -- --check
 # 4. cargo clippy --workspace --all-targets --locked -- -D warnings
 # 5. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
+# 6. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md).
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is non-zero when any failed. The test runner's output comes last.
@@ -77,6 +78,8 @@ else
         failed+=("tests")
     fi
 fi
+
+say "bash scripts/fuzz.sh"; bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 # this run's own databases (silently: the runner's summary stays the last lines of the log)
 drop_test_databases ">= timestamptz '$run_started' - interval '1 minute'"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs Herald's benchmark (docs/benchmarks.md) against DESIGN.md's targets:
+# Runs Herald's benchmark against its targets (docs/benchmarks.md):
 #
 #   bash scripts/bench.sh [herald-bench options]
 #   bash scripts/bench.sh --recipients 100000 --dispatch 20000 --naive-sample 2000
 #   bash scripts/bench.sh --help
 #
 # 1. makes sure PostgreSQL runs (scripts/services.sh; installs it if needed),
-# 2. builds the benchmark in release mode (cargo build --release -p herald-api --bin herald-bench),
+# 2. builds the benchmark in release mode (cargo build --release -p herald-bench --bin herald-bench),
 # 3. runs it: it creates its own database herald_bench_<random> on the server of
 #    HERALD_BENCH_DATABASE_URL (default postgres://postgres:postgres@127.0.0.1:5432/postgres),
 #    starts the simulator and Herald in its own process, measures, prints a table, and drops the
@@ -25,8 +25,8 @@ source scripts/services.sh
 
 say() { printf 'bench: %s\n' "$*"; }
 
-say "building herald-bench (cargo build --release -p herald-api --bin herald-bench)"
-cargo build --release -p herald-api --bin herald-bench
+say "building herald-bench (cargo build --release -p herald-bench --bin herald-bench)"
+cargo build --release -p herald-bench --bin herald-bench
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 say "running $target_dir/release/herald-bench $*"

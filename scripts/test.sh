@@ -79,6 +79,7 @@ else
     fi
 fi
 
+bash scripts/test-examples.sh || failed+=("examples (bash scripts/test-examples.sh)")
 say "bash scripts/fuzz.sh"; bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 # this run's own databases (silently: the runner's summary stays the last lines of the log)

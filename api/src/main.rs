@@ -114,8 +114,8 @@ async fn main() -> anyhow::Result<()> {
             receipt_read_after_ms,
             receipt_encoding,
         } => {
-            use herald_gateway::simulator::ReceiptSettings;
             use herald_gateway::webhook::Encoding;
+            use herald_simulator::ReceiptSettings;
             // on by default here, so a campaign run through `run.sh` shows delivered and read
             let receipts = ReceiptSettings {
                 enabled: !no_receipts,
@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 ..ReceiptSettings::on()
             };
-            let config = herald_gateway::simulator::SimulatorConfig {
+            let config = herald_simulator::SimulatorConfig {
                 latency_ms,
                 error_rate,
                 rate_limit_rate,
@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 seed: None,
                 receipts,
             };
-            herald_gateway::simulator::run(&listen, config).await?;
+            herald_simulator::run(&listen, config).await?;
         }
         Command::Projections { command } => {
             let all = herald_projections::all();

@@ -1,6 +1,7 @@
-//! Herald's side of the WhatsApp gateway: the [`Gateway`] trait the dispatcher sends through, the
-//! WuzAPI adapter that speaks it over HTTP, and a WuzAPI-compatible simulator for the default run,
-//! tests and benchmarks.
+//! Herald's side of the WhatsApp gateway: the [`Gateway`] trait the dispatcher sends through, and
+//! the WuzAPI adapter that speaks it over HTTP. (The WuzAPI-compatible simulator for the default
+//! run, tests and benchmarks is a crate of its own, `herald-simulator`, so this adapter compiles
+//! no web server.)
 //!
 //! The dispatcher only ever sees [`Gateway`], so tests can fake it and a second gateway (e.g. the
 //! Cloud API) can be added without touching the domain. What the dispatcher needs from a gateway is
@@ -14,17 +15,13 @@
 //! - [`lib.rs`](crate) — the gateway vocabulary: [`OutboundMessage`], [`SendAccepted`],
 //!   [`SessionStatus`], [`GatewayError`] and the [`Gateway`] trait.
 //! - [`wuzapi`] — [`WuzapiClient`], the reqwest adapter for WuzAPI's REST API (see
-//!   `WUZAPI.md`): request shapes, answer-envelope parsing and failure classification.
+//!   docs/wuzapi.md): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
-//! - [`simulator`] — a salvo server answering the WuzAPI subset Herald uses, with fault injection
-//!   (latency, 500s, 429s), duplicate-id detection, receipts posted back to the webhook, and
-//!   `/sim/*` operator endpoints.
 
 use std::time::Duration;
 
 pub mod meta;
-pub mod simulator;
 pub mod webhook;
 pub mod wuzapi;
 

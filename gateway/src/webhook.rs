@@ -1,4 +1,4 @@
-//! WuzAPI's webhooks as they travel (see "Webhooks WuzAPI posts to Herald" in `WUZAPI.md`): the
+//! WuzAPI's webhooks as they travel (see "What WuzAPI posts to Herald" in docs/wuzapi.md): the
 //! three encodings, the `x-hmac-signature` scheme, and the event shapes Herald acts on.
 //!
 //! Herald's endpoint uses this to verify and unwrap a post; the simulator uses it to produce posts

@@ -1,6 +1,6 @@
 //! [`WuzapiClient`]: the [`Gateway`] adapter for WuzAPI's REST API.
 //!
-//! Everything here follows `WUZAPI.md`: user routes authenticate with a `Token` header, answers
+//! Everything here follows docs/wuzapi.md: user routes authenticate with a `Token` header, answers
 //! come in a `{"code", "data" | "error", "success"}` envelope, and the message id Herald chose is
 //! sent as `Id` so receipts and retries refer to it. The shape of answers (and how failures are
 //! classified) lives in the `answer` module, so it can be unit-tested without a server.

@@ -596,8 +596,8 @@ fn line(direction: &str, text: &str, status: &str) -> (String, String, String) {
 /// receipts. The peer's answer lands in the same chat after it.
 #[tokio::test]
 async fn a_single_send_opens_a_chat_with_its_outgoing_line_and_nothing_unread() {
-    let app = crate::helpers::spawn_app_with(herald_gateway::simulator::SimulatorConfig {
-        receipts: herald_gateway::simulator::ReceiptSettings::on(),
+    let app = crate::helpers::spawn_app_with(herald_simulator::SimulatorConfig {
+        receipts: herald_simulator::ReceiptSettings::on(),
         ..Default::default()
     })
     .await;

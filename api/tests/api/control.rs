@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::helpers::{error_code, phones, spawn_app_slow_dispatch, Account, TestApp};
-use herald_gateway::simulator::SimulatorConfig;
+use herald_simulator::SimulatorConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

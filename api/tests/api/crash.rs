@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use herald_gateway::simulator::{self, SimulatorConfig};
+use herald_simulator::{self as simulator, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};

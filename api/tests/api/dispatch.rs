@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::helpers::{phones, spawn_app_with};
-use herald_gateway::simulator::SimulatorConfig;
+use herald_simulator::SimulatorConfig;
 use serde_json::{json, Value};
 
 /// A flaky gateway (15% errors, 5% rate limits): the campaign still completes, every recipient

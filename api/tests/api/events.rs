@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
+use herald_simulator::{ReceiptSettings, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

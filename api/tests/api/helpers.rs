@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use herald_api::{Application, Role, Settings};
-use herald_gateway::simulator::{self, RunningSimulator, SimulatorConfig};
 use herald_scheduler::DispatchConfig;
+use herald_simulator::{self as simulator, RunningSimulator, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;

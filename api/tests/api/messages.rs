@@ -277,7 +277,7 @@ async fn bad_single_sends_are_4xx_naming_the_field() {
 /// keep their session's pace.
 #[tokio::test]
 async fn single_sends_get_receipts_and_keep_the_sessions_pace() {
-    use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
+    use herald_simulator::{ReceiptSettings, SimulatorConfig};
     let app = crate::helpers::spawn_app_with(SimulatorConfig {
         receipts: ReceiptSettings::on(),
         ..SimulatorConfig::default()

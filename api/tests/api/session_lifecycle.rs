@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
-use herald_gateway::simulator::SimulatorConfig;
 use herald_gateway::webhook::{self, Encoding};
+use herald_simulator::SimulatorConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -23,11 +23,10 @@ pub(crate) fn with_admin() -> SimulatorConfig {
     }
 }
 
-/// The payloads captured from a real WuzAPI (shared/samples, or a copy under tests/fixtures).
+/// The payloads captured from a real WuzAPI deployment (api/tests/fixtures, docs/wuzapi.md).
 fn sample(key: &str) -> Value {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let text = std::fs::read_to_string(format!("{dir}/../../shared/samples/wuzapi-webhooks.json"))
-        .or_else(|_| std::fs::read_to_string(format!("{dir}/tests/fixtures/wuzapi-webhooks.json")))
+    let text = std::fs::read_to_string(format!("{dir}/tests/fixtures/wuzapi-webhooks.json"))
         .expect("the captured WuzAPI payloads");
     let all: Value = serde_json::from_str(&text).expect("samples are JSON");
     all[key].clone()

@@ -5,23 +5,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_api::{Application, Role, Settings};
-use herald_gateway::simulator::{ReceiptSettings, SimulatorConfig};
 use herald_gateway::webhook::{self, Encoding, ReceiptState};
 use herald_scheduler::DispatchConfig;
+use herald_simulator::{ReceiptSettings, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{error_code, phones, spawn_app, spawn_app_with, Account, TestApp};
 
-/// The payloads captured from a real WuzAPI (shared/samples, beside the repository in CI; a copy
-/// under api/tests/fixtures otherwise).
+/// The payloads captured from a real WuzAPI deployment (api/tests/fixtures, docs/wuzapi.md).
 pub(crate) fn samples() -> serde_json::Map<String, Value> {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let shared = format!("{dir}/../../shared/samples/wuzapi-webhooks.json");
-    let fixture = format!("{dir}/tests/fixtures/wuzapi-webhooks.json");
-    let text = std::fs::read_to_string(&shared)
-        .or_else(|_| std::fs::read_to_string(&fixture))
+    let text = std::fs::read_to_string(format!("{dir}/tests/fixtures/wuzapi-webhooks.json"))
         .expect("the captured WuzAPI payloads");
     match serde_json::from_str(&text).expect("samples are JSON") {
         Value::Object(map) => map,

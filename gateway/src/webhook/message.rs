@@ -1,6 +1,6 @@
 //! WuzAPI `Message` events (whatsmeow's `events.Message`): who wrote in which chat, and what.
 //!
-//! Rules (WUZAPI.md): `Info.Chat` is the chat (a group `...@g.us` for group messages, where
+//! Rules (docs/wuzapi.md): `Info.Chat` is the chat (a group `...@g.us` for group messages, where
 //! `Info.Sender` is the participant); JIDs may carry a device suffix (`6281...:24@s.whatsapp.net`)
 //! that is stripped; privacy ids (`...@lid`) stay as they are, never turned into phones;
 //! `Info.IsFromMe` marks messages the owner sent from the phone (outgoing). Text comes from

@@ -158,6 +158,8 @@ bind() {
 }
 config="$work/schemathesis.toml"
 {
+    # schemathesis keeps state between runs in the working directory unless told otherwise
+    printf '[cache]\nenabled = false\n\n'
     printf '[dictionaries]\n'
     printf 'session = { values = ["%s"] }\n' "$session"
     printf 'doomed_session = { values = ["%s"] }\n' "$doomed_session"
@@ -192,9 +194,10 @@ if [ -n "${HERALD_FUZZ_SEED:-}" ]; then
 fi
 say "schemathesis $schemathesis_version, $examples examples per operation"
 status=0
+# From $work, so nothing schemathesis or hypothesis leaves behind lands in the repository.
 # Not fuzzed: GET /api/v1/events is a Server-Sent Events stream that never ends, so every
 # generated request would wait for the request timeout; tests/api/events.rs covers it.
-"$venv/bin/schemathesis" --config-file "$config" run "$base/api/v1/openapi.json" \
+(cd "$work" && "$root/$venv/bin/schemathesis" --config-file "$config" run "$base/api/v1/openapi.json" \
     --url "$base" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --header "Authorization: Bearer $token" \
@@ -203,8 +206,9 @@ status=0
     --max-examples "$examples" \
     --request-timeout 30 \
     --workers 2 \
+    --generation-database none \
     --no-color \
-    "${seed[@]}" ${HERALD_FUZZ_ARGS:-} || status=$?
+    "${seed[@]}" ${HERALD_FUZZ_ARGS:-}) || status=$?
 
 if [ "$status" -ne 0 ]; then
     say "schemathesis failed; herald's log (errors):"

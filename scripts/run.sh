@@ -5,7 +5,8 @@
 #
 # 1. makes sure PostgreSQL and NATS run (scripts/services.sh; installs them if needed),
 # 2. creates the database `herald` if it is missing,
-# 3. builds the release binary (cargo build --release -p herald-api --bin herald),
+# 3. builds the release binary (cargo build --release -p herald-api --bin herald) and the
+#    dashboard (scripts/web.sh: Node.js and npm from Debian's packages if missing, npm ci, build),
 # 4. starts the WuzAPI simulator on 127.0.0.1:8081 in the background (log: target/herald-sim.log),
 # 5. runs `herald serve` in the foreground. Ctrl-C stops it and the simulator.
 #
@@ -80,6 +81,8 @@ say "building herald (cargo build --release -p herald-api --bin herald)"
 cargo build --release -p herald-api --bin herald
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 herald="$target_dir/release/herald"
+say "building the dashboard (bash scripts/web.sh)"
+bash scripts/web.sh
 
 # ---------------------------------------------------------------- the simulator
 
@@ -133,7 +136,7 @@ esac
 
 echo
 if [ -n "$base_url" ]; then
-    printf '  %-15s %s\n' "Herald" "$base_url"
+    printf '  %-15s %s\n' "Dashboard" "$base_url  (open it, create an account)"
     printf '  %-15s %s\n' "API docs" "$base_url/docs  (interactive; register, then authorize with the access_token)"
     printf '  %-15s %s\n' "OpenAPI" "$base_url/api/v1/openapi.json"
 else

@@ -7,8 +7,9 @@
 # 2. drops leftover per-test databases (herald_test_*),
 # 3. cargo fmt --all -- --check
 # 4. cargo clippy --workspace --all-targets --locked -- -D warnings
-# 5. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
-# 6. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md).
+# 5. bash scripts/test-web.sh: the dashboard's build, Vitest and end-to-end tests (docs/dashboard.md),
+# 6. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
+# 7. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md).
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is non-zero when any failed. The test runner's output comes last.
@@ -66,6 +67,8 @@ fi
 if [ "${#failed[@]}" -gt 0 ]; then
     say "FAILED so far: ${failed[*]}; running the tests anyway, the exit status will be non-zero"
 fi
+
+say "bash scripts/test-web.sh (the dashboard: build, Vitest, Chromium end to end)"; bash scripts/test-web.sh || failed+=("dashboard (bash scripts/test-web.sh)")
 
 if cargo nextest --version >/dev/null 2>&1; then
     say "cargo nextest run --workspace${*:+ $*}"

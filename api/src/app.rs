@@ -155,7 +155,8 @@ impl Application {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{local}"));
-            let state = AppState::new(pool.clone(), settings.clone(), gateway, public_url, metrics);
+            let state =
+                AppState::new(pool.clone(), settings.clone(), gateway, public_url, metrics)?;
             let router = Router::new()
                 .hoop(affix_state::inject(state))
                 .hoop(affix_state::inject(notifications.clone()))

@@ -22,6 +22,10 @@ struct Claims {
     tid: Uuid,
     iat: i64,
     exp: i64,
+    /// The user's credential version when the token was issued; a token whose version is not
+    /// the user's current one is refused (tokens from before versions existed carry 0).
+    #[serde(default)]
+    ver: i32,
 }
 
 pub struct JwtKeys {
@@ -44,13 +48,20 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, tenant_id: Uuid) -> Result<String, ApiError> {
+    /// A token for the user at its current `credential_version`.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        tenant_id: Uuid,
+        credential_version: i32,
+    ) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
             tid: tenant_id,
             iat: now,
             exp: now + TOKEN_TTL_SECS,
+            ver: credential_version,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Unexpected(e.into()))
@@ -69,6 +80,21 @@ pub struct Caller {
     pub tenant_id: Uuid,
     /// The person behind an access token; `None` for an API key.
     pub user_id: Option<Uuid>,
+}
+
+/// Longest password Herald hashes: argon2 takes any length, so without a bound one request could
+/// make the server hash megabytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// 422 naming `field` when the password is over [`MAX_PASSWORD_BYTES`]; checked before hashing.
+pub fn bounded_password(field: &str, password: &str) -> Result<(), ApiError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::validation(
+            field,
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
@@ -122,6 +148,21 @@ pub(crate) async fn caller_from(req: &Request, state: &AppState) -> Result<Calle
             .jwt
             .verify(token.trim())
             .ok_or_else(|| ApiError::Unauthorized("invalid or expired access token".into()))?;
+        // one primary-key read per request, no cache: a password change or a removed user
+        // ends the user's tokens at once, on every instance (decision 0042)
+        let current: Option<i32> = sqlx::query_scalar(
+            "SELECT credential_version FROM users WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(claims.sub)
+        .bind(claims.tid)
+        .fetch_optional(&state.pool)
+        .await?;
+        if current != Some(claims.ver) {
+            return Err(ApiError::Unauthorized(
+                "this access token was revoked (the password changed or the user was removed); sign in again"
+                    .into(),
+            ));
+        }
         return Ok(Caller {
             tenant_id: claims.tid,
             user_id: Some(claims.sub),

@@ -85,11 +85,28 @@ pub struct Settings {
     /// default 86400). Never less than an hour outside tests: the grace period is what keeps an
     /// image stored by a request that has not yet written what refers to it.
     pub media_grace_secs: u64,
+    /// Attempt limits of logins, registrations and number links (docs/accounts.md).
+    pub throttles: crate::throttle::Throttles,
+    /// Proxies whose `X-Forwarded-For` names the client (`HERALD_TRUSTED_PROXIES`, IP addresses
+    /// separated by commas; default none: the peer's address is the client's).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Meta's Graph API, asked whether an access token may use a Cloud API phone number id
+    /// (`HERALD_META_GRAPH_URL`, default `https://graph.facebook.com/v21.0`).
+    pub meta_graph_url: String,
+    /// The built dashboard (`HERALD_WEB_DIR`, default `web/dist` below the working directory);
+    /// without an `index.html` there, `/` says how to build it (docs/dashboard.md).
+    pub web_dir: std::path::PathBuf,
 }
+
+/// Where Herald asks Meta about phone number ids unless `HERALD_META_GRAPH_URL` says otherwise.
+pub const META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// Default limits of a CSV import (docs/contacts.md, decision 0025).
 pub const IMPORT_MAX_ROWS: u64 = 1_000_000;
 pub const IMPORT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Where `herald serve` looks for the built dashboard unless `HERALD_WEB_DIR` says otherwise.
+pub const DEFAULT_WEB_DIR: &str = "web/dist";
 
 const PLANS: [&str; 4] = ["basic", "pro", "max", "unlimited"];
 
@@ -109,6 +126,10 @@ impl Settings {
             }
         };
         let jwt_secret = match (var("HERALD_JWT_SECRET"), environment) {
+            (Some(s), Environment::Production) => {
+                crate::secret_strength::check(&s).map_err(anyhow::Error::msg)?;
+                Secret::new(s)
+            }
             (Some(s), _) if s.len() >= 32 => Secret::new(s),
             (Some(_), _) => anyhow::bail!("HERALD_JWT_SECRET must be at least 32 characters"),
             (None, Environment::Production) => {
@@ -172,6 +193,27 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
+            throttles: crate::throttle::Throttles::from_env(parse_num)?,
+            trusted_proxies: match var("HERALD_TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|a| {
+                        a.trim().parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "HERALD_TRUSTED_PROXIES must list IP addresses, not {a:?}"
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            },
+            meta_graph_url: var("HERALD_META_GRAPH_URL")
+                .unwrap_or_else(|| META_GRAPH_URL.into())
+                .trim_end_matches('/')
+                .to_string(),
+            web_dir: var("HERALD_WEB_DIR")
+                .unwrap_or_else(|| DEFAULT_WEB_DIR.into())
+                .into(),
         })
     }
 
@@ -204,6 +246,11 @@ impl Settings {
             import_max_bytes: IMPORT_MAX_BYTES,
             media_gc_interval_secs: 3_600,
             media_grace_secs: 86_400,
+            throttles: Default::default(),
+            trusted_proxies: Vec::new(),
+            // tests point this at a fake Graph API of their own; nothing answers here
+            meta_graph_url: "http://127.0.0.1:9".into(),
+            web_dir: DEFAULT_WEB_DIR.into(),
         }
     }
 }

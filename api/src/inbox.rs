@@ -10,10 +10,12 @@
 //!    receipt's message ids in `message_index` (one query), apply every receipt through the
 //!    `Delivery` batch executor (one load and one insert for the batch), record each post's
 //!    outcome in `webhook_inbox_outcomes`, and move the cursor past the batch.
-//! 2. If the batch fails, it is rolled back and each row is tried alone, so one bad row cannot
-//!    hold the others back; a row that still fails moves to `webhook_inbox_retries` with its
-//!    error and is tried again later with exponential backoff (1 s doubling, at most 15 min),
-//!    forever: nothing is dropped.
+//! 2. If the batch fails, it is rolled back and split in halves down to the rows that fail alone
+//!    ([`parking`], docs/decisions/0036), so one bad row cannot hold the others back; a row that
+//!    still fails moves to `webhook_inbox_retries` with its error and is tried again later with
+//!    exponential backoff (1 s doubling, at most 15 min). After
+//!    [`InboxConfig::park_after_attempts`] failures of its own it is parked: kept and listed, no
+//!    longer retried until an operator asks. Nothing is dropped.
 //! 3. Receipts for message ids not (yet) in `message_index` wait in `webhook_inbox_retries` for
 //!    [`InboxConfig::unmatched_grace`] (a gateway that chose its own id may be recorded after its
 //!    receipt), then are kept in `unmatched_receipts` and the row is done. Retries that are due
@@ -27,6 +29,7 @@
 //! `webhook_inbox_retries` is processed again: docs/webhooks.md).
 
 mod conversations;
+mod parking;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +48,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 mod session_events;
+pub use parking::{format_parked_posts, parked_posts, retry_parked, ParkedPost};
 pub use session_events::store_qr;
 
 /// How the processor behaves; defaults suit production.
@@ -70,6 +74,10 @@ pub struct InboxConfig {
     /// receipt (its `Read` after its `Delivered`, a duplicate) then needs no load of its events:
     /// about 300 bytes each.
     pub known_deliveries: usize,
+    /// A post that failed on its own this many times (1 s, 2 s, 4 s, ... apart: about 4 minutes
+    /// for 8) is parked: no more automatic retries until an operator asks
+    /// (`herald projections retry --inbox`). Transient failures never park a post.
+    pub park_after_attempts: i32,
 }
 
 impl Default for InboxConfig {
@@ -81,6 +89,7 @@ impl Default for InboxConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             min_round_interval: Duration::from_millis(25),
             known_deliveries: 50_000,
+            park_after_attempts: 8,
         }
     }
 }
@@ -187,7 +196,8 @@ enum Source {
     Retries,
 }
 
-/// Processes at most one batch from `source` (and, if it failed, each of its rows alone).
+/// Processes at most one batch from `source` (and, if it failed, its parts down to the rows
+/// that fail alone).
 /// Returns how many rows it handled; 0 when nothing was there. An `Err` means the database could
 /// not be used.
 async fn process(
@@ -214,29 +224,37 @@ async fn process(
     let Some(ids) = failure.ids else {
         return Err(failure.error);
     };
-    tracing::warn!(rows = ids.len(), error = %format!("{:#}", failure.error), "webhook batch failed; trying its rows one by one");
-    for id in &ids {
-        let mut last = None;
-        for _ in 0..3 {
-            match process_batch(pool, config, source, Claim::One(*id), known).await {
-                Ok(_) => {
-                    last = None;
+    tracing::warn!(rows = ids.len(), error = %format!("{:#}", failure.error), "webhook batch failed; splitting it to find the posts that fail");
+    parking::isolate(pool, config, source, &ids, known).await?;
+    Ok(ids.len())
+}
+
+/// Processes the rows `ids` (a part of a failed batch, in its order) in one transaction,
+/// retrying a retryable store error (a concurrent writer, an older transaction) twice.
+async fn process_range(
+    pool: &PgPool,
+    config: &InboxConfig,
+    source: Source,
+    ids: &[i64],
+    known: &mut KnownAggregates<Delivery>,
+) -> Result<(), BatchFailure> {
+    let mut last = None;
+    for _ in 0..3 {
+        match process_batch(pool, config, source, Claim::Range(ids), known).await {
+            Ok(_) => return Ok(()),
+            Err(f) => {
+                let retryable = f.retryable;
+                last = Some(f);
+                if !retryable {
                     break;
-                }
-                Err(f) => {
-                    let retryable = f.retryable;
-                    last = Some(f);
-                    if !retryable {
-                        break;
-                    }
                 }
             }
         }
-        if let Some(f) = last {
-            record_failure(pool, source, *id, &f.error).await?;
-        }
     }
-    Ok(ids.len())
+    match last {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
 }
 
 /// Why a batch did not commit.
@@ -288,12 +306,13 @@ enum Disposition {
 
 /// Which rows of the source a batch takes.
 #[derive(Debug, Clone, Copy)]
-enum Claim {
+enum Claim<'a> {
     /// Up to a batch: the log's next rows, or the retries due, oldest first.
     Batch,
-    /// This row alone (retrying a failed batch row by row); from the log, only if it is the
-    /// next row there.
-    One(i64),
+    /// These rows of a failed batch (splitting it): from the log, the rows up to the last of
+    /// them, only if it is still there after the cursor; from the retries, those of them still
+    /// due.
+    Range(&'a [i64]),
 }
 
 /// The columns a batch reads of each post: the event as text (a JSON post's body is its event).
@@ -306,7 +325,7 @@ async fn process_batch(
     pool: &PgPool,
     config: &InboxConfig,
     source: Source,
-    claim: Claim,
+    claim: Claim<'_>,
     known: &mut KnownAggregates<Delivery>,
 ) -> Result<usize, BatchFailure> {
     let mut tx = pool.begin().await.map_err(BatchFailure::before_claim)?;
@@ -326,7 +345,7 @@ async fn process_batch(
             // one row alone: the rows up to it (those before it in the failed batch are done
             // already, or were stored without a session, which the log only steps over)
             let upto = match claim {
-                Claim::One(id) => Some(id),
+                Claim::Range(ids) => ids.last().copied(),
                 Claim::Batch => None,
             };
             let rows = sqlx::query(&format!(
@@ -365,17 +384,18 @@ async fn process_batch(
         Source::Retries => sqlx::query(&format!(
             "SELECT r.attempts, {POST_COLUMNS}
                FROM webhook_inbox_retries r JOIN webhook_inbox w ON w.id = r.inbox_id
-              WHERE r.next_attempt_at <= now() AND ($2::bigint IS NULL OR r.inbox_id = $2)
+              WHERE r.next_attempt_at <= now() AND r.parked_at IS NULL
+                AND ($2::bigint[] IS NULL OR r.inbox_id = ANY($2))
               ORDER BY r.next_attempt_at, r.inbox_id
               LIMIT $1
               FOR UPDATE OF r SKIP LOCKED"
         ))
         .bind(match claim {
             Claim::Batch => config.batch_size,
-            Claim::One(_) => 1,
+            Claim::Range(ids) => ids.len() as i64,
         })
         .bind(match claim {
-            Claim::One(id) => Some(id),
+            Claim::Range(ids) => Some(ids),
             Claim::Batch => None,
         })
         .fetch_all(&mut *tx)
@@ -774,8 +794,11 @@ async fn finish(
 
 /// A row that failed on its own: count the attempt, keep the error, try again after a backoff.
 /// A row of the log becomes a retry, and the cursor moves past it, so the rows after it go on.
+/// After [`InboxConfig::park_after_attempts`] attempts whose failure was the post's own (not a
+/// transient one), the row is parked: kept, visible, and tried again only when an operator asks.
 async fn record_failure(
     pool: &PgPool,
+    config: &InboxConfig,
     source: Source,
     id: i64,
     error: &anyhow::Error,
@@ -822,18 +845,29 @@ async fn record_failure(
     .bind(format!("{error:#}"))
     .fetch_one(&mut *tx)
     .await?;
+    let park = attempts >= config.park_after_attempts
+        && !herald_domain::failure::is_transient(error.as_ref());
     let after = failure_backoff(attempts);
     sqlx::query(
-        "UPDATE webhook_inbox_retries SET next_attempt_at = now() + make_interval(secs => $2)
+        "UPDATE webhook_inbox_retries
+            SET next_attempt_at = CASE WHEN $3 THEN 'infinity' ELSE now() + make_interval(secs => $2) END,
+                parked_at = CASE WHEN $3 THEN now() END
           WHERE inbox_id = $1",
     )
     .bind(id)
     .bind(after.as_secs_f64())
+    .bind(park)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     metrics::counter!("herald_webhook_inbox_failures_total").increment(1);
-    tracing::warn!(inbox_id = id, attempts, retry_in = ?after, error = %format!("{error:#}"), "webhook processing failed; will retry");
+    if park {
+        metrics::counter!("herald_webhook_inbox_parked_total").increment(1);
+        tracing::error!(inbox_id = id, attempts, error = %format!("{error:#}"),
+            "webhook post parked: it keeps failing on its own (`herald projections parked`)");
+    } else {
+        tracing::warn!(inbox_id = id, attempts, retry_in = ?after, error = %format!("{error:#}"), "webhook processing failed; will retry");
+    }
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 //!   messages in conversations, session status).
 //! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
 //! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
+//! - [`throttle`]: attempt counters for logins, registrations and number links.
+//! - [`secret_strength`]: the production check of `HERALD_JWT_SECRET`.
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -22,7 +24,9 @@ pub mod inbox_writer;
 pub mod intake;
 pub mod plans;
 pub mod routes;
+pub mod secret_strength;
 pub mod state;
+pub mod throttle;
 pub mod webhook_credentials;
 
 pub use app::{Application, Role};

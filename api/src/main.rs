@@ -29,6 +29,8 @@ enum Command {
     },
     /// Apply pending migrations and exit.
     Migrate,
+    /// Print the OpenAPI document `GET /api/v1/openapi.json` serves (no database needed).
+    Openapi,
     /// Run the WuzAPI-compatible gateway simulator.
     Sim {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -66,11 +68,33 @@ enum Command {
 enum ProjectionsCommand {
     /// Truncate a read model and replay the event store into it.
     Rebuild {
-        /// Projector name: templates, sessions or campaign_progress.
+        /// Projector name: templates, sessions, campaign_progress, contacts or conversations
+        /// (`herald projections list`).
         name: String,
     },
-    /// List the projectors.
+    /// List every projector.
     List,
+    /// List the events projectors parked (they failed on their own) and the parked webhook posts.
+    Parked {
+        /// Only this projector's events.
+        #[arg(long)]
+        projector: Option<String>,
+    },
+    /// Apply parked events again (or, with --inbox, parked webhook posts).
+    Retry {
+        /// Only this projector's events.
+        #[arg(long)]
+        projector: Option<String>,
+        /// Every parked event (of --projector, if given).
+        #[arg(long, conflicts_with = "positions")]
+        all: bool,
+        /// Retry parked webhook posts instead: POSITION is then a post's inbox id.
+        #[arg(long, conflicts_with = "projector")]
+        inbox: bool,
+        /// Events by position (as `parked` shows them).
+        #[arg(required_unless_present = "all")]
+        positions: Vec<i64>,
+    },
 }
 
 fn init_tracing() {
@@ -91,12 +115,18 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // `herald openapi` prints a document to stdout: no log line may land in it
+    if !matches!(cli.command, Command::Openapi) {
+        init_tracing();
+    }
     match cli.command {
         Command::Serve { role } => {
             let settings = Settings::from_env()?;
             let app = Application::build(settings, role).await?;
             app.run_until_stopped().await;
+        }
+        Command::Openapi => {
+            println!("{}", herald_api::routes::openapi_json()?);
         }
         Command::Migrate => {
             let settings = Settings::from_env()?;
@@ -138,30 +168,61 @@ async fn main() -> anyhow::Result<()> {
             };
             herald_simulator::run(&listen, config).await?;
         }
-        Command::Projections { command } => {
-            let all = herald_projections::all();
-            match command {
-                ProjectionsCommand::List => {
-                    for p in &all {
-                        println!("{}", p.name());
-                    }
-                }
-                ProjectionsCommand::Rebuild { name } => {
-                    let projector =
-                        all.into_iter().find(|p| p.name() == name).ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "unknown projector {name:?}; see `herald projections list`"
-                            )
-                        })?;
-                    let settings = Settings::from_env()?;
-                    let pool = herald_api::app::connect(&settings).await?;
-                    herald_migrations::MIGRATOR.run(&pool).await?;
-                    herald_projections::runtime::reset(&pool, projector.as_ref()).await?;
-                    match herald_projections::runtime::catch_up(&pool, projector.as_ref()).await {
-                        Ok(n) => println!("rebuilt {name}: {n} events applied"),
-                        Err(_) => println!("reset {name}; the running herald is replaying it now"),
-                    }
-                }
+        Command::Projections { command } => projections(command).await?,
+    }
+    Ok(())
+}
+
+async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
+    use herald_projections::maintenance::{self, Rebuilt, Selection};
+    if let ProjectionsCommand::List = command {
+        for line in maintenance::list() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let settings = Settings::from_env()?;
+    let pool = herald_api::app::connect(&settings).await?;
+    herald_migrations::MIGRATOR.run(&pool).await?;
+    match command {
+        ProjectionsCommand::List => {}
+        ProjectionsCommand::Rebuild { name } => match maintenance::rebuild(&pool, &name).await? {
+            Rebuilt::Replayed(n) => println!("rebuilt {name}: {n} events applied"),
+            Rebuilt::HandedOver => println!("reset {name}; the running herald is replaying it now"),
+        },
+        ProjectionsCommand::Parked { projector } => {
+            let events = maintenance::parked(&pool, projector.as_deref()).await?;
+            println!("{} parked event(s)", events.len());
+            print!("{}", maintenance::format_parked(&events));
+            if projector.is_none() {
+                let posts = herald_api::inbox::parked_posts(&pool).await?;
+                println!("{} parked webhook post(s)", posts.len());
+                print!("{}", herald_api::inbox::format_parked_posts(&posts));
+            }
+        }
+        ProjectionsCommand::Retry {
+            projector,
+            all,
+            inbox,
+            positions,
+        } => {
+            let selection = if all {
+                Selection::All
+            } else {
+                Selection::Positions(positions)
+            };
+            if inbox {
+                let n = herald_api::inbox::retry_parked(&pool, &selection).await?;
+                println!("{n} parked webhook post(s) due for processing again");
+            } else {
+                let outcomes = maintenance::retry(
+                    &pool,
+                    projector.as_deref(),
+                    &selection,
+                    maintenance::RETRY_WAIT,
+                )
+                .await?;
+                print!("{}", maintenance::format_retried(&outcomes));
             }
         }
     }

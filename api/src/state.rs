@@ -31,6 +31,8 @@ pub struct Inner {
     pub inbox_writer: crate::inbox_writer::InboxWriter,
     /// Sessions' webhook credentials, read once per [`crate::webhook_credentials::TTL`].
     pub webhook_credentials: crate::webhook_credentials::CredentialCache,
+    /// Meta's Graph API, the proof of Cloud API phone number ids (decision 0041).
+    pub meta_graph: herald_gateway::meta_graph::GraphClient,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,8 +49,10 @@ impl AppState {
         gateway: Arc<dyn Gateway>,
         public_url: String,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    ) -> Self {
-        AppState(Arc::new(Inner {
+    ) -> anyhow::Result<Self> {
+        let meta_graph = herald_gateway::meta_graph::GraphClient::new(&settings.meta_graph_url)?;
+        Ok(AppState(Arc::new(Inner {
+            meta_graph,
             jwt: JwtKeys::new(&settings.jwt_secret),
             templates: store::cqrs(pool.clone(), ()),
             sessions: store::cqrs(pool.clone(), ()),
@@ -59,7 +63,7 @@ impl AppState {
             gateway,
             public_url,
             metrics,
-        }))
+        })))
     }
 
     pub fn from_depot(depot: &Depot) -> Result<AppState, ApiError> {

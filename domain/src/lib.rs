@@ -8,11 +8,13 @@
 //!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
 //! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
+//! - [`failure`]: whether a failure is passing (retry) or the data's own (park).
 pub mod campaign;
 pub mod contact;
 pub mod conversation;
 pub mod delivery;
 mod error;
+pub mod failure;
 pub mod phone;
 pub mod schedule;
 pub mod session;

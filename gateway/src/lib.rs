@@ -18,10 +18,12 @@
 //!   docs/wuzapi.md): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
+//! - [`meta_graph`] — asking Meta's Graph API whether an access token may use a phone number id.
 
 use std::time::Duration;
 
 pub mod meta;
+pub mod meta_graph;
 pub mod webhook;
 pub mod wuzapi;
 

@@ -6,11 +6,13 @@
 //! - [`templates`], [`sessions`], [`campaigns`], [`contacts`], [`conversations`]: one projector
 //!   and its queries each. Every query takes the caller's tenant: another tenant's row is simply
 //!   not found.
+//! - [`maintenance`]: what `herald projections ...` does (list, rebuild, parked, retry).
 //! - [`notify`], [`notifier`]: real-time notifications derived from committed events (not a read
 //!   model: it is not in [`all`], so a rebuild never replays history to live subscribers).
 pub mod campaigns;
 pub mod contacts;
 pub mod conversations;
+pub mod maintenance;
 pub mod notifier;
 pub mod notify;
 pub mod runtime;

@@ -4,10 +4,15 @@
 //!   running one (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): identity order is not commit
 //!   order, and this guard is what makes a late-committing insert impossible to skip.
 //! - Applies a batch and moves its checkpoint in ONE transaction: effectively once.
+//! - A batch that fails on its own (not for a transient reason) is split down to the event that
+//!   fails, which is parked with its error; every other event is applied ([`park`],
+//!   docs/decisions/0035-poison-events-are-parked.md).
 //! - One instance per projector across all processes: a session advisory lock held on the very
 //!   connection that does the work (if that connection dies, so does the lock and the work).
 //! - Wakes when the events' identity sequence moves (a watcher reads it every 10 ms, see
 //!   [`spawn_sequence_watcher`]), polls as a fallback.
+
+pub(crate) mod park;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +36,11 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// `(tx_id, global_position)`: where the event stands in the projectors' order.
+    pub fn position(&self) -> (i64, i64) {
+        (self.tx_id, self.global_position)
+    }
+
     pub fn parse<E: serde::de::DeserializeOwned>(&self) -> anyhow::Result<E> {
         serde_json::from_str(&self.payload).with_context(|| {
             format!(
@@ -378,22 +388,50 @@ async fn step(
         *checkpoint = next;
         return Ok(stepped);
     }
+    match apply_chunk(conn, projector, checkpoint, &events, next).await {
+        Ok(Chunk::Applied) => Ok(stepped),
+        Ok(Chunk::Reset) => Ok(Stepped::NONE),
+        Err(e) if herald_domain::failure::is_transient(&*e) => Err(e),
+        Err(e) => match park::isolate(conn, projector, checkpoint, &events, next, e).await? {
+            Chunk::Applied => Ok(stepped),
+            Chunk::Reset => Ok(Stepped::NONE),
+        },
+    }
+}
+
+/// What became of a chunk of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Applied (or parked) with the checkpoint moved to its end.
+    Applied,
+    /// The stored checkpoint was reset by a rebuild: `checkpoint` holds the stored one now.
+    Reset,
+}
+
+/// Applies `events` and moves the checkpoint from `checkpoint` to `to`, in one transaction.
+async fn apply_chunk(
+    conn: &mut PgConnection,
+    projector: &dyn Projector,
+    checkpoint: &mut (i64, i64),
+    events: &[StoredEvent],
+    to: (i64, i64),
+) -> anyhow::Result<Chunk> {
     let mut tx = conn.begin().await?;
     // A batch reads and writes rows by key; see the function's note.
     herald_domain::store::plan_as_key_lookups(&mut tx).await?;
-    projector.apply(&mut tx, &events).await?;
-    if !move_checkpoint(&mut tx, projector.name(), *checkpoint, next).await? {
+    projector.apply(&mut tx, events).await?;
+    if !move_checkpoint(&mut tx, projector.name(), *checkpoint, to).await? {
         // reset by a rebuild: start over from it
         tx.rollback().await?;
         *checkpoint = ensure_checkpoint(conn, projector.name()).await?;
-        return Ok(Stepped::NONE);
+        return Ok(Chunk::Reset);
     }
     tx.commit().await?;
-    *checkpoint = next;
+    *checkpoint = to;
     projector.committed();
     metrics::counter!("herald_projector_events_total", "projector" => projector.name())
         .increment(events.len() as u64);
-    Ok(stepped)
+    Ok(Chunk::Applied)
 }
 
 /// The projector's session lock, and the connection that holds it. That connection is detached
@@ -402,7 +440,7 @@ async fn step(
 /// no other instance could take the projector over until this process closed its pool).
 ///
 /// The connection's commits do not wait for their WAL flush (see [`step`]).
-async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PgConnection>> {
+pub(crate) async fn lock(pool: &PgPool, name: &str) -> anyhow::Result<Option<PgConnection>> {
     let mut conn = pool.acquire().await?;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(name))
@@ -455,11 +493,20 @@ pub async fn run(
                 continue;
             }
         };
+        park::refresh_gauge(&mut conn, name).await;
         let mut failures = 0u32;
         let mut rechecked = tokio::time::Instant::now();
+        let mut retries_checked = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break 'outer;
+            }
+            // parked events an operator asked to retry (`herald projections retry`)
+            if retries_checked.elapsed() >= RECHECK_EVERY {
+                retries_checked = tokio::time::Instant::now();
+                if let Err(e) = park::apply_requested(&mut conn, projector.as_ref()).await {
+                    tracing::warn!(projector = name, error = %format!("{e:#}"), "cannot retry parked events now");
+                }
             }
             let started = tokio::time::Instant::now();
             match step(
@@ -514,7 +561,8 @@ pub async fn run(
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::error!(projector = name, error = %format!("{e:#}"), failures, "projector batch failed");
+                    // transient (see `herald_domain::failure`): nothing is parked, the batch is tried again
+                    tracing::error!(projector = name, error = %format!("{e:#}"), failures, "projector batch failed; retrying");
                     let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
                     tokio::time::sleep(backoff).await;
                     if failures >= 3 {
@@ -530,9 +578,17 @@ pub async fn run(
 
 /// Applies everything currently visible, on the caller's task (used by `rebuild` and tests).
 pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<usize> {
-    let mut conn = lock(pool, projector.name())
+    let conn = lock(pool, projector.name())
         .await?
         .context("the projector is running in another process")?;
+    catch_up_locked(conn, projector).await
+}
+
+/// [`catch_up`] on the connection that holds the projector's lock; releases it at the end.
+pub(crate) async fn catch_up_locked(
+    mut conn: PgConnection,
+    projector: &dyn Projector,
+) -> anyhow::Result<usize> {
     let mut checkpoint = ensure_checkpoint(&mut conn, projector.name()).await?;
     let mut total = 0;
     loop {
@@ -558,6 +614,11 @@ pub async fn reset(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<(
             .execute(&mut *tx)
             .await?;
     }
+    // the replay parks again whatever still fails
+    sqlx::query("DELETE FROM parked_events WHERE projector = $1")
+        .bind(projector.name())
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO projector_checkpoints (name, tx_id, global_position) VALUES ($1, 0, 0)
          ON CONFLICT (name) DO UPDATE SET tx_id = 0, global_position = 0, updated_at = now()",

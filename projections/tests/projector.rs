@@ -7,6 +7,9 @@
 #[path = "projector/support.rs"]
 mod support;
 
+#[path = "projector/parking.rs"]
+mod parking;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -173,13 +176,15 @@ async fn rolled_back_transaction_releases_the_later_events() -> anyhow::Result<(
 // 2. Decision 4: a batch and its checkpoint commit together, or not at all.
 // ---------------------------------------------------------------------------------------------
 
-async fn failing_batches_are_retried(failures: usize) -> anyhow::Result<()> {
+async fn failing_batches_are_retried(
+    recorder: Arc<Recorder>,
+    failures: usize,
+) -> anyhow::Result<()> {
     let pool = fresh_database().await?;
     create_seen_table(&pool).await?;
     // 12 events in batches of 4; "ev-005" is the 2nd event of the 2nd batch, so the failed
     // batch has already recorded "ev-004" when it fails: only a rollback keeps that from counting
     insert_committed(&pool, &ids("ev", 0..12)).await?;
-    let recorder = Recorder::failing_on("ev-005", failures);
     let runner = Runner::start(&pool, recorder.clone(), config(4));
 
     wait_seen(&pool, 12).await?;
@@ -205,18 +210,26 @@ async fn failing_batches_are_retried(failures: usize) -> anyhow::Result<()> {
         checkpoint(&pool, SEEN).await?,
         Some(last_position(&pool).await?)
     );
+    assert_eq!(
+        parked(&pool, SEEN).await?,
+        vec![],
+        "an event that applies on a later try is not parked"
+    );
     Ok(())
 }
 
+/// Two failures of the event's own: its batch is split and the event, tried alone, applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_batches_roll_back_with_their_checkpoint() -> anyhow::Result<()> {
-    failing_batches_are_retried(2).await
+    failing_batches_are_retried(Recorder::failing_on("ev-005", 2), 2).await
 }
 
-/// After three failures in a row the runner drops its connection (and lock) and starts over.
+/// Transient failures (a serialization failure, as a busy database reports it) park nothing:
+/// the runner keeps its place, and after three in a row drops its connection (and lock) and
+/// starts over. Six of them: more than an event of its own is tried before it is parked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_keeps_failing_reconnects_and_resumes() -> anyhow::Result<()> {
-    failing_batches_are_retried(4).await
+    failing_batches_are_retried(Recorder::transiently_failing_on("ev-005", 6), 6).await
 }
 
 // ---------------------------------------------------------------------------------------------

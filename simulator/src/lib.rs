@@ -21,6 +21,8 @@
 //! (and `GET /session/qr` shows the code), then `POST /sim/scan` plays the phone scanning it:
 //! the user is paired and `Connected` is posted. `/session/logout` posts `LoggedOut`;
 //! `POST /sim/drop` drops the connection and posts `Disconnected`.
+//! - `POST /sim/incoming` `{"token", "from", "text"}` plays someone writing to the user's number:
+//!   a `Message` webhook (simulator/incoming.rs).
 //!
 //! Built for throughput (Herald's benchmark pushes thousands of sends a second through it): the
 //! fault knobs are atomics, random draws are lock-free, the ledger and the users each take one
@@ -29,6 +31,7 @@
 mod admin;
 mod config;
 mod events;
+mod incoming;
 mod ledger;
 mod lock;
 mod ops;
@@ -165,6 +168,7 @@ enum Route {
     Admin(AdminOp),
     Ops(OpsOp),
     Pairing(PairingOp),
+    Incoming,
 }
 
 /// One handler type for all routes: it holds the shared state directly, so no per-request
@@ -189,6 +193,7 @@ impl Handler for Endpoint {
             Route::Admin(op) => admin::handle(&self.sim, req, res, op).await,
             Route::Ops(op) => ops::handle(&self.sim, req, res, op).await,
             Route::Pairing(op) => pairing::handle(&self.sim, req, res, op).await,
+            Route::Incoming => incoming::handle(&self.sim, req, res).await,
         }
     }
 }
@@ -233,4 +238,5 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("sim/users/{token}/contacts").put(ops(OpsOp::SeedContacts)))
         .push(Router::with_path("sim/scan").post(at(Route::Pairing(PairingOp::Scan))))
         .push(Router::with_path("sim/drop").post(at(Route::Pairing(PairingOp::Drop))))
+        .push(Router::with_path("sim/incoming").post(at(Route::Incoming)))
 }

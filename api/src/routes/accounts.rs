@@ -12,6 +12,7 @@ use super::{parse_id, ListOf};
 use crate::auth::{self, caller, TOKEN_TTL_SECS};
 use crate::error::{json_body, ApiError};
 use crate::state::AppState;
+use crate::throttle::{self, Scope};
 
 const SMALL_BODY: usize = 64 * 1024;
 
@@ -19,7 +20,7 @@ const SMALL_BODY: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
-    /// At least 8 characters.
+    /// At least 8 characters, at most 1,024 bytes.
     password: String,
     name: Option<String>,
 }
@@ -33,20 +34,20 @@ pub struct LoginRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
-    id: Uuid,
-    email: String,
-    name: Option<String>,
+    pub(super) id: Uuid,
+    pub(super) email: String,
+    pub(super) name: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
-    user: UserView,
-    tenant_id: Uuid,
-    access_token: String,
+    pub(super) user: UserView,
+    pub(super) tenant_id: Uuid,
+    pub(super) access_token: String,
     /// Always `Bearer`.
-    token_type: String,
+    pub(super) token_type: String,
     /// Seconds until the access token expires.
-    expires_in: i64,
+    pub(super) expires_in: i64,
 }
 
 fn normalise_email(raw: &str) -> Result<String, ApiError> {
@@ -68,7 +69,8 @@ fn normalise_email(raw: &str) -> Result<String, ApiError> {
     Ok(email)
 }
 
-/// Creates an account and its tenant, and signs in.
+/// Creates an account and its tenant, and signs in. At most 10 registrations an hour from one
+/// client address (429 with `Retry-After`).
 #[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 413, 422, 429))]
 pub async fn register(
     req: &mut Request,
@@ -83,12 +85,7 @@ pub async fn register(
             "must be at least 8 characters",
         ));
     }
-    if body.password.len() > 1024 {
-        return Err(ApiError::validation(
-            "password",
-            "must be at most 1024 bytes",
-        ));
-    }
+    auth::bounded_password("password", &body.password)?;
     let name = body
         .name
         .map(|n| n.trim().to_string())
@@ -99,6 +96,15 @@ pub async fn register(
             "must be at most 200 characters",
         ));
     }
+    // counted before the hash, which is what an address could otherwise make Herald do at will
+    let client = throttle::client_of(req, &state.settings.trusted_proxies);
+    throttle::attempt(
+        &state.pool,
+        Scope::Register,
+        &client,
+        state.settings.throttles.register_address,
+    )
+    .await?;
     let hash = auth::hash_password(body.password).await?;
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
@@ -130,7 +136,7 @@ pub async fn register(
         Err(e) => return Err(e.into()),
     }
     tx.commit().await?;
-    let access_token = state.jwt.issue(user_id, tenant_id)?;
+    let access_token = state.jwt.issue(user_id, tenant_id, 0)?;
     Ok(Created(TokenResponse {
         user: UserView {
             id: user_id,
@@ -144,20 +150,41 @@ pub async fn register(
     }))
 }
 
-/// Signs in with email and password.
+/// Signs in with email and password. After 5 failed logins for one email, or 20 from one client
+/// address, within 15 minutes, logins are refused with 429 and `Retry-After` until the window
+/// ends, even with the right password; a successful login resets its account's count.
 #[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 413, 422, 429))]
 pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let body: LoginRequest = json_body(req, SMALL_BODY).await?;
+    auth::bounded_password("password", &body.password)?;
     let wrong = || ApiError::Unauthorized("wrong email or password".into());
     let email = normalise_email(&body.email).map_err(|_| wrong())?;
-    let row: Option<(Uuid, Uuid, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, tenant_id, name, password_hash FROM users WHERE lower(email) = $1",
+    // every attempt counts before the password is checked, so simultaneous guesses cannot all
+    // pass; a success takes its attempt back
+    let client = throttle::client_of(req, &state.settings.trusted_proxies);
+    let limits = &state.settings.throttles;
+    throttle::attempt(
+        &state.pool,
+        Scope::LoginAccount,
+        &email,
+        limits.login_account,
+    )
+    .await?;
+    throttle::attempt(
+        &state.pool,
+        Scope::LoginAddress,
+        &client,
+        limits.login_address,
+    )
+    .await?;
+    let row: Option<(Uuid, Uuid, Option<String>, String, i32)> = sqlx::query_as(
+        "SELECT id, tenant_id, name, password_hash, credential_version FROM users WHERE lower(email) = $1",
     )
     .bind(&email)
     .fetch_optional(&state.pool)
     .await?;
-    let Some((user_id, tenant_id, name, hash)) = row else {
+    let Some((user_id, tenant_id, name, hash, version)) = row else {
         // same work as a real check, so timing does not reveal which emails exist
         let _ = auth::hash_password(body.password).await;
         return Err(wrong());
@@ -165,7 +192,9 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     if !auth::verify_password(body.password, hash).await? {
         return Err(wrong());
     }
-    let access_token = state.jwt.issue(user_id, tenant_id)?;
+    throttle::reset(&state.pool, Scope::LoginAccount, &email).await?;
+    throttle::forgive(&state.pool, Scope::LoginAddress, &client).await?;
+    let access_token = state.jwt.issue(user_id, tenant_id, version)?;
     Ok(Json(TokenResponse {
         user: UserView {
             id: user_id,

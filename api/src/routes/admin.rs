@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::accounts::PlanView;
+use super::reply::NoContent;
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::error::{json_body, ApiError};
 use crate::plans::UsageView;
@@ -162,4 +163,86 @@ pub async fn set_plan(
     let released = quota::release_waiting(&state.pool, id).await?;
     tracing::info!(tenant = %id, plan = plan.as_str(), released, "plan changed by the operator");
     Ok(Json(tenant_view(&state, id, name, created_at).await?))
+}
+
+/// Removes a user: its access tokens stop working at once and it cannot sign in again. Its
+/// tenant, the tenant's data and API keys stay (revoke keys with `DELETE /api-keys/{id}`).
+#[endpoint(tags("admin"), status_codes(204, 401, 404), parameters(("X-Admin-Token" = String, Header, description = "the operator's token")))]
+pub async fn delete_user(id: PathParam<String>, depot: &mut Depot) -> Result<NoContent, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let id = parse_id(&id.into_inner())?;
+    let tenant: Option<Uuid> =
+        sqlx::query_scalar("DELETE FROM users WHERE id = $1 RETURNING tenant_id")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let tenant = tenant.ok_or(ApiError::NotFound)?;
+    tracing::info!(user = %id, %tenant, "user removed by the operator; its tokens are revoked");
+    Ok(NoContent)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMetaPhoneNumberId {
+    /// The Cloud API phone number id (digits) the session stands for; `null` clears it.
+    meta_phone_number_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionNumberView {
+    session_id: Uuid,
+    tenant_id: Uuid,
+    meta_phone_number_id: Option<String>,
+}
+
+/// Sets (or clears) the Cloud API phone number id a session stands for, without asking Meta:
+/// the operator vouches for it (decision 0041). Still one session's only (409).
+#[endpoint(tags("admin"), request_body = SetMetaPhoneNumberId, status_codes(200, 400, 401, 404, 409, 413, 422), parameters(("X-Admin-Token" = String, Header, description = "the operator's token")))]
+pub async fn set_meta_phone_number_id(
+    id: PathParam<String>,
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<SessionNumberView>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let id = parse_id(&id.into_inner())?;
+    let body: SetMetaPhoneNumberId = json_body(req, 16 * 1024).await?;
+    let number = body
+        .meta_phone_number_id
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    if number
+        .as_deref()
+        .is_some_and(|n| !herald_gateway::meta::valid_phone_number_id(n))
+    {
+        return Err(ApiError::validation(
+            "meta_phone_number_id",
+            "must be the digits of a Cloud API phone number id",
+        ));
+    }
+    // the access token proved the old id, not this one: it goes with the change
+    let row: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE session_credentials
+            SET meta_phone_number_id = $2,
+                meta_linked_by = CASE WHEN $2::text IS NULL THEN NULL ELSE 'operator' END,
+                meta_access_token = NULL
+          WHERE session_id = $1
+         RETURNING tenant_id",
+    )
+    .bind(id)
+    .bind(&number)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            super::sessions::phone_number_id_taken()
+        }
+        _ => e.into(),
+    })?;
+    let tenant_id = row.ok_or(ApiError::NotFound)?;
+    tracing::info!(session = %id, tenant = %tenant_id, number = ?number, "Cloud API phone number id set by the operator");
+    Ok(Json(SessionNumberView {
+        session_id: id,
+        tenant_id,
+        meta_phone_number_id: number,
+    }))
 }

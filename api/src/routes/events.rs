@@ -211,7 +211,7 @@ mod tests {
             None
         );
         let access = crate::auth::JwtKeys::new(&secret)
-            .issue(Uuid::new_v4(), tenant)
+            .issue(Uuid::new_v4(), tenant, 0)
             .expect("access token");
         assert_eq!(verify_stream_token(&secret, &access), None);
         assert_eq!(verify_stream_token(&secret, "garbage"), None);

@@ -5,11 +5,13 @@ pub mod admin;
 pub mod campaigns;
 pub mod chats;
 pub mod contacts;
+pub mod dashboard;
 pub mod events;
 pub mod health;
 pub mod messages;
 pub mod meta;
 pub mod openapi;
+pub mod password;
 pub mod reply;
 pub mod sessions;
 pub mod templates;
@@ -86,12 +88,51 @@ pub struct ListOf<T: salvo::oapi::ToSchema + 'static> {
     pub next_cursor: Option<String>,
 }
 
-/// The whole router: public routes, tenant routes behind authentication, the OpenAPI document
-/// and the interactive page at `/docs`.
+/// The whole router: public routes, tenant routes behind authentication, the OpenAPI document,
+/// the interactive page at `/docs`, and the dashboard for every other `GET`.
 pub fn router() -> Router {
+    let router = api_router();
+    let doc = openapi(&router);
+    router
+        .push(doc.into_router("/api/v1/openapi.json"))
+        .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))
+        // last: only what no route above took
+        .push(Router::with_path("{**rest}").get(dashboard::serve))
+}
+
+/// The OpenAPI document `GET /api/v1/openapi.json` serves, as pretty JSON (`herald openapi`,
+/// and the dashboard's generated client: `web/openapi.json`).
+pub fn openapi_json() -> anyhow::Result<String> {
+    Ok(openapi(&api_router()).to_pretty_json()?)
+}
+
+fn openapi(router: &Router) -> OpenApi {
+    let doc = OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
+        )
+        .add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
+        )
+        .merge_router(router);
+    openapi::complete(doc)
+}
+
+/// Health, metrics and `/api/v1`: everything the OpenAPI document describes.
+fn api_router() -> Router {
     let tenant = Router::new()
         .hoop(require_caller)
-        .push(Router::with_path("me").get(accounts::me))
+        .push(
+            Router::with_path("me")
+                .get(accounts::me)
+                .push(Router::with_path("password").post(password::change_password)),
+        )
         .push(
             Router::with_path("api-keys")
                 .get(accounts::list_api_keys)
@@ -167,11 +208,18 @@ pub fn router() -> Router {
         )
         .push(Router::with_path("events/token").post(events::create_token));
     // the operator's endpoints: X-Admin-Token, not a tenant's credentials
-    let admin = Router::with_path("admin").hoop(admin::require_admin).push(
-        Router::with_path("tenants")
-            .get(admin::list_tenants)
-            .push(Router::with_path("{id}/plan").put(admin::set_plan)),
-    );
+    let admin = Router::with_path("admin")
+        .hoop(admin::require_admin)
+        .push(
+            Router::with_path("tenants")
+                .get(admin::list_tenants)
+                .push(Router::with_path("{id}/plan").put(admin::set_plan)),
+        )
+        .push(Router::with_path("users/{id}").delete(admin::delete_user))
+        .push(
+            Router::with_path("sessions/{id}/meta-phone-number-id")
+                .put(admin::set_meta_phone_number_id),
+        );
     let api = Router::with_path("api/v1")
         .hoop(refuse_nul)
         .push(Router::with_path("auth/register").post(accounts::register))
@@ -188,28 +236,9 @@ pub fn router() -> Router {
         // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
         .push(Router::with_path("events").get(events::stream_events))
         .push(tenant);
-    let router = Router::new()
+    Router::new()
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("health/ready").get(health::ready))
         .push(Router::with_path("metrics").get(health::metrics))
-        .push(api);
-
-    let doc = OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
-        )
-        .add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        )
-        .add_security_scheme(
-            "stream_token",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
-        )
-        .merge_router(&router);
-    let doc = openapi::complete(doc);
-    router
-        .push(doc.into_router("/api/v1/openapi.json"))
-        .push(SwaggerUi::new("/api/v1/openapi.json").into_router("docs"))
+        .push(api)
 }

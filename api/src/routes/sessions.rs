@@ -8,8 +8,10 @@
 //! gateway, `GET /sessions/{id}/status` does (docs/decisions/0015). Pairing (connect, QR code,
 //! logout, live status) is in [`pairing`].
 
+mod ownership;
 mod pairing;
 
+pub(crate) use ownership::phone_number_id_taken;
 pub use pairing::{connect, live_status, logout, qr};
 
 use chrono::{DateTime, Utc};
@@ -48,8 +50,12 @@ pub struct CreateSession {
     /// (needs `HERALD_WUZAPI_ADMIN_TOKEN`; otherwise 422 naming this field).
     gateway_token: Option<String>,
     /// The WhatsApp Cloud API phone number id this number has at Meta (digits), when Meta's
-    /// webhook notifications for it should reach this session.
+    /// webhook notifications for it should reach this session. Needs `meta_access_token`.
     meta_phone_number_id: Option<String>,
+    /// A Meta access token that may use `meta_phone_number_id`: Herald asks Meta's Graph API
+    /// (`GET /{phone_number_id}`) and links the id only when Meta answers with it. Stored like
+    /// the gateway token, never shown back.
+    meta_access_token: Option<String>,
     /// The interval between two sends of this number (default 3,000-8,000 ms; 0/0: none).
     pacing: Option<PacingBody>,
 }
@@ -311,8 +317,11 @@ fn webhook_url(state: &AppState, id: Uuid) -> String {
 
 /// Links a WhatsApp number: with `gateway_token`, that existing WuzAPI user; without it, a new
 /// WuzAPI user Herald creates through the admin API. Either way the gateway's webhook points at
-/// Herald, signed with a per-session key.
-#[endpoint(tags("sessions"), request_body = CreateSession, status_codes(201, 400, 401, 403, 409, 422, 502), security(["bearer" = []], ["api_key" = []]))]
+/// Herald, signed with a per-session key. A token is linked by one session only (409
+/// `gateway_token_taken`); a Cloud API phone number id needs Meta's confirmation of
+/// `meta_access_token` and is one session's only (409 `phone_number_id_taken`). Linking with a
+/// token or an id is limited to 10 attempts a minute per tenant (429 with `Retry-After`).
+#[endpoint(tags("sessions"), request_body = CreateSession, status_codes(201, 400, 401, 403, 409, 422, 429, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
@@ -333,6 +342,7 @@ pub async fn create(
         plan_session_limit(&mut conn, caller.tenant_id, plan.plan, limit).await?;
     }
     let token = parse_gateway_token(body.gateway_token)?;
+    let meta_access_token = ownership::parse_access_token(body.meta_access_token)?;
     let meta_phone_number_id = body
         .meta_phone_number_id
         .map(|n| n.trim().to_string())
@@ -344,54 +354,41 @@ pub async fn create(
                 "must be the digits of a Cloud API phone number id",
             ));
         }
-        let taken: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM session_credentials WHERE meta_phone_number_id = $1")
-                .bind(n)
-                .fetch_optional(&state.pool)
-                .await?;
-        if taken.is_some() {
-            return Err(ApiError::Conflict {
-                code: "already_exists",
-                message: "another session already has this meta_phone_number_id".into(),
-            });
-        }
+    }
+    if token.is_some() || meta_phone_number_id.is_some() {
+        // what a guesser would try: counted before Meta or the gateway is asked
+        ownership::count_attempt(&state, req, caller.tenant_id).await?;
+    }
+    if let Some(n) = &meta_phone_number_id {
+        // proof first, so the 409 below tells only the number's owner that it is linked
+        ownership::prove_phone_number_id(&state, n, meta_access_token.as_deref()).await?;
+        ownership::phone_number_id_free(&state, n).await?;
     }
     let id = Uuid::new_v4();
-    let user = match token {
-        Some(token) => link_existing_user(&state, id, token).await?,
-        None => create_gateway_user(&state, id).await?,
-    };
-    let mut tx = state.pool.begin().await?;
-    if let Some(limit) = max_sessions {
-        // one tenant's session creations in a row, so two at once cannot both pass the limit
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald-sessions:' || $1::text))")
-            .bind(caller.tenant_id)
-            .execute(&mut *tx)
-            .await?;
-        plan_session_limit(&mut tx, caller.tenant_id, plan.plan, limit).await?;
+    if let Some(t) = &token {
+        // before the gateway is asked: a refused linker never moves the holder's webhook
+        ownership::claim_token(&state, caller.tenant_id, id, t).await?;
     }
-    sqlx::query(
-        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id,
-                                          meta_phone_number_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    let status = match store_link(
+        &state,
+        &caller,
+        id,
+        token,
+        meta_phone_number_id,
+        meta_access_token,
+        max_sessions.map(|limit| (plan.plan, limit)),
+        pacing,
     )
-    .bind(id)
-    .bind(caller.tenant_id)
-    .bind(&user.token)
-    .bind(&user.hmac_key)
-    .bind(&user.user_id)
-    .bind(&meta_phone_number_id)
-    .execute(&mut *tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => ApiError::Conflict {
-            code: "already_exists",
-            message: "another session already has this meta_phone_number_id".into(),
-        },
-        _ => e.into(),
-    })?;
-    herald_scheduler::pacing::set_session(&mut tx, id, caller.tenant_id, pacing).await?;
-    tx.commit().await?;
+    {
+        Ok(status) => status,
+        Err(e) => {
+            if let Err(release) = ownership::release(&state, id).await {
+                tracing::warn!(session_id = %id, error = %release, "could not release the token claim of a failed link");
+            }
+            return Err(e);
+        }
+    };
     let now = Utc::now();
     state
         .sessions
@@ -400,7 +397,7 @@ pub async fn create(
             SessionCommand::Link {
                 tenant_id: caller.tenant_id,
                 name,
-                status: user.status,
+                status,
                 at: now,
             },
         )
@@ -416,6 +413,71 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("session {id} not projected")))?;
     Ok(Created(view(&state, row, Some(pacing))))
+}
+
+/// Sets the number up on the gateway and stores its credentials (with the plan's session limit
+/// checked again under a per-tenant lock); the status the gateway reported.
+#[allow(clippy::too_many_arguments)]
+async fn store_link(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    id: Uuid,
+    token: Option<String>,
+    meta_phone_number_id: Option<String>,
+    meta_access_token: Option<String>,
+    session_limit: Option<(herald_scheduler::quota::Plan, i64)>,
+    pacing: Pacing,
+) -> Result<SessionStatus, ApiError> {
+    let created = token.is_none();
+    let user = match token {
+        Some(token) => link_existing_user(state, id, token).await?,
+        None => create_gateway_user(state, id).await?,
+    };
+    let mut tx = state.pool.begin().await?;
+    if let Some((plan, limit)) = session_limit {
+        // one tenant's session creations in a row, so two at once cannot both pass the limit
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald-sessions:' || $1::text))")
+            .bind(caller.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        plan_session_limit(&mut tx, caller.tenant_id, plan, limit).await?;
+    }
+    if created {
+        // a token Herald made cannot be taken, but it is claimed like any other
+        sqlx::query(
+            "INSERT INTO gateway_token_claims (token_sha256, session_id, tenant_id) VALUES ($1, $2, $3)",
+        )
+        .bind(ownership::token_sha256(&user.token))
+        .bind(id)
+        .bind(caller.tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let linked_by = meta_phone_number_id.as_ref().map(|_| "graph");
+    sqlx::query(
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, gateway_user_id,
+                                          meta_phone_number_id, meta_access_token, meta_linked_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .bind(&user.token)
+    .bind(&user.hmac_key)
+    .bind(&user.user_id)
+    .bind(&meta_phone_number_id)
+    .bind(&meta_access_token)
+    .bind(linked_by)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            ownership::phone_number_id_taken()
+        }
+        _ => e.into(),
+    })?;
+    herald_scheduler::pacing::set_session(&mut tx, id, caller.tenant_id, pacing).await?;
+    tx.commit().await?;
+    Ok(user.status)
 }
 
 /// 403 `plan_limit_reached` when the tenant has its plan's number of sessions already.
@@ -548,6 +610,8 @@ pub async fn delete(
         .execute(&state.pool)
         .await?;
     state.webhook_credentials.forget(id);
+    // the token is free for whoever links it next
+    ownership::release(&state, id).await?;
     sqlx::query("DELETE FROM session_qr WHERE session_id = $1")
         .bind(id)
         .execute(&state.pool)

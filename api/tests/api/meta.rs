@@ -15,8 +15,13 @@ const VERIFY_TOKEN: &str = "meta-verify-token-for-tests";
 const APP_SECRET: &str = "meta-app-secret-for-tests";
 const NUMBER_ID: &str = "106540352242922";
 
+/// The access token the fake Graph API accepts for `NUMBER_ID`.
+const ACCESS_TOKEN: &str = "EAAG-test-access-token";
+
 async fn meta_app() -> TestApp {
-    spawn_app_configured(|s| {
+    let graph = crate::fake_graph::spawn(&[(NUMBER_ID, ACCESS_TOKEN)]).await;
+    spawn_app_configured(move |s| {
+        s.meta_graph_url = graph.url;
         s.meta_verify_token = Some(herald_api::config::Secret::new(VERIFY_TOKEN));
         s.meta_app_secret = Some(herald_api::config::Secret::new(APP_SECRET));
     })
@@ -31,7 +36,7 @@ async fn meta_tenant(app: &TestApp, email: &str) -> (Account, String, String) {
             "/api/v1/sessions",
             &account.token,
             &json!({"name": "cloud number", "gateway_token": format!("token-{email}"),
-                    "meta_phone_number_id": NUMBER_ID}),
+                    "meta_phone_number_id": NUMBER_ID, "meta_access_token": ACCESS_TOKEN}),
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -360,12 +365,13 @@ async fn messages_feed_chats_and_unknown_numbers_are_stored_and_ignored() {
         .post(
             "/api/v1/sessions",
             &account.token,
-            &json!({"name": "twin", "gateway_token": "token-twin", "meta_phone_number_id": NUMBER_ID}),
+            &json!({"name": "twin", "gateway_token": "token-twin", "meta_phone_number_id": NUMBER_ID,
+                    "meta_access_token": ACCESS_TOKEN}),
         )
         .await;
     assert_eq!(
         error_code(res, StatusCode::CONFLICT).await.0,
-        "already_exists"
+        "phone_number_id_taken"
     );
     let res = app
         .post(

@@ -728,6 +728,101 @@ async fn a_failed_processing_is_retried_until_it_succeeds() {
     app.stop().await;
 }
 
+/// One post fails on its own every time (the event store refuses its event, as a trigger or a
+/// constraint would): the posts after it are applied all the same, and after its attempts it
+/// ends parked, listed, and processed once retried with the cause gone (docs/decisions/0036).
+#[tokio::test]
+async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_parked() {
+    use herald_projections::maintenance::Selection;
+    let app = spawn_app().await;
+    let (account, session, template) = app.ready_tenant("poison@b.co", "Hi").await;
+    let key = hmac_key(&app, &session).await;
+    let campaign = run_campaign(&app, &account, &session, &template, 3).await;
+    let sent = app.sim_messages().await;
+    assert_eq!(sent.len(), 3);
+
+    refuse_events(&app, "DeliveryRead").await;
+    let now = chrono::Utc::now();
+    let read = webhook::receipt_event(ReceiptState::Read, &[sent[0].2.as_str()], "x@lid", now);
+    let res = post_event(&app, &session, &key, &read, Encoding::Form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for (_, _, message_id) in &sent[1..] {
+        let delivered = webhook::receipt_event(
+            ReceiptState::Delivered,
+            &[message_id.as_str()],
+            "x@lid",
+            now,
+        );
+        let res = post_event(&app, &session, &key, &delivered, Encoding::Form).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let others = eventually(Duration::from_secs(10), || async {
+        let r = recipients(&app, &account, &campaign).await;
+        sent[1..]
+            .iter()
+            .all(|(phone, _, _)| r[phone]["status"] == "delivered")
+    })
+    .await;
+    assert!(others, "{:?}", inbox_rows(&app).await);
+    assert_eq!(
+        recipients(&app, &account, &campaign).await[&sent[0].0]["status"],
+        "sent"
+    );
+    let rows = inbox_rows(&app).await;
+    assert!(
+        !rows[0].processed
+            && rows[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("injected failure")),
+        "{rows:?}"
+    );
+    assert!(rows[1..].iter().all(|r| r.processed), "{rows:?}");
+
+    // as if it had failed 7 times already: the 8th failure of its own parks it
+    sqlx::query(
+        "UPDATE webhook_inbox_retries SET attempts = 7, next_attempt_at = now()
+          WHERE inbox_id = (SELECT min(id) FROM webhook_inbox)",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("attempts");
+    let parked = eventually(Duration::from_secs(10), || async {
+        herald_api::inbox::parked_posts(&app.pool)
+            .await
+            .expect("parked")
+            .len()
+            == 1
+    })
+    .await;
+    assert!(parked, "{:?}", inbox_rows(&app).await);
+    let posts = herald_api::inbox::parked_posts(&app.pool)
+        .await
+        .expect("parked");
+    assert_eq!(posts[0].attempts, 8);
+    assert_eq!(posts[0].event_type, "ReadReceipt");
+    assert!(herald_api::inbox::format_parked_posts(&posts).contains("injected failure"));
+    // parked: no longer retried on its own
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(inbox_rows(&app).await[0].attempts, 8);
+
+    accept_events_again(&app).await;
+    let retried = herald_api::inbox::retry_parked(&app.pool, &Selection::All)
+        .await
+        .expect("retry");
+    assert_eq!(retried, 1);
+    let applied = eventually(Duration::from_secs(10), || async {
+        recipients(&app, &account, &campaign).await[&sent[0].0]["status"] == "read"
+    })
+    .await;
+    assert!(applied, "{:?}", inbox_rows(&app).await);
+    assert!(herald_api::inbox::parked_posts(&app.pool)
+        .await
+        .expect("parked")
+        .is_empty());
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_receipt_for_a_message_not_known_yet_is_applied_once_it_is() {
     let app = spawn_app().await;

@@ -58,6 +58,9 @@ pub struct Recorder {
     pub failures_left: AtomicUsize,
     /// How many times `apply` failed on purpose.
     pub failed: AtomicUsize,
+    /// Fail the way a busy database does (a serialization failure, SQLSTATE 40001) rather
+    /// than the way a bad event does.
+    pub transient: bool,
 }
 
 impl Recorder {
@@ -71,6 +74,21 @@ impl Recorder {
             failures_left: AtomicUsize::new(times),
             ..Recorder::default()
         })
+    }
+
+    /// Fails with a serialization failure (a transient error) `times` times.
+    pub fn transiently_failing_on(aggregate_id: &str, times: usize) -> Arc<Self> {
+        Arc::new(Recorder {
+            fail_on: Some(aggregate_id.to_string()),
+            failures_left: AtomicUsize::new(times),
+            transient: true,
+            ..Recorder::default()
+        })
+    }
+
+    /// Stops the planned failures: the cause is removed.
+    pub fn heal(&self) {
+        self.failures_left.store(0, Ordering::SeqCst);
     }
 
     pub fn applied(&self) -> usize {
@@ -99,6 +117,14 @@ impl Projector for Recorder {
                     .is_ok()
             {
                 self.failed.fetch_add(1, Ordering::SeqCst);
+                if self.transient {
+                    sqlx::query(
+                        "DO $$ BEGIN RAISE EXCEPTION 'planned serialization failure'
+                                 USING ERRCODE = 'serialization_failure'; END $$",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 anyhow::bail!("planned failure on {}", e.aggregate_id);
             }
             let inserted = sqlx::query(
@@ -180,6 +206,17 @@ pub async fn seen_count(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM seen")
         .fetch_one(pool)
         .await?)
+}
+
+/// `(global_position, retries, error)` of the events projector `name` parked, oldest first.
+pub async fn parked(pool: &PgPool, name: &str) -> anyhow::Result<Vec<(i64, i32, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT global_position, retries, error FROM parked_events WHERE projector = $1
+          ORDER BY tx_id, global_position",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The stored checkpoint of projector `name`.

@@ -1,0 +1,351 @@
+// End-to-end tests of the dashboard in Debian's headless Chromium, against a real Herald (debug
+// build) with the WuzAPI simulator, both on free ports, and a throwaway database:
+//
+//   node e2e/run.mjs        (scripts/test-web.sh builds what it needs first)
+//
+// Sign up and sign in; link a number and watch its QR code until the simulated phone scans it;
+// create a template; create a campaign and watch its progress bar reach completed without a
+// reload; export its CSV; an incoming simulator message shows in Chats unread; a reply reaches
+// the simulator. Every screen is saved under target/screenshots/.
+//
+// Herald's and the simulator's logs: target/e2e-herald.log, target/e2e-simulator.log.
+// Settings: HERALD_BIN (default target/debug/herald), CHROMIUM (default /usr/bin/chromium),
+// HERALD_TEST_DATABASE_URL (a server where databases may be created; default the local postgres).
+import { spawn, execFileSync } from "node:child_process";
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const root = resolve(new URL("../..", import.meta.url).pathname);
+const herald = process.env.HERALD_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, "target"), "debug", "herald");
+const shots = join(root, "target", "screenshots");
+const adminUrl = process.env.HERALD_TEST_DATABASE_URL ?? "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+const dbName = `herald_e2e_${randomBytes(6).toString("hex")}`;
+const dbUrl = adminUrl.replace(/\/[^/?]*(\?|$)/, `/${dbName}$1`);
+const ADMIN = "e2e-admin-token";
+const STEP_MS = 60_000;
+
+mkdirSync(shots, { recursive: true });
+const children = [];
+const scratch = mkdtempSync(join(tmpdir(), "herald-e2e-"));
+let failures = 0;
+
+function log(...a) {
+  console.log("e2e:", ...a);
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+function psql(sql) {
+  execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", adminUrl, "-c", sql], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, PGCONNECT_TIMEOUT: "5" } });
+}
+
+/** Starts a process; resolves with its output once `ready` matches a line of it. */
+function start(name, args, env, ready) {
+  return new Promise((ok, fail) => {
+    const child = spawn(herald, args, { cwd: scratch, env, stdio: ["ignore", "pipe", "pipe"] });
+    children.push(child);
+    // the whole output stays in target/e2e-<name>.log for when a step fails
+    const file = createWriteStream(join(root, "target", `e2e-${name}.log`));
+    child.stdout.pipe(file);
+    child.stderr.pipe(file);
+    let out = "";
+    const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${out}`)), STEP_MS);
+    const onData = (d) => {
+      out += d;
+      const m = out.match(ready);
+      if (m) {
+        clearTimeout(timer);
+        ok(m);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`${name} exited (${code}):\n${out}`));
+    });
+  });
+}
+
+async function simJson(sim, path, body) {
+  const res = await fetch(`${sim}${path}`, {
+    method: body ? "POST" : "GET",
+    headers: { "content-type": "application/json", authorization: ADMIN },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function until(what, check, ms = STEP_MS) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function test(name, f) {
+  const t0 = Date.now();
+  try {
+    await f();
+    log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failures++;
+    log(`FAIL ${name}: ${e.stack ?? e}`);
+    await globalThis.failShot?.(name.replace(/\W+/g, "-"));
+    throw e;
+  }
+}
+
+async function main() {
+  psql(`CREATE DATABASE ${dbName}`);
+  const simPort = await freePort();
+  const sim = `http://127.0.0.1:${simPort}`;
+  const baseEnv = { PATH: process.env.PATH, HOME: process.env.HOME ?? scratch, RUST_LOG: "info,sqlx=warn", HERALD_WUZAPI_ADMIN_TOKEN: ADMIN };
+  await start("simulator", ["sim", "--listen", `127.0.0.1:${simPort}`], baseEnv, /listening|Listening|127\.0\.0\.1:\d+/);
+  await until("simulator answers", async () => (await fetch(`${sim}/sim/stats`).catch(() => null))?.ok);
+  const [, base] = await start(
+    "herald",
+    ["serve"],
+    {
+      ...baseEnv,
+      DATABASE_URL: dbUrl,
+      HERALD_LISTEN: "127.0.0.1:0",
+      HERALD_WUZAPI_URL: sim,
+      HERALD_WEB_DIR: join(root, "web", "dist"),
+      HERALD_DEFAULT_PLAN: "unlimited",
+      HERALD_ENV: "development",
+    },
+    /listening on (http:\/\/[0-9.:]+)/,
+  );
+  log(`herald on ${base}, simulator on ${sim}, database ${dbName}`);
+
+  const profile = mkdtempSync(join(scratch, "chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1280, height: 860 },
+    acceptDownloads: true,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(STEP_MS);
+  const outside = [];
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (!["data:", "blob:"].includes(u.protocol) && u.origin !== base) outside.push(r.url());
+  });
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => {
+    consoleErrors.push(String(e));
+    log(`page error: ${e.stack ?? e}`);
+  });
+  globalThis.failShot = (name) => page.screenshot({ path: join(shots, `failed-${name}.png`), fullPage: true }).catch(() => {});
+  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const nav = (name) => page.getByRole("navigation").getByRole("link", { name, exact: true }).click();
+  const email = `e2e-${randomBytes(4).toString("hex")}@example.com`;
+  const password = "correct horse battery";
+
+  try {
+    await test("register, sign out and sign in", async () => {
+      const t0 = Date.now();
+      await page.goto(base);
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      log(`first screen rendered in ${Date.now() - t0} ms`);
+      await shot("01-sign-in");
+      await page.getByRole("button", { name: "New here? Create an account" }).click();
+      await page.getByLabel("Email").fill(email);
+      await page.getByLabel(/^Password/).fill("short");
+      await page.getByRole("button", { name: "Create account" }).click();
+      // the API's refusal is shown next to the password field
+      await page.getByText(/password/i).filter({ hasText: /8/ }).first().waitFor();
+      await shot("02-register-error");
+      await page.getByLabel(/^Password/).fill(password);
+      await page.getByLabel(/^Name/).fill("E2E Shop");
+      await page.getByRole("button", { name: "Create account" }).click();
+      await page.getByRole("heading", { name: "Overview" }).waitFor();
+      const stored = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: Object.keys(sessionStorage) }));
+      if (stored.local.includes("ey")) throw new Error(`token in localStorage: ${stored.local}`);
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByLabel("Email").fill(email);
+      await page.getByLabel(/^Password/).fill(password);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("heading", { name: "Overview" }).waitFor();
+      await shot("03-overview-empty");
+    });
+
+    await test("link a number: the QR code shows until the phone scans it", async () => {
+      await nav("Numbers");
+      await page.getByLabel(/^Name/).fill("Main number");
+      await page.getByRole("button", { name: "Link", exact: true }).click();
+      await page.getByRole("button", { name: "Connect" }).click();
+      await page.getByAltText("QR code").waitFor();
+      await shot("04-numbers-qr");
+      const users = await simJson(sim, "/admin/users");
+      const user = users.data[users.data.length - 1];
+      await simJson(sim, "/sim/scan", { user_id: user.id });
+      await page.locator("[data-status=connected]").waitFor();
+      await shot("05-numbers-connected");
+      globalThis.simToken = user.token;
+    });
+
+    await test("create a text template with a live preview", async () => {
+      await nav("Templates");
+      await page.getByLabel(/^Name/).fill("Welcome");
+      await page.getByLabel(/^Message/).fill("Halo {{ name }}, promo hari ini!");
+      await page.getByTestId("preview-text").filter({ hasText: "Halo Sari, promo hari ini!" }).waitFor();
+      await page.getByRole("button", { name: "Create template" }).click();
+      await page.getByRole("cell", { name: "Welcome" }).waitFor();
+      await shot("06-templates");
+    });
+
+    await test("create a campaign and watch it complete without a reload", async () => {
+      await nav("Campaigns");
+      await page.getByRole("link", { name: "New campaign" }).click();
+      await page.getByLabel(/^Name/).fill("E2E promo");
+      const phones = Array.from({ length: 12 }, (_, i) => `62812000${String(i).padStart(5, "0")}`);
+      await page.getByLabel("Phones, one per line").fill(phones.join("\n"));
+      await page.getByLabel("Pacing: least milliseconds between messages").fill("300");
+      await page.getByLabel("Pacing: most milliseconds between messages").fill("500");
+      await shot("07-campaign-new");
+      await page.evaluate(() => (window.__noReload = true));
+      await page.getByRole("button", { name: "Create campaign" }).click();
+      await page.getByRole("heading", { name: "E2E promo" }).waitFor();
+      // paced: it runs for a few seconds, so the bar is seen moving before the end
+      const seen = new Set();
+      await until("the campaign completes on screen", async () => {
+        seen.add(await page.getByTestId("progress-percent").first().textContent());
+        return (await page.locator("[data-status=completed]").count()) > 0 && seen.has("100%");
+      });
+      if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
+      if (seen.size < 2) throw new Error(`the bar never moved: ${[...seen]}`);
+      log(`progress seen: ${[...seen].join(" ")}`);
+      await page.getByRole("table", { name: "Recipients" }).getByRole("row").nth(12).waitFor();
+      await shot("08-campaign-completed");
+      const download = page.waitForEvent("download");
+      await page.getByRole("button", { name: "Export CSV" }).click();
+      const file = await (await download).path();
+      const csv = readFileSync(file, "utf8");
+      if (!csv.includes(phones[0]) || csv.trim().split("\n").length !== 13) throw new Error(`export: ${csv}`);
+      await nav("Campaigns");
+      await page.getByRole("link", { name: "E2E promo" }).waitFor();
+      await shot("09-campaigns");
+    });
+
+    await test("an incoming message appears in Chats unread, and a reply reaches the simulator", async () => {
+      await nav("Chats");
+      await page.getByText("Choose a chat.").waitFor();
+      const posted = await simJson(sim, "/sim/incoming", { token: globalThis.simToken, from: "6281299990001", text: "Halo, promo masih berlaku?", push_name: "Sari" });
+      if (!posted.posted) throw new Error(`not posted: ${JSON.stringify(posted)}`);
+      const item = page.locator("[data-chat]").filter({ hasText: "Halo, promo masih berlaku?" });
+      await item.getByTestId("unread").filter({ hasText: "1" }).waitFor();
+      await shot("10-chats-unread");
+      await item.click();
+      await page.getByText("Halo, promo masih berlaku?").last().waitFor();
+      await page.getByRole("textbox", { name: "Reply" }).fill("Masih, sampai Minggu!");
+      await page.getByRole("button", { name: "Send" }).click();
+      await until("the reply reaches the simulator", async () => {
+        const m = await (await fetch(`${sim}/sim/messages?limit=1000`)).json();
+        return m.items.some((x) => x.phone === "6281299990001" && x.text === "Masih, sampai Minggu!");
+      });
+      await page.locator("[data-direction=outgoing]").filter({ hasText: "Masih, sampai Minggu!" }).waitFor();
+      await shot("11-chat-reply");
+    });
+
+    await test("contacts, settings (an API key shown once), overview and Bahasa Indonesia", async () => {
+      await nav("Contacts");
+      await page.getByLabel("Phone").fill("6281211112222");
+      await page.getByLabel(/^Name/).fill("Budi");
+      await page.getByRole("button", { name: "Add contact" }).click();
+      await page.getByRole("cell", { name: "Budi" }).waitFor();
+      await page.locator("input[type=file]").setInputFiles({
+        name: "contacts.csv",
+        mimeType: "text/csv",
+        buffer: Buffer.from("phone,name,tags\n6281233334444,Sari,vip\nnot-a-phone,Nobody,\n"),
+      });
+      await page.getByText(/Imported 1, matched 0, rejected 1/).waitFor();
+      await page.getByRole("cell", { name: "Sari" }).waitFor();
+      await shot("12-contacts");
+      await nav("Settings");
+      await page.getByLabel("Key name").fill("CI");
+      await page.getByRole("button", { name: "Create API key" }).click();
+      await page.getByTestId("new-key").waitFor();
+      await shot("13-settings");
+      await nav("Overview");
+      await page.getByText("Main number").waitFor();
+      await shot("14-overview");
+      // keyboard: on a fresh load the first Tab reaches the skip link (the token survives a reload)
+      await page.reload();
+      await page.getByText("Main number").waitFor();
+      await page.keyboard.press("Tab");
+      const focused = await page.evaluate(() => document.activeElement?.textContent);
+      if (focused !== "Skip to content") throw new Error(`first Tab focused ${focused}`);
+      await page.getByLabel("Language").selectOption("id");
+      await page.getByRole("navigation").getByRole("link", { name: "Kampanye" }).waitFor();
+      await shot("15-overview-id");
+      await page.getByLabel("Bahasa").selectOption("en");
+    });
+
+    await test("a 375 px wide phone screen has no sideways scrolling", async () => {
+      const phone = await context.newPage();
+      await phone.setViewportSize({ width: 375, height: 740 });
+      await phone.goto(base); // a new tab has no session: sign in there too
+      await phone.getByLabel("Email").fill(email);
+      await phone.getByLabel(/^Password/).fill(password);
+      await phone.getByRole("button", { name: "Sign in" }).click();
+      await phone.getByRole("heading", { name: "Overview" }).waitFor();
+      await phone.getByText("Main number").waitFor();
+      await phone.screenshot({ path: join(shots, "16-phone-overview.png"), fullPage: true });
+      for (const path of ["/campaigns", "/chats", "/templates"]) {
+        await phone.goto(base + path);
+        await phone.getByRole("heading", { level: 1 }).waitFor();
+        const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
+        if (wide > 375) throw new Error(`${path} is ${wide} px wide`);
+      }
+      await phone.screenshot({ path: join(shots, "17-phone-templates.png"), fullPage: true });
+      await phone.close();
+    });
+
+    if (outside.length) throw new Error(`requests left the machine: ${outside.join(", ")}`);
+    const csp = consoleErrors.filter((e) => /Content Security Policy/i.test(e));
+    if (csp.length) throw new Error(`CSP violations: ${csp.join("\n")}`);
+  } finally {
+    await context.close().catch(() => {});
+  }
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  if (!failures) log(`FAIL ${e.stack ?? e}`);
+  code = 1;
+} finally {
+  for (const c of children) c.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 500));
+  try {
+    psql(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  } catch {
+    // best effort: scripts/test.sh also drops leftovers
+  }
+  rmSync(scratch, { recursive: true, force: true });
+  log(code ? "failed" : "all passed", `(screenshots: ${shots})`);
+}
+process.exit(code);

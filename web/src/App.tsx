@@ -1,0 +1,124 @@
+import { useEffect, useState } from "react";
+import { AppShell, Burger, Button, Group, MantineProvider, NavLink, NativeSelect, Stack, Text, createTheme } from "@mantine/core";
+import { useDisclosure } from "@mantine/hooks";
+import { I18nProvider, useT, type Lang } from "./lib/i18n";
+import { Link, match, navigate, useLocation } from "./lib/router";
+import { getToken, onTokenChange, setToken } from "./lib/auth";
+import type { Key } from "./lib/messages";
+import { AuthPage } from "./pages/Auth";
+import { OverviewPage } from "./pages/Overview";
+import { CampaignsPage } from "./pages/Campaigns";
+import { CampaignNewPage } from "./pages/CampaignNew";
+import { CampaignDetailPage } from "./pages/CampaignDetail";
+import { NumbersPage } from "./pages/Numbers";
+import { TemplatesPage } from "./pages/Templates";
+import { ChatsPage } from "./pages/Chats";
+import { ContactsPage } from "./pages/Contacts";
+import { SettingsPage } from "./pages/Settings";
+
+const theme = createTheme({ primaryColor: "teal" });
+
+const NAV: [string, Key][] = [
+  ["/", "overview"],
+  ["/campaigns", "campaigns"],
+  ["/numbers", "numbers"],
+  ["/templates", "templates"],
+  ["/chats", "chats"],
+  ["/contacts", "contacts"],
+  ["/settings", "settings"],
+];
+
+function Screen({ path }: { path: string }) {
+  let m: Record<string, string> | null;
+  if (path === "/" || path === "") return <OverviewPage />;
+  if (path === "/campaigns") return <CampaignsPage />;
+  if (path === "/campaigns/new") return <CampaignNewPage />;
+  if ((m = match("/campaigns/:id", path))) return <CampaignDetailPage id={m.id} />;
+  if (path === "/numbers") return <NumbersPage />;
+  if (path === "/templates") return <TemplatesPage />;
+  if (path === "/chats") return <ChatsPage />;
+  if ((m = match("/chats/:id", path))) return <ChatsPage chatId={m.id} />;
+  if (path === "/contacts") return <ContactsPage />;
+  if (path === "/settings") return <SettingsPage />;
+  return <OverviewPage />;
+}
+
+function Shell() {
+  const { t, lang, setLang } = useT();
+  const { path } = useLocation();
+  const [opened, { toggle, close }] = useDisclosure();
+  const [token, setTokenState] = useState(getToken());
+  useEffect(() => {
+    const off = onTokenChange(setTokenState);
+    return () => {
+      off();
+    };
+  }, []);
+
+  const langSelect = (
+    <NativeSelect
+      label={t("language")}
+      size="xs"
+      value={lang}
+      onChange={(e) => setLang(e.currentTarget.value as Lang)}
+      data={[
+        { value: "en", label: "English" },
+        { value: "id", label: "Bahasa Indonesia" },
+      ]}
+    />
+  );
+  if (!token) return <AuthPage languageSelect={langSelect} />;
+
+  const active = (href: string) => (href === "/" ? path === "/" : path.startsWith(href));
+  return (
+    <>
+      <a className="skip-link" href="#main">
+        {t("skipToContent")}
+      </a>
+      <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: "sm", collapsed: { mobile: !opened } }} padding="md">
+        <AppShell.Header>
+          <Group h="100%" px="md" justify="space-between">
+            <Group>
+              <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={t("menu")} />
+              <Text fw={700} component={Link} href="/">
+                {t("appName")}
+              </Text>
+            </Group>
+            <Button
+              variant="subtle"
+              onClick={() => {
+                setToken(null);
+                navigate("/");
+              }}
+            >
+              {t("signOut")}
+            </Button>
+          </Group>
+        </AppShell.Header>
+        <AppShell.Navbar p="xs" aria-label={t("menu")}>
+          <Stack justify="space-between" h="100%">
+            <nav>
+              {NAV.map(([href, key]) => (
+                <NavLink key={href} component={Link} href={href} label={t(key)} active={active(href)} onClick={close} />
+              ))}
+            </nav>
+            {langSelect}
+          </Stack>
+        </AppShell.Navbar>
+        <AppShell.Main id="main">
+          <Screen path={path} />
+        </AppShell.Main>
+      </AppShell>
+    </>
+  );
+}
+
+export function App() {
+  return (
+    <MantineProvider theme={theme}>
+      <I18nProvider>
+        <Shell />
+      </I18nProvider>
+    </MantineProvider>
+  );
+}

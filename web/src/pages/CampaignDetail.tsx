@@ -1,0 +1,179 @@
+import { useMemo, useState } from "react";
+import { Alert, Button, Card, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
+import { api, unwrap } from "../api/client";
+import type { Campaign } from "../api/types";
+import { download } from "../lib/download";
+import { useT } from "../lib/i18n";
+import { useLive } from "../lib/live";
+import { FINAL_STATUSES } from "../lib/progress";
+import { Link, useLocation } from "../lib/router";
+import { soonAndAgain, throttle, useData } from "../lib/useData";
+import { liveCampaign } from "./Campaigns";
+import { CampaignProgress, Failure, StatusBadge, when } from "./common";
+
+const RECIPIENT_STATUSES = ["queued", "sending", "sent", "delivered", "read", "failed", "skipped"];
+const PAGE = 50;
+
+function Recipients({ id, version }: { id: string; version: number }) {
+  const { t } = useT();
+  const [status, setStatus] = useState("");
+  // the cursors of the pages before this one, so "first page" and paging forward stay cheap
+  const [cursors, setCursors] = useState<string[]>([]);
+  const cursor = cursors[cursors.length - 1];
+  const { data, error } = useData(
+    async () => unwrap(await api.GET("/api/v1/campaigns/{id}/recipients", { params: { path: { id }, query: { status: status || undefined, limit: String(PAGE), cursor }  } })),
+    [id, status, cursor, version],
+  );
+  return (
+    <Stack>
+      <Group align="end">
+        <NativeSelect
+          label={t("status")}
+          value={status}
+          onChange={(e) => {
+            setStatus(e.currentTarget.value);
+            setCursors([]);
+          }}
+          data={[{ value: "", label: t("allStatuses") }, ...RECIPIENT_STATUSES]}
+        />
+        <Button variant="default" disabled={cursors.length === 0} onClick={() => setCursors([])}>
+          {t("firstPage")}
+        </Button>
+        <Button variant="default" disabled={!data?.next_cursor} onClick={() => data?.next_cursor && setCursors([...cursors, data.next_cursor])}>
+          {t("nextPage")}
+        </Button>
+      </Group>
+      <Failure error={error} />
+      <Table.ScrollContainer minWidth={520}>
+        <Table striped aria-label={t("recipients")}>
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>{t("phone")}</Table.Th>
+              <Table.Th>{t("status")}</Table.Th>
+              <Table.Th>{t("sentAt")}</Table.Th>
+              <Table.Th>{t("error")}</Table.Th>
+            </Table.Tr>
+          </Table.Thead>
+          <Table.Tbody>
+            {data?.items.map((r) => (
+              <Table.Tr key={r.phone}>
+                <Table.Td>{r.phone}</Table.Td>
+                <Table.Td>
+                  <StatusBadge status={r.status} />
+                </Table.Td>
+                <Table.Td>{when(r.sent_at)}</Table.Td>
+                <Table.Td>{r.error ?? ""}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </Table.ScrollContainer>
+    </Stack>
+  );
+}
+
+/** A recurring campaign's occurrences: each run it started, or why it did not. */
+function Runs({ id }: { id: string }) {
+  const { t } = useT();
+  const { data } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
+  if (!data?.length) return null;
+  return (
+    <Stack gap="xs">
+      <Title order={2} size="h3">
+        {t("runs")}
+      </Title>
+      <Table aria-label={t("runs")}>
+        <Table.Tbody>
+          {data.map((o) => (
+            <Table.Tr key={o.occurrence_at}>
+              <Table.Td>{when(o.occurrence_at)}</Table.Td>
+              <Table.Td>
+                <StatusBadge status={o.status} />
+              </Table.Td>
+              <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </Stack>
+  );
+}
+
+export function CampaignDetailPage({ id }: { id: string }) {
+  const { t } = useT();
+  const { query: q } = useLocation();
+  const { data, setData, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } })), [id]);
+  const [actionError, setActionError] = useState<unknown>(null);
+  const [version, setVersion] = useState(0);
+  // the recipients table follows the counts, re-read at most every 2 s (and after the end)
+  const refreshTable = useMemo(() => throttle(() => setVersion((v) => v + 1), 2000), []);
+  useLive((n) => {
+    if (n.kind === "stream.lagged") return reload();
+    if (n.data.campaign_id !== id) return;
+    setData((c) => (c ? liveCampaign(c, n) : c));
+    if (n.kind === "campaign.status") soonAndAgain(refreshTable);
+    if (n.kind === "campaign.progress") refreshTable();
+  });
+
+  const act = (action: "pause" | "resume" | "cancel") => async () => {
+    setActionError(null);
+    try {
+      const params = { params: { path: { id } } };
+      if (action === "pause") unwrap(await api.POST("/api/v1/campaigns/{id}/pause", params));
+      if (action === "resume") unwrap(await api.POST("/api/v1/campaigns/{id}/resume", params));
+      if (action === "cancel") unwrap(await api.POST("/api/v1/campaigns/{id}/cancel", params));
+      reload();
+    } catch (e) {
+      setActionError(e);
+    }
+  };
+
+  if (!data) return error ? <Failure error={error} /> : <Text>{t("loading")}</Text>;
+  const c: Campaign = data;
+  const rejected = q.get("rejected");
+  const final = FINAL_STATUSES.includes(c.status);
+  return (
+    <Stack>
+      <Link href="/campaigns">← {t("back")}</Link>
+      <Group justify="space-between">
+        <Title order={1} size="h2">
+          {c.name}
+        </Title>
+        <StatusBadge status={c.status} />
+      </Group>
+      {rejected && <Alert color="yellow">{t("rejectedInputs", { n: rejected })}</Alert>}
+      <CampaignProgress progress={c} label={t("progress")} />
+      <SimpleGrid cols={{ base: 2, sm: 4 }} aria-label={t("status")}>
+        {Object.entries(c.counts).map(([k, v]) => (
+          <Card key={k} withBorder padding="xs" data-count={k}>
+            <Text size="xs" c="dimmed">
+              {k.replaceAll("_", " ")}
+            </Text>
+            <Text fw={700}>{v}</Text>
+          </Card>
+        ))}
+      </SimpleGrid>
+      <Text size="sm">
+        {t("recipients")}: {c.total_recipients} · {t("created")}: {when(c.created_at)}
+      </Text>
+      <Group>
+        {(c.status === "running" || c.status === "scheduled") && <Button onClick={act("pause")}>{t("pause")}</Button>}
+        {c.status === "paused" && <Button onClick={act("resume")}>{t("resume")}</Button>}
+        {!final && (
+          <Button color="red" variant="outline" onClick={act("cancel")}>
+            {t("cancelCampaign")}
+          </Button>
+        )}
+        <Button variant="default" onClick={() => download(`/api/v1/campaigns/${id}/recipients.csv`, `${c.name}-recipients.csv`).catch(setActionError)}>
+          {t("exportCsv")}
+        </Button>
+      </Group>
+      <Failure error={actionError} />
+      {c.recurrence && <Runs id={id} />}
+      <Title order={2} size="h3">
+        {t("recipients")}
+      </Title>
+      <Recipients id={id} version={version} />
+    </Stack>
+  );
+}

@@ -22,7 +22,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
 say() { printf 'fuzz: %s\n' "$*"; }
-die() { printf 'fuzz: error: %s\n' "$*" >&2; exit 1; }
+die() {
+    printf 'fuzz: error: %s\n' "$*" >&2
+    grep -hE 'ERROR|panicked' "${work:-/nonexistent}"/*.log 2>/dev/null | tail -n 20 >&2 || true
+    exit 1
+}
 
 schemathesis_version=4.32.5
 venv=target/fuzz-venv
@@ -124,13 +128,19 @@ field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])
 token=$(printf '%s' "$registered" | field access_token)
 tenant=$(printf '%s' "$registered" | field tenant_id)
 
-# POST PATH BODY: the created object's FIELD (default id), or the script stops.
+# POST PATH BODY: the created object's FIELD (default id), or the script stops. Tried twice: on a
+# loaded machine a read model can lag past the API's wait (a 500 that is not the fuzz's finding).
 create() {
-    local path=$1 body=$2 key=${3:-id} answer
-    answer=$(curl -sS --fail-with-body -H "Authorization: Bearer $token" \
-        -H 'content-type: application/json' -d "$body" "$base/api/v1/$path") ||
-        die "seeding POST /api/v1/$path failed: $answer"
-    printf '%s' "$answer" | field "$key"
+    local path=$1 body=$2 key=${3:-id} answer attempt
+    for attempt in 1 2; do
+        if answer=$(curl -sS --fail-with-body -H "Authorization: Bearer $token" \
+            -H 'content-type: application/json' -d "$body" "$base/api/v1/$path"); then
+            printf '%s' "$answer" | field "$key"
+            return 0
+        fi
+        [ "$attempt" = 2 ] || sleep 2
+    done
+    die "seeding POST /api/v1/$path failed: $answer"
 }
 
 # Seed objects, so that operations on one object reach their handlers instead of 404: each

@@ -9,6 +9,7 @@
 # 4. cargo clippy --workspace --all-targets --locked -- -D warnings
 # 5. bash scripts/test-web.sh: the dashboard's build, Vitest and end-to-end tests (docs/dashboard.md),
 # 6. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
+# 7. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md).
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is non-zero when any failed. The test runner's output comes last.
@@ -82,6 +83,7 @@ else
 fi
 
 bash scripts/test-examples.sh || failed+=("examples (bash scripts/test-examples.sh)")
+say "bash scripts/fuzz.sh"; bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 # this run's own databases (silently: the runner's summary stays the last lines of the log)
 drop_test_databases ">= timestamptz '$run_started' - interval '1 minute'"

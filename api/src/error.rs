@@ -381,20 +381,50 @@ impl Scribe for ApiError {
     }
 }
 
+/// Every status an [`ApiError`] can be, with what it means in general. Each operation's
+/// `status_codes(...)` keeps the ones its handler can answer, and the router adds the ones that
+/// follow from the operation's shape (credentials, a body, path or query parameters): see
+/// `routes::openapi`.
+pub const ERROR_STATUSES: [(&str, &str); 11] = [
+    (
+        "400",
+        "malformed request: a body that is not JSON, a bad query parameter or cursor",
+    ),
+    ("401", "missing or invalid credentials"),
+    (
+        "403",
+        "refused: a plan's limit, an expired subscription, a wrong verify token",
+    ),
+    ("404", "not found, or another tenant's"),
+    ("408", "the request body stopped arriving"),
+    (
+        "409",
+        "conflicts with the object's state or another request",
+    ),
+    ("413", "the request body is too large"),
+    ("422", "an invalid field, named in details"),
+    (
+        "429",
+        "over a quota or rate limit; Retry-After says when to retry",
+    ),
+    (
+        "502",
+        "the WhatsApp gateway refused or could not be reached",
+    ),
+    ("503", "busy or not ready; try again"),
+];
+
+/// The response of an error status: the envelope.
+pub fn error_response(components: &mut Components, what: &str) -> oapi::Response {
+    oapi::Response::new(what).add_content("application/json", ErrorBody::to_schema(components))
+}
+
 impl EndpointOutRegister for ApiError {
     fn register(components: &mut Components, operation: &mut Operation) {
-        for (status, what) in [
-            ("400", "malformed request"),
-            ("401", "missing or invalid credentials"),
-            ("404", "not found, or another tenant's"),
-            ("408", "the request body stopped arriving"),
-            ("422", "invalid field"),
-        ] {
-            operation.responses.insert(
-                status,
-                oapi::Response::new(what)
-                    .add_content("application/json", ErrorBody::to_schema(components)),
-            );
+        for (status, what) in ERROR_STATUSES {
+            operation
+                .responses
+                .insert(status, error_response(components, what));
         }
     }
 }

@@ -311,18 +311,18 @@ pub fn cursor_of(row: &ContactRow) -> String {
 pub fn parse_cursor(cursor: &str) -> Option<(i16, String, String)> {
     let (rank, rest) = cursor.split_once('.')?;
     let (hex, key) = rest.split_once('.')?;
-    if hex.len() % 2 != 0 || key.is_empty() {
+    // PostgreSQL's text cannot hold NUL: such a cursor was never given out
+    if hex.len() % 2 != 0 || key.is_empty() || key.contains('\0') {
         return None;
     }
     let bytes = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    Some((
-        rank.parse().ok()?,
-        String::from_utf8(bytes).ok()?,
-        key.to_string(),
-    ))
+    let sort_name = String::from_utf8(bytes)
+        .ok()
+        .filter(|n| !n.contains('\0'))?;
+    Some((rank.parse().ok()?, sort_name, key.to_string()))
 }
 
 /// `%`, `_` and `\` taken literally in a LIKE pattern.
@@ -403,6 +403,10 @@ mod tests {
         assert_eq!(parse_cursor("nonsense"), None);
         assert_eq!(parse_cursor("0.zz.628"), None);
         assert_eq!(parse_cursor("0.616.628"), None);
+        // NUL in the name or the key: never given out, and PostgreSQL cannot bind it
+        assert_eq!(parse_cursor("0.6100.628"), None);
+        assert_eq!(parse_cursor("0.61.62\08"), None);
+        assert_eq!(parse_cursor("99999.61.628"), None);
     }
 
     #[test]

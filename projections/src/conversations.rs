@@ -707,8 +707,9 @@ pub fn message_cursor(at: DateTime<Utc>, message_id: &str) -> String {
 /// Parses [`message_cursor`]; `None` for anything else.
 pub fn parse_message_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
     let (micros, id) = cursor.split_once('_')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    (!id.is_empty()).then(|| (at, id.to_string()))
+    let at = crate::cursor_instant(micros)?;
+    // a message id is text the gateway gave; PostgreSQL's text cannot hold NUL
+    (!id.is_empty() && !id.contains('\0')).then(|| (at, id.to_string()))
 }
 
 /// A chat's messages, newest first, strictly before `before` (a [`message_cursor`]). The caller
@@ -755,5 +756,7 @@ mod tests {
         assert_eq!(parse_message_cursor("nonsense"), None);
         assert_eq!(parse_message_cursor("12_"), None);
         assert_eq!(parse_message_cursor("x_1"), None);
+        assert_eq!(parse_message_cursor("-8000000000000000000_ABC"), None);
+        assert_eq!(parse_message_cursor("1_AB\0C"), None);
     }
 }

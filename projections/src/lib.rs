@@ -63,9 +63,56 @@ pub fn time_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id.simple())
 }
 
-/// Parses [`time_cursor`]; `None` for anything else.
+/// Parses [`time_cursor`]; `None` for anything else, also for an instant PostgreSQL cannot
+/// compare with (see [`cursor_instant`]).
 pub fn parse_time_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (micros, id) = cursor.split_once('_')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    Some((at, id.parse().ok()?))
+    Some((cursor_instant(micros)?, id.parse().ok()?))
+}
+
+/// Unix microseconds of a cursor as an instant of the years 1 to 9999. chrono reaches far wider
+/// than PostgreSQL's `timestamptz` (4713 BC to 294276 AD), and a wider instant bound to a query
+/// is a database error, not an empty page; no row Herald writes lies outside these years.
+pub fn cursor_instant(micros: &str) -> Option<DateTime<Utc>> {
+    const FIRST: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+    const LAST: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+    let micros: i64 = micros.parse().ok()?;
+    if !(FIRST..=LAST).contains(&micros) {
+        return None;
+    }
+    DateTime::from_timestamp_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_cursors_round_trip_and_refuse_instants_postgres_cannot_hold() {
+        let at = DateTime::parse_from_rfc3339("2026-12-04T03:04:05.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = Uuid::new_v4();
+        assert_eq!(parse_time_cursor(&time_cursor(at, id)), Some((at, id)));
+        let id = id.simple();
+        for micros in [
+            "-8000000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "99999999999999999999",
+            "-62135596800000001",
+            "253402300800000000",
+            "",
+            "+-1",
+        ] {
+            assert_eq!(
+                parse_time_cursor(&format!("{micros}_{id}")),
+                None,
+                "{micros}"
+            );
+        }
+        assert!(parse_time_cursor(&format!("-62135596800000000_{id}")).is_some());
+        assert!(parse_time_cursor(&format!("253402300799999999_{id}")).is_some());
+        assert_eq!(parse_time_cursor("1_not-a-uuid"), None);
+    }
 }

@@ -7,6 +7,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::{Created, NoContent};
 use super::{parse_id, ListOf};
 use crate::auth::{self, caller, TOKEN_TTL_SECS};
 use crate::error::{json_body, ApiError};
@@ -70,12 +71,11 @@ fn normalise_email(raw: &str) -> Result<String, ApiError> {
 
 /// Creates an account and its tenant, and signs in. At most 10 registrations an hour from one
 /// client address (429 with `Retry-After`).
-#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 422, 429, 503))]
+#[endpoint(tags("accounts"), request_body = RegisterRequest, status_codes(201, 400, 409, 413, 422, 429, 503))]
 pub async fn register(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Created<TokenResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let body: RegisterRequest = json_body(req, SMALL_BODY).await?;
     let email = normalise_email(&body.email)?;
@@ -137,8 +137,7 @@ pub async fn register(
     }
     tx.commit().await?;
     let access_token = state.jwt.issue(user_id, tenant_id, 0)?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(TokenResponse {
+    Ok(Created(TokenResponse {
         user: UserView {
             id: user_id,
             email,
@@ -154,7 +153,7 @@ pub async fn register(
 /// Signs in with email and password. After 5 failed logins for one email, or 20 from one client
 /// address, within 15 minutes, logins are refused with 429 and `Retry-After` until the window
 /// ends, even with the right password; a successful login resets its account's count.
-#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 422, 429, 503))]
+#[endpoint(tags("accounts"), request_body = LoginRequest, status_codes(200, 400, 401, 413, 422, 429, 503))]
 pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let body: LoginRequest = json_body(req, SMALL_BODY).await?;
@@ -253,7 +252,7 @@ impl PlanView {
 
 /// The caller's user (absent for an API key), tenant, plan with its limits, and usage in the
 /// current window with the time it resets.
-#[endpoint(tags("accounts"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("accounts"), status_codes(200, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn me(depot: &mut Depot) -> Result<Json<MeResponse>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -319,8 +318,7 @@ pub struct ApiKeyView {
 pub async fn create_api_key(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<ApiKeyCreated>, ApiError> {
+) -> Result<Created<ApiKeyCreated>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: CreateApiKey = json_body(req, SMALL_BODY).await?;
@@ -337,8 +335,7 @@ pub async fn create_api_key(
     .bind(hash)
     .execute(&state.pool)
     .await?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(ApiKeyCreated {
+    Ok(Created(ApiKeyCreated {
         id,
         name,
         key,
@@ -347,7 +344,7 @@ pub async fn create_api_key(
 }
 
 /// This tenant's active API keys (never the keys themselves).
-#[endpoint(tags("accounts"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("accounts"), status_codes(200, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list_api_keys(depot: &mut Depot) -> Result<Json<ListOf<ApiKeyView>>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -369,8 +366,7 @@ pub async fn list_api_keys(depot: &mut Depot) -> Result<Json<ListOf<ApiKeyView>>
 pub async fn delete_api_key(
     id: PathParam<String>,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
@@ -385,6 +381,5 @@ pub async fn delete_api_key(
     if done == 0 {
         return Err(ApiError::NotFound);
     }
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::accounts::PlanView;
+use super::reply::NoContent;
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::error::{json_body, ApiError};
 use crate::plans::UsageView;
@@ -167,11 +168,7 @@ pub async fn set_plan(
 /// Removes a user: its access tokens stop working at once and it cannot sign in again. Its
 /// tenant, the tenant's data and API keys stay (revoke keys with `DELETE /api-keys/{id}`).
 #[endpoint(tags("admin"), status_codes(204, 401, 404), parameters(("X-Admin-Token" = String, Header, description = "the operator's token")))]
-pub async fn delete_user(
-    id: PathParam<String>,
-    depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+pub async fn delete_user(id: PathParam<String>, depot: &mut Depot) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let id = parse_id(&id.into_inner())?;
     let tenant: Option<Uuid> =
@@ -181,8 +178,7 @@ pub async fn delete_user(
             .await?;
     let tenant = tenant.ok_or(ApiError::NotFound)?;
     tracing::info!(user = %id, %tenant, "user removed by the operator; its tokens are revoked");
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }
 
 #[derive(Deserialize, ToSchema)]

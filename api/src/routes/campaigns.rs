@@ -12,6 +12,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::Created;
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::auth::caller;
 use crate::error::{json_body, ApiError};
@@ -173,12 +174,11 @@ impl From<DeliveryRow> for RecipientView {
 
 /// Creates a campaign that starts now or at `send_at` (then `status` is `scheduled`). Invalid
 /// phones are listed in `rejected`, not fatal; duplicates are dropped.
-#[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 403, 413, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), request_body = CreateCampaign, status_codes(201, 400, 401, 403, 409, 413, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<CampaignCreatedView>, ApiError> {
+) -> Result<Created<CampaignCreatedView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: CreateCampaign = json_body(req, CREATE_BODY_LIMIT).await?;
@@ -237,8 +237,7 @@ pub async fn create(
     state
         .wait_projected(read::NAME, Campaign::TYPE, &accepted.id.to_string())
         .await?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(CampaignCreatedView {
+    Ok(Created(CampaignCreatedView {
         id: accepted.id,
         name: accepted.name,
         status: if accepted.scheduled {
@@ -258,7 +257,7 @@ pub async fn create(
 
 /// This tenant's campaigns, newest first, optionally by `status`, or the runs of a recurring
 /// campaign with `parent_id`.
-#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     status: QueryParam<String, false>,
     parent_id: QueryParam<String, false>,
@@ -350,7 +349,7 @@ async fn owned_campaign(
 }
 
 /// A campaign with its progress counts. It is `completed` once every recipient is final.
-#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<CampaignView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -370,7 +369,7 @@ fn parse_delivery_status(raw: Option<&str>) -> Result<Option<&'static str>, ApiE
 }
 
 /// A page of the campaign's recipients, ordered by phone, optionally by `status`.
-#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 400, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn recipients(
     id: PathParam<String>,
     status: QueryParam<String, false>,
@@ -383,7 +382,7 @@ pub async fn recipients(
     let campaign = owned_campaign(&state, caller.tenant_id, id.into_inner()).await?;
     let status = parse_delivery_status(status.as_deref())?;
     let limit = parse_limit(limit.as_deref())?;
-    let after = cursor.as_deref().filter(|c| !c.is_empty());
+    let after = parse_phone_cursor(cursor.as_deref())?;
     let page = read::recipients(
         &state.pool,
         caller.tenant_id,
@@ -449,8 +448,21 @@ fn csv_rows(rows: &[DeliveryRow], header: bool) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))
 }
 
+/// `?cursor=` of the recipients: the last phone of a page, E.164 digits. Anything else (text with
+/// NUL, which PostgreSQL cannot bind, or any other text) was never given out.
+fn parse_phone_cursor(raw: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(c) if c.len() <= 20 && c.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(c)),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one Herald gave out",
+        )),
+    }
+}
+
 /// Every recipient as CSV, streamed page by page (constant memory, any campaign size).
-#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 400, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn recipients_csv(
     id: PathParam<String>,
     status: QueryParam<String, false>,
@@ -556,7 +568,7 @@ pub async fn pause(
 }
 
 /// Resumes a paused campaign where it stopped; nobody already sent is sent again.
-#[endpoint(tags("campaigns"), status_codes(200, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 401, 403, 404, 409), security(["bearer" = []], ["api_key" = []]))]
 pub async fn resume(
     id: PathParam<String>,
     depot: &mut Depot,
@@ -585,7 +597,7 @@ pub struct OccurrenceView {
 }
 
 /// Every occurrence of a recurring campaign so far, newest first: fired, missed or failed.
-#[endpoint(tags("campaigns"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("campaigns"), status_codes(200, 400, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn occurrences(
     id: PathParam<String>,
     limit: QueryParam<String, false>,

@@ -178,7 +178,7 @@ pub async fn messages(
 }
 
 /// Marks everything received in the chat as read: `unread_count` becomes 0.
-#[endpoint(tags("chats"), status_codes(200, 401, 404), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("chats"), status_codes(200, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
 pub async fn mark_read(
     id: PathParam<String>,
     depot: &mut Depot,

@@ -22,6 +22,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::{NoContent, Upserted};
 use super::{parse_limit, ListOf};
 use crate::auth::caller;
 use crate::contact_book::{self, upsert_all};
@@ -150,12 +151,11 @@ async fn view_of(
 }
 
 /// Creates a contact, or updates the one with this phone (201 when created, 200 when it existed).
-#[endpoint(tags("contacts"), request_body = UpsertContact, status_codes(200, 201, 400, 401, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), request_body = UpsertContact, status_codes(200, 201, 400, 401, 409, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn upsert(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<ContactView>, ApiError> {
+) -> Result<Upserted<ContactView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: UpsertContact = json_body(req, 256 * 1024).await?;
@@ -176,14 +176,14 @@ pub async fn upsert(
     let events =
         contact_book::execute(&state.pool, contact_id(caller.tenant_id, &key), command).await?;
     projected(&state, caller.tenant_id, &key).await?;
-    if contact_book::created(&events) {
-        res.status_code(StatusCode::CREATED);
-    }
-    Ok(Json(view_of(&state, caller.tenant_id, &key).await?))
+    Ok(Upserted {
+        created: contact_book::created(&events),
+        body: view_of(&state, caller.tenant_id, &key).await?,
+    })
 }
 
 /// One contact, by phone (any common form) or lid.
-#[endpoint(tags("contacts"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(
     phone: PathParam<String>,
     depot: &mut Depot,
@@ -195,7 +195,7 @@ pub async fn get(
 }
 
 /// Changes a contact's name, tags (the whole set) or favourite flag.
-#[endpoint(tags("contacts"), request_body = PatchContact, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), request_body = PatchContact, status_codes(200, 400, 401, 404, 409, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn patch(
     phone: PathParam<String>,
     req: &mut Request,
@@ -218,12 +218,8 @@ pub async fn patch(
 }
 
 /// Deletes a contact. Posting it again later creates it afresh.
-#[endpoint(tags("contacts"), status_codes(204, 401, 404), security(["bearer" = []], ["api_key" = []]))]
-pub async fn delete(
-    phone: PathParam<String>,
-    depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+#[endpoint(tags("contacts"), status_codes(204, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+pub async fn delete(phone: PathParam<String>, depot: &mut Depot) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let key = path_key(&state, caller.tenant_id, &phone.into_inner()).await?;
@@ -233,8 +229,7 @@ pub async fn delete(
     };
     contact_book::execute(&state.pool, contact_id(caller.tenant_id, &key), command).await?;
     projected(&state, caller.tenant_id, &key).await?;
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }
 
 fn bad_query(message: impl Into<String>) -> ApiError {
@@ -243,7 +238,7 @@ fn bad_query(message: impl Into<String>) -> ApiError {
 
 /// This tenant's contacts: favourites first, then by name (unnamed last, by phone). Filters:
 /// `tag` (one tag), `q` (part of the name, any case, or of the phone), `favorite` (`true`/`false`).
-#[endpoint(tags("contacts"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     tag: QueryParam<String, false>,
     q: QueryParam<String, false>,
@@ -294,7 +289,7 @@ pub async fn list(
 /// the error with `details.applied` (what was imported before it); re-running a file is safe.
 /// A tenant runs at most 2 imports at once by default (`HERALD_IMPORTS_PER_TENANT`): one more is 429
 /// `import_in_progress` with `Retry-After`.
-#[endpoint(tags("contacts"), status_codes(200, 400, 401, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), status_codes(200, 400, 401, 409, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn import(req: &mut Request, depot: &mut Depot) -> Result<Json<ImportView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -396,7 +391,7 @@ fn sync_key(jid: &str, region: &str) -> Option<ContactKey> {
 /// Reads the linked phone's contact list (one gateway call) and merges it into the contacts:
 /// new ones are added, names follow the phone unless a person set them. A second identical sync
 /// adds and updates nothing.
-#[endpoint(tags("contacts"), request_body = SyncContacts, status_codes(200, 400, 401, 422, 502), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("contacts"), request_body = SyncContacts, status_codes(200, 400, 401, 409, 422, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn sync(req: &mut Request, depot: &mut Depot) -> Result<Json<SyncView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;

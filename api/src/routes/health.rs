@@ -16,7 +16,7 @@ pub struct Health {
 }
 
 /// Liveness: Herald's HTTP server answers.
-#[endpoint(tags("health"))]
+#[endpoint(tags("health"), status_codes(200))]
 pub async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -24,7 +24,7 @@ pub async fn health() -> Json<Health> {
 }
 
 /// Readiness: Postgres answers within 2 s, and NATS too when `NATS_URL` is set (503 otherwise).
-#[endpoint(tags("health"))]
+#[endpoint(tags("health"), status_codes(200, 503))]
 pub async fn ready(depot: &mut Depot) -> Result<Json<Health>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let ping = tokio::time::timeout(
@@ -87,7 +87,7 @@ mod tests {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[endpoint(tags("health"))]
+#[endpoint(tags("health"), status_codes(200))]
 pub async fn metrics(depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = AppState::from_depot(depot)?;
     let body = state

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::parse_id;
+use super::reply::Accepted as Queued;
 use crate::auth::caller;
 use crate::error::{parse_json, ApiError};
 use crate::state::AppState;
@@ -188,16 +189,15 @@ async fn replay(
     tenant_id: Uuid,
     key: &str,
     hash: &[u8],
-    res: &mut Response,
 ) -> Result<Option<MessageAccepted>, ApiError> {
-    let stored: Option<(Vec<u8>, i32, serde_json::Value)> = sqlx::query_as(
-        "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+    let stored: Option<(Vec<u8>, serde_json::Value)> = sqlx::query_as(
+        "SELECT request_hash, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
     )
     .bind(tenant_id)
     .bind(key)
     .fetch_optional(&state.pool)
     .await?;
-    let Some((stored_hash, status, body)) = stored else {
+    let Some((stored_hash, body)) = stored else {
         return Ok(None);
     };
     if stored_hash != hash {
@@ -209,7 +209,6 @@ async fn replay(
     }
     let answer: MessageAccepted =
         serde_json::from_value(body).map_err(|e| ApiError::Unexpected(e.into()))?;
-    res.status_code(StatusCode::from_u16(status as u16).unwrap_or(StatusCode::ACCEPTED));
     Ok(Some(answer))
 }
 
@@ -219,12 +218,11 @@ async fn replay(
 /// `invalid_image` with the reason, and nothing is queued. Counts against the quota now: over
 /// it, 429 `quota_exceeded` with `resets_at` and `Retry-After`. `Idempotency-Key`: the same key
 /// and body answer the first answer again (nothing is fetched again).
-#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("messages"), request_body = SendMessage, status_codes(202, 400, 401, 403, 404, 409, 413, 422, 429, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn send(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<MessageAccepted>, ApiError> {
+) -> Result<Queued<MessageAccepted>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let key = idempotency_key(req)?;
@@ -233,8 +231,8 @@ pub async fn send(
     let canonical: serde_json::Value = parse_json(&bytes)?;
     let hash = Sha256::digest(canonical.to_string().as_bytes()).to_vec();
     if let Some(key) = &key {
-        if let Some(answer) = replay(&state, caller.tenant_id, key, &hash, res).await? {
-            return Ok(Json(answer));
+        if let Some(answer) = replay(&state, caller.tenant_id, key, &hash).await? {
+            return Ok(Queued(answer));
         }
     }
     let body: SendMessage = parse_json(&bytes)?;
@@ -327,8 +325,8 @@ pub async fn send(
         if stored.rows_affected() == 0 {
             // the same key won by a request running at the same time: its answer, not a second send
             drop(tx);
-            if let Some(answer) = replay(&state, caller.tenant_id, key, &hash, res).await? {
-                return Ok(Json(answer));
+            if let Some(answer) = replay(&state, caller.tenant_id, key, &hash).await? {
+                return Ok(Queued(answer));
             }
             return Err(ApiError::Conflict {
                 code: "idempotency_key_in_use",
@@ -337,8 +335,7 @@ pub async fn send(
         }
     }
     tx.commit().await?;
-    res.status_code(StatusCode::ACCEPTED);
-    Ok(Json(answer))
+    Ok(Queued(answer))
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]

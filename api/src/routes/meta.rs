@@ -36,7 +36,16 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// The Cloud API's verification handshake: echoes `hub.challenge` for the right verify token.
-#[endpoint(tags("webhooks"), status_codes(200, 400, 403, 404))]
+#[endpoint(
+    tags("webhooks"),
+    status_codes(200, 400, 403, 404),
+    parameters(
+        ("hub.mode" = Option<String>, Query, description = "`subscribe`"),
+        ("hub.verify_token" = Option<String>, Query, description = "the verify token set in Meta's webhook settings"),
+        ("hub.challenge" = Option<String>, Query, description = "echoed back as text/plain when the token is right"),
+    ),
+    responses((status_code = 200, description = "the challenge, as text/plain", content_type = "text/plain", body = String))
+)]
 pub async fn verify(
     req: &mut Request,
     depot: &mut Depot,

@@ -10,7 +10,9 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod meta;
+pub mod openapi;
 pub mod password;
+pub mod reply;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -82,7 +84,7 @@ pub fn openapi_json() -> anyhow::Result<String> {
 }
 
 fn openapi(router: &Router) -> OpenApi {
-    OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
+    let doc = OpenApi::new("Herald", env!("CARGO_PKG_VERSION"))
         .add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
@@ -95,7 +97,8 @@ fn openapi(router: &Router) -> OpenApi {
             "stream_token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token"))),
         )
-        .merge_router(router)
+        .merge_router(router);
+    openapi::complete(doc)
 }
 
 /// Health, metrics and `/api/v1`: everything the OpenAPI document describes.

@@ -25,6 +25,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::{Created, NoContent};
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::auth::caller;
 use crate::error::{json_body, ApiError};
@@ -210,7 +211,9 @@ fn parse_gateway_token(raw: Option<String>) -> Result<Option<String>, ApiError> 
     let Some(token) = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    if token.len() > 256 || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    // it travels in an HTTP header: visible ASCII only (anything else reached the gateway
+    // mangled and came back as its 401, a 502 here)
+    if token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::validation(
             "gateway_token",
             "is not a valid WuzAPI token",
@@ -221,13 +224,25 @@ fn parse_gateway_token(raw: Option<String>) -> Result<Option<String>, ApiError> 
 
 /// Points the user's webhook at Herald and sets a fresh signing key, on the gateway FIRST: a
 /// wrong token or an unreachable gateway is the user's to know now, and Herald never demands a
-/// signature the gateway does not make. Returns the key.
-async fn register_webhook(state: &AppState, token: &str, id: Uuid) -> Result<String, ApiError> {
+/// signature the gateway does not make. Returns the key. `callers_token`: the token is the
+/// caller's `gateway_token`, so the gateway refusing it (a 4xx) is 422 naming that field, not 502.
+async fn register_webhook(
+    state: &AppState,
+    token: &str,
+    id: Uuid,
+    callers_token: bool,
+) -> Result<String, ApiError> {
     state
         .gateway
         .set_webhook(token, &webhook_url(state, id), &WEBHOOK_EVENTS)
         .await
-        .map_err(|e| gateway_failure("register the webhook", &e))?;
+        .map_err(|e| match e {
+            GatewayError::Permanent { message } if callers_token => ApiError::validation(
+                "gateway_token",
+                format!("the gateway does not accept this token: {message}"),
+            ),
+            e => gateway_failure("register the webhook", &e),
+        })?;
     let hmac_key = new_secret();
     state
         .gateway
@@ -243,7 +258,7 @@ async fn link_existing_user(
     id: Uuid,
     token: String,
 ) -> Result<GatewayUser, ApiError> {
-    let hmac_key = register_webhook(state, &token, id).await?;
+    let hmac_key = register_webhook(state, &token, id, true).await?;
     let status = match state.gateway.session_status(&token).await {
         Ok(s) if s.logged_in && s.connected => SessionStatus::Connected,
         Ok(_) => SessionStatus::Disconnected,
@@ -280,7 +295,7 @@ async fn create_gateway_user(state: &AppState, id: Uuid) -> Result<GatewayUser, 
         )
         .await
         .map_err(|e| gateway_failure("create a WuzAPI user", &e))?;
-    match register_webhook(state, &token, id).await {
+    match register_webhook(state, &token, id, false).await {
         Ok(hmac_key) => Ok(GatewayUser {
             token,
             hmac_key,
@@ -310,8 +325,7 @@ fn webhook_url(state: &AppState, id: Uuid) -> String {
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Created<SessionView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: CreateSession = json_body(req, 64 * 1024).await?;
@@ -398,8 +412,7 @@ pub async fn create(
     let row = read::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("session {id} not projected")))?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(view(&state, row, Some(pacing))))
+    Ok(Created(view(&state, row, Some(pacing))))
 }
 
 /// Sets the number up on the gateway and stores its credentials (with the plan's session limit
@@ -492,7 +505,7 @@ async fn plan_session_limit(
 
 /// Changes a linked number's pacing; recipients already queued that follow the session's pacing
 /// take the new one at once (campaigns with their own pacing keep theirs).
-#[endpoint(tags("sessions"), request_body = UpdateSession, status_codes(200, 400, 401, 404, 422), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), request_body = UpdateSession, status_codes(200, 400, 401, 404, 409, 422), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
     req: &mut Request,
@@ -516,7 +529,7 @@ pub async fn update(
 }
 
 /// This tenant's linked numbers, newest first.
-#[endpoint(tags("sessions"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
@@ -543,7 +556,7 @@ pub async fn list(
 }
 
 /// One linked number.
-#[endpoint(tags("sessions"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<SessionView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -559,13 +572,12 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
 /// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if
 /// Herald created it, and campaigns on it stop sending. `?force=true` deletes the session even
 /// when the gateway cannot delete its user (e.g. the gateway is gone for good).
-#[endpoint(tags("sessions"), status_codes(204, 401, 404, 502), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("sessions"), status_codes(204, 400, 401, 404, 409, 502), security(["bearer" = []], ["api_key" = []]))]
 pub async fn delete(
     id: PathParam<String>,
     force: QueryParam<bool, false>,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
@@ -613,6 +625,5 @@ pub async fn delete(
             &id.to_string(),
         )
         .await?;
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }

@@ -14,6 +14,7 @@ use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reply::{Created, NoContent};
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::auth::caller;
 use crate::error::{json_body, ApiError};
@@ -200,12 +201,11 @@ async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<TemplateVi
 /// An image template's image is fetched (or decoded from base64) and processed now, once: a URL
 /// Herald refuses, a failed fetch, or a file that is too large or not an image is 422
 /// `invalid_image` with the reason.
-#[endpoint(tags("templates"), request_body = CreateTemplate, status_codes(201, 400, 401, 422, 503), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), request_body = CreateTemplate, status_codes(201, 400, 401, 409, 413, 422, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
-    res: &mut Response,
-) -> Result<Json<TemplateView>, ApiError> {
+) -> Result<Created<TemplateView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let body: CreateTemplate = json_body(req, BODY_LIMIT).await?;
@@ -268,12 +268,11 @@ pub async fn create(
     let id = Uuid::new_v4();
     state.templates.execute(&id.to_string(), command).await?;
     let view = fetch(&state, caller.tenant_id, id).await?;
-    res.status_code(StatusCode::CREATED);
-    Ok(Json(view))
+    Ok(Created(view))
 }
 
 /// This tenant's templates, newest first.
-#[endpoint(tags("templates"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
@@ -291,7 +290,7 @@ pub async fn list(
 }
 
 /// One template.
-#[endpoint(tags("templates"), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<TemplateView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -304,7 +303,7 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Templa
 
 /// Changes a template's name, body, caption, image or status. A new `image_url` or
 /// `image_base64` is fetched and processed again. Running campaigns keep what they started with.
-#[endpoint(tags("templates"), request_body = UpdateTemplate, status_codes(200, 400, 401, 404, 422, 503), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("templates"), request_body = UpdateTemplate, status_codes(200, 400, 401, 404, 409, 413, 422, 503), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
     req: &mut Request,
@@ -350,12 +349,8 @@ pub async fn update(
 }
 
 /// Deletes a template. Campaigns already created from it are not affected.
-#[endpoint(tags("templates"), status_codes(204, 401, 404), security(["bearer" = []], ["api_key" = []]))]
-pub async fn delete(
-    id: PathParam<String>,
-    depot: &mut Depot,
-    res: &mut Response,
-) -> Result<(), ApiError> {
+#[endpoint(tags("templates"), status_codes(204, 401, 404, 409), security(["bearer" = []], ["api_key" = []]))]
+pub async fn delete(id: PathParam<String>, depot: &mut Depot) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
@@ -372,6 +367,5 @@ pub async fn delete(
     state
         .wait_projected(read::NAME, Template::TYPE, &id.to_string())
         .await?;
-    res.status_code(StatusCode::NO_CONTENT);
-    Ok(())
+    Ok(NoContent)
 }

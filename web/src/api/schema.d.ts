@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/api/v1/admin/sessions/{id}/meta-phone-number-id": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Sets (or clears) the Cloud API phone number id a session stands for, without asking Meta:
+         *     the operator vouches for it (decision 0041). Still one session's only (409).
+         */
+        put: operations["herald_api.routes.admin.set_meta_phone_number_id"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/tenants": {
         parameters: {
             query?: never;
@@ -36,6 +56,26 @@ export interface paths {
         put: operations["herald_api.routes.admin.set_plan"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/users/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Removes a user: its access tokens stop working at once and it cannot sign in again. Its
+         *     tenant, the tenant's data and API keys stay (revoke keys with `DELETE /api-keys/{id}`).
+         */
+        delete: operations["herald_api.routes.admin.delete_user"];
         options?: never;
         head?: never;
         patch?: never;
@@ -85,7 +125,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Signs in with email and password. */
+        /**
+         * Signs in with email and password. After 5 failed logins for one email, or 20 from one client
+         *     address, within 15 minutes, logins are refused with 429 and `Retry-After` until the window
+         *     ends, even with the right password; a successful login resets its account's count.
+         */
         post: operations["herald_api.routes.accounts.login"];
         delete?: never;
         options?: never;
@@ -102,7 +146,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Creates an account and its tenant, and signs in. */
+        /**
+         * Creates an account and its tenant, and signs in. At most 10 registrations an hour from one
+         *     client address (429 with `Retry-After`).
+         */
         post: operations["herald_api.routes.accounts.register"];
         delete?: never;
         options?: never;
@@ -364,6 +411,8 @@ export interface paths {
          *     overwritten, names replaced. Invalid rows are listed in `rejected`, not fatal. Rows are
          *     applied in batches as they arrive: an import stopped by a limit or an unreadable row answers
          *     the error with `details.applied` (what was imported before it); re-running a file is safe.
+         *     A tenant runs at most 2 imports at once by default (`HERALD_IMPORTS_PER_TENANT`): one more is 429
+         *     `import_in_progress` with `Retry-After`.
          */
         post: operations["herald_api.routes.contacts.import"];
         delete?: never;
@@ -424,7 +473,9 @@ export interface paths {
          *     `delivery.status`, `message.received`, `session.status` (docs/events.md). Authenticate with
          *     `Authorization: Bearer`, `X-API-Key`, or `?access_token=` from `POST /api/v1/events/token`.
          *     A comment line is sent every 15 s when nothing else is; a client that falls behind gets a
-         *     `stream.lagged` event saying how many notifications it missed.
+         *     `stream.lagged` event saying how many notifications it missed. A tenant has at most 20 (default)
+         *     streams open at once (`HERALD_SSE_STREAMS_PER_TENANT`): one more answers 429
+         *     `too_many_streams` with `Retry-After`.
          */
         get: operations["herald_api.routes.events.stream_events"];
         put?: never;
@@ -469,6 +520,27 @@ export interface paths {
         get: operations["herald_api.routes.accounts.me"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Changes the signed-in user's password. Tokens issued before (on every device) stop working;
+         *     the answer holds a fresh one. Wrong current passwords count as failed logins of the account
+         *     (429 with `Retry-After` over the limit). API keys cannot change a password (403).
+         */
+        post: operations["herald_api.routes.password.change_password"];
         delete?: never;
         options?: never;
         head?: never;
@@ -529,7 +601,10 @@ export interface paths {
         /**
          * Links a WhatsApp number: with `gateway_token`, that existing WuzAPI user; without it, a new
          *     WuzAPI user Herald creates through the admin API. Either way the gateway's webhook points at
-         *     Herald, signed with a per-session key.
+         *     Herald, signed with a per-session key. A token is linked by one session only (409
+         *     `gateway_token_taken`); a Cloud API phone number id needs Meta's confirmation of
+         *     `meta_access_token` and is one session's only (409 `phone_number_id_taken`). Linking with a
+         *     token or an id is limited to 10 attempts a minute per tenant (429 with `Retry-After`).
          */
         post: operations["herald_api.routes.sessions.create"];
         delete?: never;
@@ -968,7 +1043,7 @@ export interface components {
         "herald_api.routes.accounts.RegisterRequest": {
             email: string;
             name?: string | null;
-            /** @description At least 8 characters. */
+            /** @description At least 8 characters, at most 1,024 bytes. */
             password: string;
         };
         "herald_api.routes.accounts.TenantView": {
@@ -1008,6 +1083,17 @@ export interface components {
             name: string;
             plan: components["schemas"]["herald_api.routes.accounts.PlanView"];
             usage: components["schemas"]["herald_api.plans.UsageView"];
+        };
+        "herald_api.routes.admin.SessionNumberView": {
+            meta_phone_number_id?: string | null;
+            /** Format: uuid */
+            session_id: string;
+            /** Format: uuid */
+            tenant_id: string;
+        };
+        "herald_api.routes.admin.SetMetaPhoneNumberId": {
+            /** @description The Cloud API phone number id (digits) the session stands for; `null` clears it. */
+            meta_phone_number_id?: string | null;
         };
         "herald_api.routes.admin.SetPlan": {
             /** @description RFC 3339; absent or `null`: the plan does not expire. */
@@ -1322,6 +1408,11 @@ export interface components {
             /** @description `text` or `image`. */
             type: string;
         };
+        "herald_api.routes.password.ChangePassword": {
+            current_password: string;
+            /** @description At least 8 characters, at most 1,024 bytes. */
+            new_password: string;
+        };
         "herald_api.routes.sessions.CreateSession": {
             /**
              * @description The token of an existing WuzAPI user. Herald points that user's webhook at itself.
@@ -1330,8 +1421,14 @@ export interface components {
              */
             gateway_token?: string | null;
             /**
+             * @description A Meta access token that may use `meta_phone_number_id`: Herald asks Meta's Graph API
+             *     (`GET /{phone_number_id}`) and links the id only when Meta answers with it. Stored like
+             *     the gateway token, never shown back.
+             */
+            meta_access_token?: string | null;
+            /**
              * @description The WhatsApp Cloud API phone number id this number has at Meta (digits), when Meta's
-             *     webhook notifications for it should reach this session.
+             *     webhook notifications for it should reach this session. Needs `meta_access_token`.
              */
             meta_phone_number_id?: string | null;
             name: string;
@@ -1473,6 +1570,90 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    "herald_api.routes.admin.set_meta_phone_number_id": {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the operator's token */
+                "X-Admin-Token": string;
+            };
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.admin.SetMetaPhoneNumberId"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.admin.SessionNumberView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
     "herald_api.routes.admin.list_tenants": {
         parameters: {
             query?: {
@@ -1497,6 +1678,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.admin.AdminTenantView>"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -1547,7 +1737,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.admin.AdminTenantView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1574,8 +1764,59 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.admin.delete_user": {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the operator's token */
+                "X-Admin-Token": string;
+            };
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1603,15 +1844,6 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.accounts.ApiKeyView>"];
                 };
             };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1621,17 +1853,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1654,7 +1877,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.accounts.ApiKeyCreated"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1672,8 +1904,26 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1695,6 +1945,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1706,6 +1963,15 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1737,7 +2003,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.accounts.TokenResponse"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1755,8 +2021,35 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1779,7 +2072,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.accounts.TokenResponse"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1788,8 +2090,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1826,7 +2164,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.campaigns.CampaignView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1844,17 +2182,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1877,7 +2206,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.campaigns.CampaignCreatedView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1895,8 +2233,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1927,15 +2301,6 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.campaigns.CampaignView"];
                 };
             };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1954,8 +2319,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2004,6 +2369,24 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.campaigns.occurrences": {
@@ -2030,7 +2413,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.campaigns.OccurrenceView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2057,8 +2440,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2107,6 +2490,24 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.campaigns.recipients": {
@@ -2137,7 +2538,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.campaigns.RecipientView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2164,8 +2565,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2197,7 +2598,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2224,8 +2625,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2265,8 +2666,35 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2301,7 +2729,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.chats.ChatView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2312,6 +2740,15 @@ export interface operations {
             };
             /** @description missing or invalid credentials */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2360,6 +2797,15 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.chats.messages": {
@@ -2388,7 +2834,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.chats.MessageView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2408,6 +2854,15 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2456,6 +2911,24 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.contacts.list": {
@@ -2487,7 +2960,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.contacts.ContactView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2505,17 +2978,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2538,7 +3002,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Response with json format data */
+            /** @description updated */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2547,7 +3011,16 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
                 };
             };
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2565,8 +3038,35 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2594,7 +3094,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.contact_import.ImportView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2612,8 +3112,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2645,7 +3181,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.contacts.SyncView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2663,8 +3199,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2695,15 +3267,6 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
                 };
             };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2722,8 +3285,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2745,6 +3308,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2756,6 +3326,24 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2790,7 +3378,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2817,8 +3405,35 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2849,7 +3464,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2860,6 +3475,24 @@ export interface operations {
             };
             /** @description missing or invalid credentials */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2896,6 +3529,15 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.accounts.me": {
@@ -2916,7 +3558,49 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.accounts.MeResponse"];
                 };
             };
-            /** @description malformed request */
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.password.change_password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.password.ChangePassword"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.accounts.TokenResponse"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2934,8 +3618,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2943,8 +3627,26 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2967,7 +3669,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.messages.MessageAccepted"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2985,6 +3696,15 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
             /** @description not found, or another tenant's */
             404: {
                 headers: {
@@ -2994,8 +3714,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3044,6 +3800,15 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.sessions.list": {
@@ -3069,7 +3834,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.sessions.SessionView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3087,17 +3852,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3120,7 +3876,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.sessions.SessionView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3138,8 +3903,53 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3170,7 +3980,58 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.sessions.SessionView"];
                 };
             };
-            /** @description malformed request */
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.sessions.delete": {
+        parameters: {
+            query?: {
+                /** @description Get parameter `force` from request url query. */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3197,8 +4058,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description conflicts with the object's state or another request */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3206,25 +4067,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-        };
-    };
-    "herald_api.routes.sessions.delete": {
-        parameters: {
-            query?: {
-                /** @description Get parameter `force` from request url query. */
-                force?: boolean;
-            };
-            header?: never;
-            path: {
-                /** @description Get parameter `id` from request url path. */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description missing or invalid credentials */
-            401: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3232,8 +4076,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3268,7 +4112,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.sessions.SessionView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3295,8 +4139,35 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3345,6 +4216,24 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.sessions.pairing.logout": {
@@ -3379,6 +4268,33 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3427,6 +4343,33 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.sessions.pairing.live_status": {
@@ -3468,6 +4411,24 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
         };
     };
     "herald_api.routes.templates.list": {
@@ -3493,7 +4454,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.templates.TemplateView>"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3511,17 +4472,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3544,7 +4496,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description malformed request */
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.templates.TemplateView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3562,8 +4523,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3594,15 +4591,6 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.templates.TemplateView"];
                 };
             };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -3621,8 +4609,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
-            422: {
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3644,6 +4632,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -3655,6 +4650,24 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3689,7 +4702,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.templates.TemplateView"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3716,8 +4729,44 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.error.ErrorBody"];
                 };
             };
-            /** @description invalid field */
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3729,22 +4778,40 @@ export interface operations {
     };
     "herald_api.routes.meta.verify": {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `subscribe` */
+                "hub.mode"?: string;
+                /** @description the verify token set in Meta's webhook settings */
+                "hub.verify_token"?: string;
+                /** @description echoed back as text/plain when the token is right */
+                "hub.challenge"?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Ok */
+            /** @description the challenge, as text/plain */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/plain": string;
+                };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3781,7 +4848,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.webhooks.WebhookAck"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3801,6 +4868,15 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3831,7 +4907,7 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.webhooks.WebhookAck"];
                 };
             };
-            /** @description malformed request */
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3851,6 +4927,15 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3898,35 +4983,8 @@ export interface operations {
                     "application/json": components["schemas"]["herald_api.routes.health.Health"];
                 };
             };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
+            /** @description busy or not ready; try again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3951,42 +5009,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description malformed request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description not found, or another tenant's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description invalid field */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
             };
         };
     };

@@ -311,6 +311,18 @@ async fn create_gateway_user(state: &AppState, id: Uuid) -> Result<GatewayUser, 
     }
 }
 
+/// The Cloud API phone number id stored with a session's credentials (written when it was linked,
+/// not by a projector).
+async fn stored_phone_number_id(state: &AppState, id: Uuid) -> Result<Option<String>, ApiError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT meta_phone_number_id FROM session_credentials WHERE session_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(row.and_then(|(n,)| n))
+}
+
 fn webhook_url(state: &AppState, id: Uuid) -> String {
     format!("{}/api/v1/webhooks/wuzapi/{id}", state.public_url)
 }
@@ -396,7 +408,7 @@ pub async fn create(
             &id.to_string(),
             SessionCommand::Link {
                 tenant_id: caller.tenant_id,
-                name,
+                name: name.clone(),
                 status,
                 at: now,
             },
@@ -409,9 +421,20 @@ pub async fn create(
             &id.to_string(),
         )
         .await?;
-    let row = read::get(&state.pool, caller.tenant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("session {id} not projected")))?;
+    // The link is stored; a read model still behind after the wait (a loaded or a separate
+    // worker process) does not make it a failure: answer what was stored.
+    let row = match read::get(&state.pool, caller.tenant_id, id).await? {
+        Some(row) => row,
+        None => read::SessionRow {
+            id,
+            tenant_id: caller.tenant_id,
+            name,
+            status: status.as_str().to_string(),
+            meta_phone_number_id: stored_phone_number_id(&state, id).await?,
+            created_at: now,
+            updated_at: now,
+        },
+    };
     Ok(Created(view(&state, row, Some(pacing))))
 }
 

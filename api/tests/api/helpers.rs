@@ -429,13 +429,18 @@ impl TestApp {
     /// Herald stops and starts again on the same database and gateway (a new process: every
     /// in-memory cache is gone). The base URL changes; the settings stay.
     pub async fn restart(&mut self) {
+        self.restart_as(Role::All).await;
+    }
+
+    /// [`TestApp::restart`] as a process of one role only (`Role::Api`: no projectors, no
+    /// workers, as when they run in another process).
+    pub async fn restart_as(&mut self, role: Role) {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        let app =
-            Application::build_with_dispatch(self.settings.clone(), Role::All, fast_dispatch())
-                .await
-                .expect("herald starts again");
+        let app = Application::build_with_dispatch(self.settings.clone(), role, fast_dispatch())
+            .await
+            .expect("herald starts again");
         self.base = format!("http://{}", app.addr().expect("serves http"));
         self.pool = app.pool().clone();
         self.app = Some(app);

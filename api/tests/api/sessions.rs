@@ -117,3 +117,31 @@ async fn an_unreachable_gateway_is_a_502_and_nothing_is_linked() {
     assert!(list["items"].as_array().expect("items").is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_api_process_whose_projectors_run_elsewhere_answers_a_stored_link_with_201() {
+    let mut app = spawn_app().await;
+    let account = app.register("apart@b.co").await;
+    // the projectors and workers run in another process that is not running right now
+    app.restart_as(herald_api::Role::Api).await;
+    let res = app
+        .post(
+            "/api/v1/sessions",
+            &account.token,
+            &json!({"name": "Split line", "gateway_token": "split-token"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "stored, so never a 500");
+    let session: Value = res.json().await.expect("json");
+    let id = session["id"].as_str().expect("id").to_string();
+    assert_eq!(session["name"], "Split line");
+    assert_eq!(session["status"], "connected");
+    // once the projectors run again, the session reads back as answered
+    app.restart().await;
+    app.wait_projected(herald_projections::sessions::NAME).await;
+    let read = app
+        .get_json(&format!("/api/v1/sessions/{id}"), &account.token)
+        .await;
+    assert_eq!(read["name"], "Split line", "{read}");
+    app.stop().await;
+}

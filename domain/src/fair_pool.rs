@@ -315,9 +315,11 @@ impl<K: Hash + Eq + Clone> Permit<K> {
 
 impl<K: Hash + Eq + Clone> Drop for Permit<K> {
     fn drop(&mut self) {
-        drop(self.held.take());
+        // counted out before the semaphores let the next one in, so `in_use` never shows a
+        // holder that has already given its permit back
         self.inner.in_use.fetch_sub(1, Ordering::Relaxed);
         self.inner.gauge(IN_USE, -1.0);
+        drop(self.held.take());
         self.inner.tidy(&self.key);
     }
 }

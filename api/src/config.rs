@@ -1,4 +1,4 @@
-//! Configuration from the environment (and a `.env` file), as API.md "Running it" lists it.
+//! Configuration from the environment (and a `.env` file), as docs/running.md lists it.
 
 use std::fmt;
 

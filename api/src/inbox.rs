@@ -1,4 +1,4 @@
-//! The webhook inbox processor (DESIGN decision 11): turns stored gateway posts into commands.
+//! The webhook inbox processor (docs/decisions/0055): turns stored gateway posts into commands.
 //!
 //! The endpoint (`routes::webhooks`) only stores a post and answers; this worker does the rest,
 //! so a slow or failing step never makes the gateway wait or lose a post. `webhook_inbox` is a log

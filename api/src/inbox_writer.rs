@@ -2,7 +2,7 @@
 //!
 //! A gateway posts receipts by the thousand per second, each from its own connection. Storing each
 //! post in its own transaction costs a WAL flush per post, which caps a 2-core machine well below
-//! the receipt target (DESIGN.md: ≥ 5,000/s, p99 ≤ 50 ms). Instead each request hands its row to
+//! the receipt target (docs/design.md, Targets: ≥ 5,000/s, p99 ≤ 50 ms). Instead each request hands its row to
 //! this writer and waits for the answer; a few writer tasks take whatever rows are waiting (up to
 //! [`MAX_BATCH`]) and store them with ONE multi-row `INSERT ... ON CONFLICT DO NOTHING`. A post is
 //! still acknowledged only after its row is committed, so nothing acknowledged can be lost, and a

@@ -1,4 +1,4 @@
-//! Accepting a campaign: validation, phone normalisation, and the batch write of DESIGN decision 5.
+//! Accepting a campaign: validation, phone normalisation, and the batch write of docs/decisions/0052.
 //!
 //! `CampaignCreated`, every recipient's `DeliveryQueued` and every `dispatch_queue` row go into the
 //! store in ONE transaction with multi-row inserts, so a 100,000-recipient campaign is accepted in

@@ -1,4 +1,4 @@
-//! `Contact`: one person a tenant can message, keyed by tenant + phone (DESIGN decision 2).
+//! `Contact`: one person a tenant can message, keyed by tenant + phone (docs/decisions/0051).
 //!
 //! A contact is either a phone contact (E.164 digits) or a *lid* contact: WhatsApp's privacy id
 //! (`1203...@lid`) that has no phone number. Lid contacts come only from a gateway's contact list;

@@ -1,4 +1,4 @@
-//! `Conversation`: one chat of one linked number (session + chat JID), DESIGN decision 2.
+//! `Conversation`: one chat of one linked number (session + chat JID), docs/decisions/0051.
 //!
 //! Its id is [`conversation_id`], a UUID derived from the session and the chat, so the inbox
 //! processor, the projector and the API all name the same chat without a lookup, and a rebuild

@@ -6,7 +6,7 @@
 //! - [`template_body`]: message bodies with `{{ variables }}` (minijinja), written in the bounded
 //!   language of [`template_language`].
 //! - [`template`], [`session`], [`campaign`], [`delivery`], [`contact`]: the aggregates, each small
-//!   (DESIGN decision 2): a campaign never holds its recipient list; each recipient is a `Delivery`.
+//!   (docs/decisions/0051): a campaign never holds its recipient list; each recipient is a `Delivery`.
 //! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
 //! - [`text`]: the one character Postgres cannot store (NUL): found, or removed.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).

@@ -5,7 +5,7 @@
 //! obtained through [`Phone::parse`] (user input, read with the tenant's default region) or
 //! [`Phone::from_normalized`] (values we stored ourselves), so code that holds a `Phone` never
 //! re-checks it. Parsing and validation are the `phonenumber` crate's (libphonenumber's metadata),
-//! not hand-written rules (DESIGN.md decision 14).
+//! not hand-written rules (docs/decisions/0057).
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};

@@ -1,7 +1,7 @@
 //! When a campaign is sent (`send_at` read in `timezone`) and how it recurs (`recurrence`).
 //!
 //! Pure: no I/O and no clock. The current time is always passed in, so every rule here is
-//! tested with fixed instants (API.md "Campaigns", DESIGN decision 9, issue 3 items 1 and 2).
+//! tested with fixed instants (docs/scheduling.md, docs/decisions/0006).
 //!
 //! Decisions, and why
 //! - **Zones** are IANA names (chrono-tz, matched case-insensitively, reported in canonical
@@ -41,12 +41,12 @@ pub const MAX_ZONE_LEN: usize = 64;
 /// covers the time between a user picking "09:00" and the request arriving, and clock skew.
 pub const PAST_SLACK_SECONDS: i64 = 60;
 
-/// The hour a date given alone (`2026-11-22`) means: 09:00 local, as API.md says, a
+/// The hour a date given alone (`2026-11-22`) means: 09:00 local, as docs/scheduling.md says, a
 /// business-hours default rather than midnight, when nobody reads WhatsApp.
 pub const DATE_ALONE_HOUR: u32 = 9;
 
 /// The shortest interval between two firings of a recurrence. Bulk campaigns every minute
-/// get a WhatsApp number banned (DESIGN decision 8), and a campaign run takes longer than a
+/// get a WhatsApp number banned (docs/decisions/0010), and a campaign run takes longer than a
 /// minute to send anyway, so runs would pile up; five minutes is still generous.
 pub const MIN_RECURRENCE_MINUTES: u32 = 5;
 
@@ -334,7 +334,7 @@ enum Written {
     LocalTime(NaiveTime),
 }
 
-/// Parses `send_at` as API.md lists, read in `timezone`, relative to `now`.
+/// Parses `send_at` as docs/scheduling.md lists, read in `timezone`, relative to `now`.
 ///
 /// Accepted (surrounding whitespace ignored; `T`, `Z` and `now` in any case):
 /// - absent or `now`: [`SendAt::Now`];
@@ -564,7 +564,7 @@ fn read_time(t: &str, input: &str) -> Result<NaiveTime, ScheduleError> {
 /// fires on the 1st and on every Monday); when either field starts with `*`, both must match.
 ///
 /// Refused, each with a message saying what to write instead: 6- and 7-field forms (seconds,
-/// years: API.md promises 5-field cron, and nobody schedules a campaign to the second);
+/// years: docs/scheduling.md promises 5-field cron, and nobody schedules a campaign to the second);
 /// extensions (`L`, `W`, `#`, `?`, `@daily`) so that the accepted language stays the documented
 /// one; schedules that fire more often than every [`MIN_RECURRENCE_MINUTES`] minutes on the
 /// wall clock (checked as if every day matched; a DST jump can still shorten one interval a

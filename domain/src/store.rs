@@ -317,7 +317,7 @@ pub struct BatchResult<A: Aggregate> {
     pub reused: usize,
 }
 
-/// The batch executor (DESIGN decision 5): loads every aggregate of the batch in one query, runs
+/// The batch executor (docs/decisions/0052): loads every aggregate of the batch in one query, runs
 /// each command through the aggregate's own `handle` (several commands for one aggregate apply in
 /// order), and inserts all new events in one statement, inside the caller's transaction. When a
 /// concurrent writer got there first (23505), only the aggregates whose version moved are reloaded

@@ -548,7 +548,7 @@ async fn latest_position_is_the_newest_events_place_in_the_global_order() {
     );
 }
 
-/// DESIGN decision 3 orders projections by (tx_id, global_position). A transaction that got its id
+/// Decision 0001 orders projections by (tx_id, global_position). A transaction that got its id
 /// before a younger one committed an event to the same stream must not append behind it: its
 /// event would sort first and projectors would see sequence 3 before 2. The batch executor refuses
 /// (retryable, nothing written); the same work in a new transaction succeeds.

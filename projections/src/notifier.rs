@@ -1,5 +1,5 @@
-//! The `notifier` projector: turns committed events into real-time notifications (DESIGN
-//! decision 12, docs/events.md).
+//! The `notifier` projector: turns committed events into real-time notifications (docs/decisions/0017,
+//! docs/events.md).
 //!
 //! It runs like every projector (commit-safe order, its own checkpoint, one instance across all
 //! processes) but owns no table: `apply` maps a batch to notifications and stages them, and

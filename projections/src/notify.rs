@@ -1,4 +1,4 @@
-//! Real-time notifications (DESIGN decision 12): what Herald tells live subscribers, and the two
+//! Real-time notifications (docs/decisions/0017): what Herald tells live subscribers, and the two
 //! ways it travels.
 //!
 //! - In-process (the single-node default): one `tokio::sync::broadcast` channel per tenant with

@@ -1,4 +1,4 @@
-//! The projector runtime (DESIGN decisions 3 and 4).
+//! The projector runtime (docs/decisions/0001).
 //!
 //! - Reads events in `(tx_id, global_position)` order, only from transactions older than the oldest
 //!   running one (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): identity order is not commit

@@ -1,4 +1,4 @@
-//! The projector runtime against a real Postgres (DESIGN decisions 3 and 4): commit-safe global
+//! The projector runtime against a real Postgres (docs/decisions/0001): commit-safe global
 //! order, batch + checkpoint atomicity, one instance per projector, rebuilds, read-your-writes.
 //!
 //! Every test gets its own migrated database. The xmin guard is cluster-wide, so positive

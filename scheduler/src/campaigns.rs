@@ -1,4 +1,4 @@
-//! Writing a campaign: the batch path of DESIGN decision 5, shared by the API (a campaign a user
+//! Writing a campaign: the batch path of docs/decisions/0052, shared by the API (a campaign a user
 //! creates) and the ticker (each run of a recurring campaign).
 //!
 //! `CampaignCreated` (and `CampaignStarted` when it starts now), every recipient's

@@ -1,4 +1,4 @@
-//! Dispatch workers (DESIGN decision 6): the write-ahead path from `dispatch_queue` to the gateway.
+//! Dispatch workers (docs/decisions/0053): the write-ahead path from `dispatch_queue` to the gateway.
 //!
 //! 1. Claim a batch with `FOR UPDATE SKIP LOCKED`, mark it leased (attempt + 1, lease deadline),
 //!    append each recipient's `DeliveryDispatched` with its deterministic message id (indexed in

@@ -1,4 +1,4 @@
-//! Pacing per linked number (DESIGN decision 8, docs/decisions/0010): a random interval between
+//! Pacing per linked number (docs/decisions/0010): a random interval between
 //! `min_interval_ms` and `max_interval_ms` between two sends of one session, 0/0 for none.
 //!
 //! The session's next allowed send time lives in `session_pacing`; the dispatcher's claim locks

@@ -1,4 +1,4 @@
-//! Plans and the hourly message quota (DESIGN decision 7, docs/decisions/0009).
+//! Plans and the hourly message quota (docs/decisions/0009).
 //!
 //! Windows are fixed: they start at whole multiples of the window length since the Unix epoch
 //! (whole UTC clock hours with the default of 3,600 s). A tenant's usage in a window is one row of
@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// A tenant's plan (API.md's table).
+/// A tenant's plan (the table in docs/plans-and-pacing.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
     Basic,

@@ -1,4 +1,4 @@
-//! The scheduler's ticker (DESIGN decision 9): tokio-cron-scheduler fires once a second in each
+//! The scheduler's ticker (docs/decisions/0006): tokio-cron-scheduler fires once a second in each
 //! process, and each firing starts the campaigns whose time has come.
 //!
 //! Schedules live in Herald's own table (`campaign_holds` rows with reason `scheduled` and a

@@ -1,4 +1,4 @@
-//! Chat messages and provider statuses in the inbox processor (issue 4, items 4 and 6).
+//! Chat messages and provider statuses in the inbox processor (docs/decisions/0012, docs/decisions/0027).
 //!
 //! - WuzAPI `Message` events and the Cloud API's `messages[]` become `Conversation` commands
 //!   (one batch through the executor); the aggregate drops duplicates by message id.

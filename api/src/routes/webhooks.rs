@@ -1,4 +1,4 @@
-//! Inbound gateway webhooks (DESIGN decision 11). No JWT: the caller is the gateway, and what
+//! Inbound gateway webhooks (docs/decisions/0055). No JWT: the caller is the gateway, and what
 //! authenticates it is the session's HMAC key (`x-hmac-signature`), set on WuzAPI when Herald
 //! linked the session.
 //!

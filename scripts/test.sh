@@ -8,8 +8,9 @@
 # 3. cargo fmt --all -- --check
 # 4. cargo clippy --workspace --all-targets --locked -- -D warnings
 # 5. bash scripts/test-web.sh: the dashboard's build, Vitest and end-to-end tests (docs/dashboard.md),
-# 6. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
-# 7. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md).
+# 6. bash scripts/test-examples.sh: examples/ against a throwaway Herald (examples/README.md),
+# 7. bash scripts/fuzz.sh: schemathesis against a throwaway Herald (docs/running.md),
+# 8. cargo nextest run --workspace (or cargo test --workspace without cargo-nextest).
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is non-zero when any failed. The test runner's output comes last.
@@ -68,7 +69,14 @@ if [ "${#failed[@]}" -gt 0 ]; then
     say "FAILED so far: ${failed[*]}; running the tests anyway, the exit status will be non-zero"
 fi
 
-say "bash scripts/test-web.sh (the dashboard: build, Vitest, Chromium end to end)"; bash scripts/test-web.sh || failed+=("dashboard (bash scripts/test-web.sh)")
+# Against a running herald (each builds the debug binary once, then reuses it); before the test
+# runner, so its summary stays the last lines of the log.
+say "bash scripts/test-web.sh (the dashboard: build, Vitest, Chromium end to end)"
+bash scripts/test-web.sh || failed+=("dashboard (bash scripts/test-web.sh)")
+say "bash scripts/test-examples.sh (examples/ against a throwaway Herald)"
+bash scripts/test-examples.sh || failed+=("examples (bash scripts/test-examples.sh)")
+say "bash scripts/fuzz.sh (schemathesis against a throwaway Herald)"
+bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 if cargo nextest --version >/dev/null 2>&1; then
     say "cargo nextest run --workspace${*:+ $*}"
@@ -82,8 +90,6 @@ else
     fi
 fi
 
-bash scripts/test-examples.sh || failed+=("examples (bash scripts/test-examples.sh)")
-say "bash scripts/fuzz.sh"; bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 # this run's own databases (silently: the runner's summary stays the last lines of the log)
 drop_test_databases ">= timestamptz '$run_started' - interval '1 minute'"

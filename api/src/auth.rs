@@ -4,78 +4,14 @@
 
 use std::net::IpAddr;
 
-use chrono::Utc;
 use herald_domain::fair_pool::Permit;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use salvo::prelude::*;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::config::Secret;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Lifetime of an access token.
-pub const TOKEN_TTL_SECS: i64 = 12 * 3600;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: Uuid,
-    tid: Uuid,
-    iat: i64,
-    exp: i64,
-    /// The user's credential version when the token was issued; a token whose version is not
-    /// the user's current one is refused (tokens from before versions existed carry 0).
-    #[serde(default)]
-    ver: i32,
-}
-
-pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl JwtKeys {
-    pub fn new(secret: &Secret) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.validate_exp = true;
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        JwtKeys {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
-            validation,
-        }
-    }
-
-    /// A token for the user at its current `credential_version`.
-    pub fn issue(
-        &self,
-        user_id: Uuid,
-        tenant_id: Uuid,
-        credential_version: i32,
-    ) -> Result<String, ApiError> {
-        let now = Utc::now().timestamp();
-        let claims = Claims {
-            sub: user_id,
-            tid: tenant_id,
-            iat: now,
-            exp: now + TOKEN_TTL_SECS,
-            ver: credential_version,
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Unexpected(e.into()))
-    }
-
-    fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|d| d.claims)
-    }
-}
+pub use crate::tokens::{JwtKeys, TOKEN_TTL_SECS};
 
 /// Who is calling. Every tenant-owned query takes `tenant_id` from here, never from the request.
 #[derive(Debug, Clone)]

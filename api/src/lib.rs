@@ -10,7 +10,8 @@
 //!   messages in conversations, session status).
 //! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
 //! - [`pools`]: image fetching, password hashing, event streams and imports shared fairly.
-//! - [`auth`], [`error`], [`state`]: tokens and keys, the error envelope, shared state.
+//! - [`auth`], [`error`], [`state`]: who is calling (access tokens, API keys), the error
+//!   envelope, shared state; [`tokens`]: signing and checking access tokens.
 //! - [`throttle`]: attempt counters for logins, registrations and number links.
 //! - [`secret_strength`]: the production check of `HERALD_JWT_SECRET`.
 //! - [`url_text`]: path and query text holding NUL refused before any handler.
@@ -30,6 +31,7 @@ pub mod routes;
 pub mod secret_strength;
 pub mod state;
 pub mod throttle;
+pub mod tokens;
 pub mod url_text;
 pub mod webhook_credentials;
 

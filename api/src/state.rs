@@ -10,9 +10,9 @@ use herald_gateway::Gateway;
 use salvo::prelude::Depot;
 use sqlx::PgPool;
 
-use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::tokens::JwtKeys;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

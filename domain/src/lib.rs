@@ -24,6 +24,7 @@ pub mod session;
 pub mod store;
 pub mod template;
 pub mod template_body;
+pub mod template_error;
 pub mod template_language;
 pub mod text;
 

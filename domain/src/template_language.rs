@@ -16,7 +16,7 @@ use minijinja::machinery::{ast, parse, Span, WhitespaceConfig};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::Environment;
 
-use crate::template_body::TemplateError;
+use crate::template_error::{line_and_column, syntax_error, TemplateError};
 
 /// Filters a body may use. Each returns at most a constant factor more than its input:
 /// `default` picks one of its operands, case changes grow a string at most threefold once
@@ -86,7 +86,7 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
         ..WhitespaceConfig::default()
     };
     let tree = parse(source, "body", SyntaxConfig, whitespace)
-        .map_err(|err| crate::template_body::syntax_error(&err, source))?;
+        .map_err(|err| syntax_error(&err, source))?;
     Walk { source }.stmt(&tree, 0)
 }
 
@@ -147,8 +147,7 @@ type Checked = Result<(), TemplateError>;
 
 impl Walk<'_> {
     fn refuse(&self, what: &str, span: Span) -> TemplateError {
-        let (line, column) =
-            crate::template_body::line_and_column(self.source, span.start_offset as usize);
+        let (line, column) = line_and_column(self.source, span.start_offset as usize);
         TemplateError::NotAllowed(format!("{what} at line {line}, column {column}"))
     }
 

@@ -225,7 +225,7 @@ mod tests {
             verify_stream_token(&Secret::new("y".repeat(40)), &token),
             None
         );
-        let access = crate::auth::JwtKeys::new(&secret)
+        let access = crate::tokens::JwtKeys::new(&secret)
             .issue(Uuid::new_v4(), tenant, 0)
             .expect("access token");
         assert_eq!(verify_stream_token(&secret, &access), None);

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::*;
 
+/// What step 3 writes: final outcomes (events, queue rows deleted) and retries (rows due again).
 #[derive(Default)]
 pub(super) struct OutcomeBatch {
     commands: Vec<(String, DeliveryCommand)>,

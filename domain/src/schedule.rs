@@ -20,6 +20,10 @@
 //!   differ a little; such a time is simply due at once. Earlier than that is an error.
 //! - **Recurrence**: standard 5-field cron, parsed here (see [`Recurrence`] for why not a crate),
 //!   never more often than every [`MIN_RECURRENCE_MINUTES`] minutes.
+//!
+//! Where each lives: zones and DST resolution in `schedule/zone.rs`, the `send_at` formats in
+//! `schedule/send_at.rs`, the cron language and its search in `schedule/cron.rs`; the limits,
+//! [`ScheduleError`] and the small text helpers they share stay here.
 
 mod cron;
 mod send_at;

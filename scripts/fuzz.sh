@@ -220,6 +220,12 @@ status=0
     --no-color \
     "${seed[@]}" ${HERALD_FUZZ_ARGS:-}) || status=$?
 
+# A fuzz whose own credentials stopped working part-way tested little after that point: say so.
+if ! curl -sS -o /dev/null --fail -H "Authorization: Bearer $token" "$base/api/v1/me"; then
+    say "the fuzz's own access token no longer works after the run (revoked, or the account removed)"
+    status=1
+fi
+
 if [ "$status" -ne 0 ]; then
     say "schemathesis failed; herald's log (errors):"
     grep -E 'ERROR|panicked' "$work/herald.log" | tail -n 40 >&2 || true

@@ -79,8 +79,8 @@ say "bash scripts/fuzz.sh (schemathesis against a throwaway Herald)"
 bash scripts/fuzz.sh || failed+=("fuzz (bash scripts/fuzz.sh)")
 
 if cargo nextest --version >/dev/null 2>&1; then
-    say "cargo nextest run --workspace${*:+ $*}"
-    if ! cargo nextest run --workspace "$@"; then
+    say "cargo nextest run --workspace --no-fail-fast${*:+ $*}"
+    if ! cargo nextest run --workspace --no-fail-fast "$@"; then
         failed+=("tests")
     fi
 else

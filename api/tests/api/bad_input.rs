@@ -65,7 +65,7 @@ async fn hostile_cursors_answer_400_on_every_list() {
             .await;
         let (code, _) = error_code(res, StatusCode::BAD_REQUEST).await;
         assert!(
-            code == "invalid_cursor" || code == "invalid_query",
+            code == "invalid_cursor" || code == "invalid_text",
             "{cursor}: {code}"
         );
         // a chat's messages: `<unix micros>_<message id>`
@@ -81,7 +81,7 @@ async fn hostile_cursors_answer_400_on_every_list() {
         } else {
             let (code, _) = error_code(res, StatusCode::BAD_REQUEST).await;
             assert!(
-                code == "invalid_cursor" || code == "invalid_query",
+                code == "invalid_cursor" || code == "invalid_text",
                 "{cursor}: {code}"
             );
         }
@@ -98,7 +98,7 @@ async fn hostile_cursors_answer_400_on_every_list() {
             .await;
         let (code, _) = error_code(res, StatusCode::BAD_REQUEST).await;
         assert!(
-            code == "invalid_cursor" || code == "invalid_query",
+            code == "invalid_cursor" || code == "invalid_text",
             "{cursor}: {code}"
         );
     }
@@ -117,7 +117,7 @@ async fn hostile_cursors_answer_400_on_every_list() {
             .await;
         let (code, _) = error_code(res, StatusCode::BAD_REQUEST).await;
         assert!(
-            code == "invalid_cursor" || code == "invalid_query",
+            code == "invalid_cursor" || code == "invalid_text",
             "{cursor}: {code}"
         );
     }

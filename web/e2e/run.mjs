@@ -234,10 +234,20 @@ async function main() {
         seen.add(await page.getByTestId("progress-percent").first().textContent());
         return (await page.locator("[data-status=completed]").count()) > 0 && seen.has("100%");
       });
+      // a completed campaign shows final counts: nobody left queued or sending on screen
+      await until("the counts on screen are final", async () => {
+        const left = await page.locator("[data-count=queued], [data-count=sending]").allTextContents();
+        return left.length === 2 && left.every((t) => /(^|\D)0$/.test(t.trim()));
+      });
       if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
       if (seen.size < 2) throw new Error(`the bar never moved: ${[...seen]}`);
       log(`progress seen: ${[...seen].join(" ")}`);
       await page.getByRole("table", { name: "Recipients" }).getByRole("row").nth(12).waitFor();
+      // and the table too: every recipient's row shows a final status
+      await until("the recipients table is final", async () => {
+        const statuses = await page.getByRole("table", { name: "Recipients" }).locator("tbody tr").allTextContents();
+        return statuses.length === 12 && !statuses.some((t) => /queued|sending/i.test(t));
+      });
       await shot("08-campaign-completed");
       const download = page.waitForEvent("download");
       await page.getByRole("button", { name: "Export CSV" }).click();

@@ -111,7 +111,16 @@ export function CampaignDetailPage({ id }: { id: string }) {
     if (n.kind === "stream.lagged") return reload();
     if (n.data.campaign_id !== id) return;
     setData((c) => (c ? liveCampaign(c, n) : c));
-    if (n.kind === "campaign.status") soonAndAgain(refreshTable);
+    if (n.kind === "campaign.status") {
+      soonAndAgain(refreshTable);
+      // the last counts may come after the final status (progress is coalesced): read them
+      if (FINAL_STATUSES.includes(String(n.data.status))) {
+        soonAndAgain(() => {
+          reload();
+          setVersion((v) => v + 1);
+        });
+      }
+    }
     if (n.kind === "campaign.progress") refreshTable();
   });
 

@@ -125,9 +125,9 @@ impl Application {
                 herald_scheduler::quota::Window::new(settings.quota_window_secs);
             let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
             tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
-            tasks.push(crate::inbox::spawn(
+            tasks.push(herald_inbox::spawn(
                 pool.clone(),
-                crate::inbox::InboxConfig::default(),
+                herald_inbox::InboxConfig::default(),
                 shutdown_rx.clone(),
             ));
             tasks.push(herald_scheduler::media::gc::spawn(

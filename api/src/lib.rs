@@ -6,8 +6,8 @@
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
 //! - [`intake`]: accepting a campaign in one batch transaction.
 //! - [`contact_book`], [`contact_csv`]: bulk contact writes (import, sync) and CSV reading.
-//! - [`inbox`]: the webhook inbox processor (stored gateway posts → receipts on deliveries,
-//!   messages in conversations, session status).
+//! - The webhook inbox (its writer and processor) runs without a request: the `herald-inbox`
+//!   crate; this crate only starts it and hands it what the webhook endpoints receive.
 //! - [`plans`]: plan limits, expired subscriptions, API calls per window, usage.
 //! - [`pools`]: image fetching, password hashing, event streams and imports shared fairly.
 //! - [`auth`], [`error`], [`state`]: who is calling (access tokens, API keys), the error
@@ -22,8 +22,6 @@ pub mod contact_book;
 pub mod contact_csv;
 pub mod contact_import;
 pub mod error;
-pub mod inbox;
-pub mod inbox_writer;
 pub mod intake;
 pub mod plans;
 pub mod pools;

@@ -195,9 +195,9 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             println!("{} parked event(s)", events.len());
             print!("{}", maintenance::format_parked(&events));
             if projector.is_none() {
-                let posts = herald_api::inbox::parked_posts(&pool).await?;
+                let posts = herald_inbox::parked_posts(&pool).await?;
                 println!("{} parked webhook post(s)", posts.len());
-                print!("{}", herald_api::inbox::format_parked_posts(&posts));
+                print!("{}", herald_inbox::format_parked_posts(&posts));
             }
         }
         ProjectionsCommand::Retry {
@@ -212,7 +212,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 Selection::Positions(positions)
             };
             if inbox {
-                let n = herald_api::inbox::retry_parked(&pool, &selection).await?;
+                let n = herald_inbox::retry_parked(&pool, &selection).await?;
                 println!("{n} parked webhook post(s) due for processing again");
             } else {
                 let outcomes = maintenance::retry(

@@ -28,7 +28,7 @@ pub struct Inner {
     pub public_url: String,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Stores webhook posts with group commit (`inbox_writer`).
-    pub inbox_writer: crate::inbox_writer::InboxWriter,
+    pub inbox_writer: herald_inbox::writer::InboxWriter,
     /// Sessions' webhook credentials, read once per [`crate::webhook_credentials::TTL`].
     pub webhook_credentials: crate::webhook_credentials::CredentialCache,
     /// Meta's Graph API, the proof of Cloud API phone number ids (decision 0041).
@@ -58,7 +58,7 @@ impl AppState {
             jwt: JwtKeys::new(&settings.jwt_secret),
             templates: store::cqrs(pool.clone(), ()),
             sessions: store::cqrs(pool.clone(), ()),
-            inbox_writer: crate::inbox_writer::InboxWriter::spawn(pool.clone(), 4),
+            inbox_writer: herald_inbox::writer::InboxWriter::spawn(pool.clone(), 4),
             webhook_credentials: Default::default(),
             pools: crate::pools::Pools::new(&settings.pools),
             pool,

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::parse_id;
 use crate::error::ApiError;
-use crate::inbox_writer::{InboxRow, Stored};
 use crate::state::AppState;
+use herald_inbox::writer::{InboxRow, Stored};
 
 /// Largest post accepted: media events carry their file inline (base64 in JSON, or a multipart
 /// part), and WhatsApp media go up to 16 MB, about 22 MB once base64-encoded.

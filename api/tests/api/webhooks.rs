@@ -788,7 +788,7 @@ async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_par
     .await
     .expect("attempts");
     let parked = eventually(Duration::from_secs(10), || async {
-        herald_api::inbox::parked_posts(&app.pool)
+        herald_inbox::parked_posts(&app.pool)
             .await
             .expect("parked")
             .len()
@@ -796,18 +796,16 @@ async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_par
     })
     .await;
     assert!(parked, "{:?}", inbox_rows(&app).await);
-    let posts = herald_api::inbox::parked_posts(&app.pool)
-        .await
-        .expect("parked");
+    let posts = herald_inbox::parked_posts(&app.pool).await.expect("parked");
     assert_eq!(posts[0].attempts, 8);
     assert_eq!(posts[0].event_type, "ReadReceipt");
-    assert!(herald_api::inbox::format_parked_posts(&posts).contains("injected failure"));
+    assert!(herald_inbox::format_parked_posts(&posts).contains("injected failure"));
     // parked: no longer retried on its own
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(inbox_rows(&app).await[0].attempts, 8);
 
     accept_events_again(&app).await;
-    let retried = herald_api::inbox::retry_parked(&app.pool, &Selection::All)
+    let retried = herald_inbox::retry_parked(&app.pool, &Selection::All)
         .await
         .expect("retry");
     assert_eq!(retried, 1);
@@ -816,7 +814,7 @@ async fn a_post_that_fails_on_its_own_does_not_hold_back_the_others_and_ends_par
     })
     .await;
     assert!(applied, "{:?}", inbox_rows(&app).await);
-    assert!(herald_api::inbox::parked_posts(&app.pool)
+    assert!(herald_inbox::parked_posts(&app.pool)
         .await
         .expect("parked")
         .is_empty());

@@ -161,7 +161,7 @@ pub async fn qr(id: PathParam<String>, depot: &mut Depot) -> Result<Json<QrView>
         QrOutcome::Code(qr_code) => {
             let received_at = Utc::now();
             let mut conn = state.pool.acquire().await?;
-            crate::inbox::store_qr(&mut conn, id, &qr_code, received_at).await?;
+            herald_inbox::store_qr(&mut conn, id, &qr_code, received_at).await?;
             drop(conn);
             record(&state, id, SessionStatus::QrPending).await?;
             Ok(Json(QrView {

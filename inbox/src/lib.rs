@@ -1,6 +1,8 @@
-//! The webhook inbox processor (docs/decisions/0055): turns stored gateway posts into commands.
+//! The webhook inbox (docs/decisions/0055): [`writer`] stores gateway posts as they arrive, in
+//! group commits, and the processor in this module turns stored posts into commands. Neither
+//! needs a request to run; the HTTP crate only hands the writer what its endpoints receive.
 //!
-//! The endpoint (`routes::webhooks`) only stores a post and answers; this worker does the rest,
+//! The endpoint (herald-api's `routes::webhooks`) only stores a post and answers; this worker does the rest,
 //! so a slow or failing step never makes the gateway wait or lose a post. `webhook_inbox` is a log
 //! the processor reads in commit order, like a projector reads `events`; a post's row is written
 //! once and never updated (docs/decisions/0033-webhook-inbox-log.md):
@@ -30,6 +32,7 @@
 
 mod conversations;
 mod parking;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -167,22 +167,12 @@ pub fn over_cap(code: &'static str, message: String, what: &str, refusal: Refusa
     }
 }
 
-/// Whose share a request without a tenant uses: the peer's address, an IPv6 one by its /64
-/// (one host usually has the whole /64). Behind a reverse proxy every client shares the
-/// proxy's address.
-pub fn client_key(req: &Request) -> IpAddr {
-    match req.remote_addr().ip() {
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-        Some(v4) => v4,
-        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    }
+/// Whose share a request without a tenant uses: the client's address as the throttles see it
+/// ([`crate::throttle::client_ip`]: through the operator's trusted proxies, an IPv6 one by its
+/// /64).
+pub fn client_key(req: &Request, trusted: &[IpAddr]) -> IpAddr {
+    crate::throttle::client_ip_of(req, trusted)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 #[cfg(test)]

@@ -206,11 +206,16 @@ pub async fn forgive(pool: &PgPool, scope: Scope, key: &str) -> Result<(), ApiEr
     Ok(())
 }
 
-/// The address throttles count by: the peer's address, or, when the peer is one of the
-/// operator's trusted proxies (`HERALD_TRUSTED_PROXIES`), the nearest address in
-/// `X-Forwarded-For` that is not one. IPv6 addresses count by their /64, which one subscriber
-/// usually holds whole.
-pub fn client_key(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> String {
+/// The client's address: the peer's, or, when the peer is one of the operator's trusted proxies
+/// (`HERALD_TRUSTED_PROXIES`), the nearest address in `X-Forwarded-For` that is not one. An
+/// IPv4-mapped IPv6 address is its IPv4 address, and any other IPv6 address counts by its /64,
+/// which one subscriber usually holds whole. Throttles and the password-hashing pool both key
+/// by it, so behind a proxy neither lumps every client together.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
     let mut client = peer;
     if let (Some(p), Some(header)) = (peer, forwarded_for) {
         if trusted.contains(&p) {
@@ -228,26 +233,45 @@ pub fn client_key(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[
             }
         }
     }
-    match client {
-        None => "unknown".into(),
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+    client.map(|ip| match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
             None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
             }
         },
+    })
+}
+
+/// The address throttles count by ([`client_ip`]), as the text their counters are keyed by.
+pub fn client_key(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> String {
+    match client_ip(peer, forwarded_for, trusted) {
+        None => "unknown".into(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
+}
+
+/// [`client_ip`] of a request.
+pub fn client_ip_of(req: &salvo::Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    client_ip(req.remote_addr().ip(), forwarded_for(req), trusted)
+}
+
+fn forwarded_for(req: &salvo::Request) -> Option<&str> {
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
 }
 
 /// [`client_key`] of a request.
 pub fn client_of(req: &salvo::Request, trusted: &[IpAddr]) -> String {
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    client_key(req.remote_addr().ip(), forwarded, trusted)
+    client_key(req.remote_addr().ip(), forwarded_for(req), trusted)
 }
 
 #[cfg(test)]
@@ -295,6 +319,29 @@ mod tests {
         assert_eq!(
             client_key(Some(ip("::ffff:192.0.2.1")), None, &[]),
             "192.0.2.1"
+        );
+    }
+
+    #[test]
+    fn the_hashing_pool_sees_the_same_client_as_the_throttles() {
+        let proxy = ip("10.0.0.5");
+        // behind a trusted proxy each client is its own, not the proxy
+        assert_eq!(
+            client_ip(Some(proxy), Some("203.0.113.7"), &[proxy]),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            client_ip(Some(proxy), Some("203.0.113.7"), &[]),
+            Some(proxy),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            client_ip(Some(ip("2001:db8:1:2:aaaa::1")), None, &[]),
+            Some(ip("2001:db8:1:2::"))
+        );
+        assert_eq!(
+            client_key(Some(proxy), Some("203.0.113.7"), &[proxy]),
+            "203.0.113.7"
         );
     }
 }

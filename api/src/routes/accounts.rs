@@ -105,7 +105,12 @@ pub async fn register(
         state.settings.throttles.register_address,
     )
     .await?;
-    let hash = auth::hash_password(&state, crate::pools::client_key(req), body.password).await?;
+    let hash = auth::hash_password(
+        &state,
+        crate::pools::client_key(req, &state.settings.trusted_proxies),
+        body.password,
+    )
+    .await?;
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
@@ -163,7 +168,7 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     // every attempt counts before the password is checked, so simultaneous guesses cannot all
     // pass; a success takes its attempt back
     let client = throttle::client_of(req, &state.settings.trusted_proxies);
-    let hasher = crate::pools::client_key(req);
+    let hasher = crate::pools::client_key(req, &state.settings.trusted_proxies);
     let limits = &state.settings.throttles;
     throttle::attempt(
         &state.pool,

@@ -69,7 +69,7 @@ pub async fn change_password(
     .await?;
     if !auth::verify_password(
         &state,
-        crate::pools::client_key(req),
+        crate::pools::client_key(req, &state.settings.trusted_proxies),
         body.current_password,
         hash,
     )
@@ -81,8 +81,12 @@ pub async fn change_password(
         ));
     }
     throttle::reset(&state.pool, Scope::LoginAccount, &key).await?;
-    let new_hash =
-        auth::hash_password(&state, crate::pools::client_key(req), body.new_password).await?;
+    let new_hash = auth::hash_password(
+        &state,
+        crate::pools::client_key(req, &state.settings.trusted_proxies),
+        body.new_password,
+    )
+    .await?;
     // only from the version just checked: of two changes at once, the second is refused
     let bumped: Option<i32> = sqlx::query_scalar(
         "UPDATE users SET password_hash = $3, credential_version = credential_version + 1

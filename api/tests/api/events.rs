@@ -244,7 +244,8 @@ async fn a_tenant_sees_its_campaign_live_and_another_tenant_sees_nothing() {
         .filter(|e| e.name == "campaign.progress")
         .collect();
     let deliveries = seen.iter().filter(|e| e.name == "delivery.status").count();
-    assert!(progress.len() >= 2, "{progress:?}");
+    // (a campaign that completes within one coalescing interval has a single, final progress)
+    assert!(!progress.is_empty(), "no progress at all");
     assert!(
         progress.len() * 10 < deliveries,
         "{} progress for {deliveries} statuses",

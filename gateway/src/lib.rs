@@ -79,13 +79,42 @@ pub enum GatewayError {
     /// Other 4xx answers, which cannot succeed by retrying: fail with the gateway's message.
     #[error("{message}")]
     Permanent { message: String },
+    /// The number cannot send anything right now (logged out, held for spam, its credentials
+    /// refused): the recipient is not at fault and stays queued, and the number's running
+    /// campaigns pause with `reason` (the circuit breaker, docs/decisions/0064).
+    #[error("{message}")]
+    Halt { reason: HaltReason, message: String },
+}
+
+/// Why a number stopped sending; each is a campaign's `pause_reason` (API: "Circuit breaker").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HaltReason {
+    /// The number is logged out or disconnected.
+    SessionDisconnected,
+    /// WhatsApp holds the number for its spam rate (Cloud API error 131048).
+    SpamRateLimit,
+    /// The gateway refused the number's credentials (Cloud API error 190).
+    GatewayAuth,
+}
+
+impl HaltReason {
+    /// The stable name API answers and events carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionDisconnected => "session_disconnected",
+            Self::SpamRateLimit => "spam_rate_limit",
+            Self::GatewayAuth => "gateway_auth",
+        }
+    }
 }
 
 impl GatewayError {
     /// The human-readable reason (the gateway's own `error` text when it gave one).
     pub fn message(&self) -> &str {
         match self {
-            Self::Transient { message, .. } | Self::Permanent { message } => message,
+            Self::Transient { message, .. }
+            | Self::Permanent { message }
+            | Self::Halt { message, .. } => message,
         }
     }
 
@@ -102,7 +131,7 @@ impl GatewayError {
             Self::Transient { message, .. } => TRANSPORT_FAILURES
                 .iter()
                 .any(|prefix| message.starts_with(prefix)),
-            Self::Permanent { .. } => false,
+            Self::Permanent { .. } | Self::Halt { .. } => false,
         }
     }
 

@@ -145,6 +145,11 @@ impl Dispatcher {
         match result {
             Ok(_) => Outcome::Sent(Utc::now()),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
+            // Not the recipient's fault: it stays queued and is tried again later, never
+            // failed for it. Pausing the number's campaigns is the circuit breaker's part.
+            Err(GatewayError::Halt { message, .. }) => {
+                Outcome::Retry(message, Duration::from_secs(30))
+            }
             Err(GatewayError::Transient {
                 message,
                 retry_after,

@@ -31,6 +31,7 @@
 //! `webhook_inbox_retries` is processed again: docs/webhooks.md).
 
 mod conversations;
+pub mod credentials;
 mod parking;
 pub mod writer;
 

@@ -12,9 +12,8 @@ use herald_domain::store::{self, Known, KnownAggregates};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::claim::Claimed;
 use crate::conversations::{self, StatusUpdate};
-use crate::parse::Action;
+use crate::parse::{Action, Claimed};
 use crate::record::{unmatched_backoff, Disposition};
 use crate::{session_events, InboxConfig};
 

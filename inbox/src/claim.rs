@@ -6,25 +6,16 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use herald_domain::delivery::Delivery;
 use herald_domain::store::{self, KnownAggregates, StoreError};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::apply::apply;
-use crate::parse::{classify, Action};
+use crate::cursor::{lock_cursor, move_cursor, Source};
+use crate::parse::{classify, Claimed};
 use crate::record::finish;
 use crate::InboxConfig;
-
-/// Where a batch comes from (docs/decisions/0033).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// The next posts of the log, after the processor's cursor, in commit order.
-    Log,
-    /// Rows in `webhook_inbox_retries` whose next attempt is due.
-    Retries,
-}
 
 /// Why a batch did not commit.
 pub(crate) struct BatchFailure {
@@ -42,16 +33,6 @@ impl BatchFailure {
             retryable: false,
         }
     }
-}
-
-/// One claimed row, parsed.
-pub(crate) struct Claimed {
-    pub(crate) id: i64,
-    pub(crate) session_id: Uuid,
-    pub(crate) tenant_id: Option<Uuid>,
-    pub(crate) received_at: DateTime<Utc>,
-    pub(crate) attempts: i32,
-    pub(crate) action: Action,
 }
 
 /// Which rows of the source a batch takes.
@@ -227,27 +208,4 @@ pub(crate) async fn process_batch(
     // only now are the batch's deliveries as it left them for everyone
     known.remember(deliveries);
     Ok(ids.len())
-}
-
-/// Locks the log cursor for this transaction; `None` when another process holds it (it is
-/// reading the log right now, so there is nothing for this one to do).
-pub(crate) async fn lock_cursor(tx: &mut sqlx::PgConnection) -> sqlx::Result<Option<(i64, i64)>> {
-    sqlx::query_as(
-        "SELECT tx_id::text::bigint, id FROM webhook_inbox_cursor
-          WHERE name = 'processor' FOR UPDATE SKIP LOCKED",
-    )
-    .fetch_optional(&mut *tx)
-    .await
-}
-
-pub(crate) async fn move_cursor(tx: &mut sqlx::PgConnection, to: (i64, i64)) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE webhook_inbox_cursor SET tx_id = $1::text::xid8, id = $2, updated_at = now()
-          WHERE name = 'processor'",
-    )
-    .bind(to.0)
-    .bind(to.1)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }

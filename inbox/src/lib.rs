@@ -38,6 +38,7 @@ pub mod writer;
 mod apply;
 mod claim;
 mod conversations;
+mod cursor;
 mod parking;
 mod parse;
 mod record;
@@ -50,8 +51,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 
-use claim::{Claimed, Source};
-use parse::Action;
+use cursor::Source;
+use parse::{Action, Claimed};
 use record::{record_failure, Disposition};
 use round::process_range;
 

@@ -1,10 +1,23 @@
-//! Reading a stored post: what its event asks for (a receipt, a session event, a chat message,
+//! Reading a stored post: a claimed row and what its event asks for (a receipt, a session event, a chat message,
 //! a Cloud API change, or nothing, with the reason as its note).
 
+use chrono::{DateTime, Utc};
 use herald_gateway::meta::MessagesValue;
 use herald_gateway::webhook::{self, InboundMessage, Receipt};
 
+use uuid::Uuid;
+
 use crate::{conversations, session_events};
+
+/// One claimed row, parsed.
+pub(crate) struct Claimed {
+    pub(crate) id: i64,
+    pub(crate) session_id: Uuid,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) attempts: i32,
+    pub(crate) action: Action,
+}
 
 /// What a post asks for.
 pub(crate) enum Action {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::claim::{lock_cursor, move_cursor, Source};
+use crate::cursor::{lock_cursor, move_cursor, Source};
 use crate::InboxConfig;
 
 /// What became of a row in this batch.

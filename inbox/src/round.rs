@@ -11,7 +11,8 @@ use herald_domain::store::KnownAggregates;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 
-use crate::claim::{process_batch, BatchFailure, Claim, Source};
+use crate::claim::{process_batch, BatchFailure, Claim};
+use crate::cursor::Source;
 use crate::record::prune;
 use crate::{parking, InboxConfig};
 

@@ -130,9 +130,9 @@ impl Application {
                 herald_inbox::InboxConfig::default(),
                 shutdown_rx.clone(),
             ));
-            tasks.push(herald_scheduler::media::gc::spawn(
+            tasks.push(herald_media::gc::spawn(
                 pool.clone(),
-                herald_scheduler::media::gc::GcConfig {
+                herald_media::gc::GcConfig {
                     every: Duration::from_secs(settings.media_gc_interval_secs),
                     grace: Duration::from_secs(settings.media_grace_secs),
                 },

@@ -255,12 +255,12 @@ impl ApiError {
 
 impl ApiError {
     /// An image refusal for `field`; Herald's own failures stay 500s.
-    pub fn image(field: &str, error: herald_scheduler::media::MediaError) -> Self {
+    pub fn image(field: &str, error: herald_media::MediaError) -> Self {
         match error {
-            herald_scheduler::media::MediaError::Internal(m) => {
+            herald_media::MediaError::Internal(m) => {
                 ApiError::Unexpected(anyhow::anyhow!("image processing: {m}"))
             }
-            herald_scheduler::media::MediaError::Busy {
+            herald_media::MediaError::Busy {
                 message,
                 retry_after_secs,
             } => ApiError::Busy {

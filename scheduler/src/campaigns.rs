@@ -73,7 +73,7 @@ pub async fn message_from_template(
     };
     if let Some(image) = &template.image {
         // a read only (nothing written before the campaign's append); `write` touches the row
-        if !crate::media::is_stored(&mut *conn, &image.sha256).await? {
+        if !herald_media::is_stored(&mut *conn, &image.sha256).await? {
             return Ok(Err(IMAGE_GONE.into()));
         }
     }
@@ -117,7 +117,7 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     // the image is in use from now on (decision 0024); the row stays locked until commit, so the
     // media collector cannot delete it under this campaign
     if let Some(sha256) = &image {
-        if !crate::media::touch(&mut *conn, sha256).await? {
+        if !herald_media::touch(&mut *conn, sha256).await? {
             return Err(herald_domain::DomainError::invalid("template_id", IMAGE_GONE).into());
         }
     }

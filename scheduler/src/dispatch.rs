@@ -26,9 +26,9 @@ use herald_domain::template_body::CompiledTemplate;
 use herald_gateway::Gateway;
 use sqlx::{PgPool, Row};
 
-use crate::media::MediaCache;
 use crate::pacing::Pacing;
 use crate::single::SingleContent;
+use herald_media::MediaCache;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 

@@ -6,15 +6,12 @@
 //! - [`dispatch`]: the write-ahead dispatch queue, leases, outcomes, campaign completion.
 //! - [`control`]: pause, resume and cancel, each one transaction with its queue changes.
 //! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
-//! - [`media`]: images for image templates: SSRF-safe fetching, decoding with limits, JPEG
-//!   re-encoding, the `media` table and the dispatcher's per-process image cache.
 //! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
 //!   number; [`single`]: one message sent through the campaign path.
 pub mod audience;
 pub mod campaigns;
 pub mod control;
 pub mod dispatch;
-pub mod media;
 pub mod pacing;
 pub mod quota;
 pub mod single;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use herald_domain::phone::Phone;
 use herald_domain::session::Session;
 use herald_domain::store;
-use herald_scheduler::media::ImageSource;
+use herald_media::ImageSource;
 use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;

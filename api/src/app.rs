@@ -141,6 +141,7 @@ impl Application {
             tasks.push(
                 herald_scheduler::ticker::spawn(
                     pool.clone(),
+                    std::sync::Arc::new(herald_campaigns::starts::Starts),
                     Duration::from_secs(settings.recurrence_grace_secs),
                     shutdown_rx.clone(),
                 )

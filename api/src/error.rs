@@ -317,6 +317,49 @@ impl From<herald_scheduler::Error> for ApiError {
     fn from(e: herald_scheduler::Error) -> Self {
         use herald_scheduler::Error as E;
         match e {
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+        }
+    }
+}
+
+impl From<herald_campaigns::Error> for ApiError {
+    fn from(e: herald_campaigns::Error) -> Self {
+        use herald_campaigns::Error as E;
+        match e {
+            E::Domain(d) => d.into(),
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+            E::Json(j) => ApiError::Unexpected(j.into()),
+            E::Queue(q) => q.into(),
+        }
+    }
+}
+
+impl From<herald_campaigns::intake::IntakeError> for ApiError {
+    fn from(e: herald_campaigns::intake::IntakeError) -> Self {
+        use herald_campaigns::intake::IntakeError as E;
+        match e {
+            E::TooManyRecipients(m) => ApiError::PayloadTooLarge(m),
+            E::Invalid {
+                field,
+                message,
+                details,
+            } => ApiError::Validation {
+                field,
+                message,
+                details,
+            },
+            E::NoTenant => ApiError::NotFound,
+            E::Campaign(c) => c.into(),
+        }
+    }
+}
+
+impl From<herald_messages::Error> for ApiError {
+    fn from(e: herald_messages::Error) -> Self {
+        use herald_messages::Error as E;
+        match e {
             E::Domain(d) => d.into(),
             E::Store(s) => s.into(),
             E::Database(d) => d.into(),

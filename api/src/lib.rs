@@ -4,7 +4,9 @@
 //! - [`app`]: [`app::Application`] builds Herald for a role (api, worker, all).
 //! - [`config`]: settings from the environment; secrets never print.
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
-//! - [`intake`]: accepting a campaign in one batch transaction.
+//! - [`intake`]: a campaign request's shapes, translated into `herald-campaigns`' intake (the
+//!   campaign, single-send and media flows run without a request in `herald-campaigns`,
+//!   `herald-messages` and `herald-media`).
 //! - [`contact_book`], [`contact_csv`]: bulk contact writes (import, sync) and CSV reading.
 //! - The webhook inbox (its writer and processor) runs without a request: the `herald-inbox`
 //!   crate; this crate only starts it and hands it what the webhook endpoints receive.

@@ -6,7 +6,8 @@ use herald_domain::phone::Phone;
 use herald_domain::session::Session;
 use herald_domain::store;
 use herald_media::ImageSource;
-use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
+use herald_messages::single::{self, Accepted, NewMessage};
+use herald_messages::SingleContent;
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -275,7 +276,7 @@ pub async fn send(
             // a message of the same chat recorded at the same moment: again, in a new
             // transaction, after a short random pause so that racing senders spread out (once
             // the attempts are used up the answer is 409 `concurrent_update`)
-            Err(herald_scheduler::Error::Store(e)) if e.is_retryable() && attempt < 6 => {
+            Err(herald_messages::Error::Store(e)) if e.is_retryable() && attempt < 6 => {
                 tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
                 drop(tx);
                 let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;

@@ -17,7 +17,7 @@ use herald_domain::conversation::{
 use herald_domain::delivery::{delivery_id, message_id_for, Delivery, DeliveryCommand, Vars};
 use herald_domain::phone::Phone;
 use herald_domain::store;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use herald_scheduler::pacing::Pacing;
@@ -26,6 +26,7 @@ use herald_scheduler::single_content::SingleContent;
 
 use crate::Error;
 
+#[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -142,4 +143,36 @@ pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, 
     .execute(&mut *conn)
     .await?;
     Ok(Accepted::Queued { message_id })
+}
+
+/// [`accept`] in a transaction of its own, tried again (at most six times, after a short random
+/// pause so that racing senders spread out) when a message of the same chat was recorded at the
+/// same moment. Answers the open transaction, for the caller to add to and commit; once the
+/// attempts are used up the store's conflict is the answer.
+pub async fn accept_retrying(
+    pool: &PgPool,
+    m: NewMessage,
+) -> Result<(Transaction<'static, Postgres>, Accepted), Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await?;
+        let message = NewMessage {
+            at: Utc::now(),
+            ..m.clone()
+        };
+        match accept(&mut tx, message).await {
+            Ok(accepted) => return Ok((tx, accepted)),
+            Err(Error::Store(e)) if e.is_retryable() && attempt < 6 => {
+                tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
+                drop(tx);
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    5 * attempt as u64 + jitter,
+                ))
+                .await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

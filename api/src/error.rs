@@ -255,12 +255,12 @@ impl ApiError {
 
 impl ApiError {
     /// An image refusal for `field`; Herald's own failures stay 500s.
-    pub fn image(field: &str, error: herald_scheduler::media::MediaError) -> Self {
+    pub fn image(field: &str, error: herald_media::MediaError) -> Self {
         match error {
-            herald_scheduler::media::MediaError::Internal(m) => {
+            herald_media::MediaError::Internal(m) => {
                 ApiError::Unexpected(anyhow::anyhow!("image processing: {m}"))
             }
-            herald_scheduler::media::MediaError::Busy {
+            herald_media::MediaError::Busy {
                 message,
                 retry_after_secs,
             } => ApiError::Busy {
@@ -316,6 +316,49 @@ impl From<herald_domain::DomainError> for ApiError {
 impl From<herald_scheduler::Error> for ApiError {
     fn from(e: herald_scheduler::Error) -> Self {
         use herald_scheduler::Error as E;
+        match e {
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+        }
+    }
+}
+
+impl From<herald_campaigns::Error> for ApiError {
+    fn from(e: herald_campaigns::Error) -> Self {
+        use herald_campaigns::Error as E;
+        match e {
+            E::Domain(d) => d.into(),
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+            E::Json(j) => ApiError::Unexpected(j.into()),
+            E::Queue(q) => q.into(),
+        }
+    }
+}
+
+impl From<herald_campaigns::intake::IntakeError> for ApiError {
+    fn from(e: herald_campaigns::intake::IntakeError) -> Self {
+        use herald_campaigns::intake::IntakeError as E;
+        match e {
+            E::TooManyRecipients(m) => ApiError::PayloadTooLarge(m),
+            E::Invalid {
+                field,
+                message,
+                details,
+            } => ApiError::Validation {
+                field,
+                message,
+                details,
+            },
+            E::NoTenant => ApiError::NotFound,
+            E::Campaign(c) => c.into(),
+        }
+    }
+}
+
+impl From<herald_messages::Error> for ApiError {
+    fn from(e: herald_messages::Error) -> Self {
+        use herald_messages::Error as E;
         match e {
             E::Domain(d) => d.into(),
             E::Store(s) => s.into(),

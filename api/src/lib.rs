@@ -4,7 +4,9 @@
 //! - [`app`]: [`app::Application`] builds Herald for a role (api, worker, all).
 //! - [`config`]: settings from the environment; secrets never print.
 //! - [`routes`]: salvo endpoints, each in the OpenAPI document (`/api/v1/openapi.json`, `/docs`).
-//! - [`intake`]: accepting a campaign in one batch transaction.
+//! - [`intake`]: a campaign request's shapes, translated into `herald-campaigns`' intake (the
+//!   campaign, single-send and media flows run without a request in `herald-campaigns`,
+//!   `herald-messages` and `herald-media`).
 //! - [`contact_import`]: the import endpoint's shapes and its body adapted to a chunk stream; the
 //!   contact book itself (bulk writes, CSV reading, imports) is the `herald-contacts` crate.
 //! - The webhook inbox (its writer, processor and the sessions' webhook credentials) runs

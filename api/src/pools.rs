@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use herald_domain::fair_pool::{FairPool, Limits, Reason, Refusal};
-use herald_scheduler::media::{MediaLimits, MediaPools};
+use herald_media::{MediaLimits, MediaPools};
 use salvo::Request;
 use uuid::Uuid;
 

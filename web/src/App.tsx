@@ -79,7 +79,9 @@ function Shell() {
         <AppShell.Header>
           <Group h="100%" px="md" justify="space-between">
             <Group>
-              <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={t("menu")} />
+              <Button variant="subtle" hiddenFrom="sm" px="xs" onClick={toggle} aria-expanded={opened} leftSection={<Burger component="span" opened={opened} size="sm" aria-hidden />}>
+                {t("menu")}
+              </Button>
               <Text fw={700} component={Link} href="/">
                 {t("appName")}
               </Text>

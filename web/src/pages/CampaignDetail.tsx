@@ -9,13 +9,14 @@ import { FINAL_STATUSES } from "../lib/progress";
 import { Link, useLocation } from "../lib/router";
 import { soonAndAgain, throttle, useData } from "../lib/useData";
 import { liveCampaign } from "./Campaigns";
-import { CampaignProgress, Failure, StatusBadge, when } from "./common";
+import { CampaignProgress, Failure, StatusBadge, useStatusWord, when } from "./common";
 
 const RECIPIENT_STATUSES = ["queued", "sending", "sent", "delivered", "read", "failed", "skipped"];
 const PAGE = 50;
 
 function Recipients({ id, version }: { id: string; version: number }) {
   const { t } = useT();
+  const word = useStatusWord();
   const [status, setStatus] = useState("");
   // the cursors of the pages before this one, so "first page" and paging forward stay cheap
   const [cursors, setCursors] = useState<string[]>([]);
@@ -34,7 +35,7 @@ function Recipients({ id, version }: { id: string; version: number }) {
             setStatus(e.currentTarget.value);
             setCursors([]);
           }}
-          data={[{ value: "", label: t("allStatuses") }, ...RECIPIENT_STATUSES]}
+          data={[{ value: "", label: t("allStatuses") }, ...RECIPIENT_STATUSES.map((v) => ({ value: v, label: word(v) }))]}
         />
         <Button variant="default" disabled={cursors.length === 0} onClick={() => setCursors([])}>
           {t("firstPage")}
@@ -99,9 +100,27 @@ function Runs({ id }: { id: string }) {
   );
 }
 
+/** The pause between two sends: the campaign's own pacing, or its number's. */
+function PacingLine({ c }: { c: Campaign }) {
+  const { t } = useT();
+  const session = useData(async () => (c.pacing ? null : unwrap(await api.GET("/api/v1/sessions/{id}", { params: { path: { id: c.session_id } } }))), [c.session_id, c.pacing]);
+  const own = c.pacing;
+  const pacing = own ?? session.data?.pacing;
+  const words =
+    pacing && (pacing.min_interval_ms || pacing.max_interval_ms)
+      ? t("pacingRange", { min: pacing.min_interval_ms, max: pacing.max_interval_ms })
+      : t("pacingNone");
+  return (
+    <Text size="sm" data-testid="campaign-pacing">
+      {t("pacing")}: {words} · {own ? t("pacingOwn") : t("pacingNumbers")}
+    </Text>
+  );
+}
+
 export function CampaignDetailPage({ id }: { id: string }) {
   const { t } = useT();
   const { query: q } = useLocation();
+  const word = useStatusWord();
   const { data, setData, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } })), [id]);
   const [actionError, setActionError] = useState<unknown>(null);
   const [version, setVersion] = useState(0);
@@ -156,7 +175,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         {Object.entries(c.counts).map(([k, v]) => (
           <Card key={k} withBorder padding="xs" data-count={k}>
             <Text size="xs" c="dimmed">
-              {k.replaceAll("_", " ")}
+              {word(k)}
             </Text>
             <Text fw={700}>{v}</Text>
           </Card>
@@ -165,6 +184,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
       <Text size="sm">
         {t("recipients")}: {c.total_recipients} · {t("created")}: {when(c.created_at)}
       </Text>
+      <PacingLine c={c} />
       <Group>
         {(c.status === "running" || c.status === "scheduled") && <Button onClick={act("pause")}>{t("pause")}</Button>}
         {c.status === "paused" && <Button onClick={act("resume")}>{t("resume")}</Button>}

@@ -7,6 +7,7 @@ import { useLive } from "../lib/live";
 import { Link, navigate } from "../lib/router";
 import { soonAndAgain, useData } from "../lib/useData";
 import { Failure, when } from "./common";
+import { ContactCard } from "./ContactCard";
 
 /** The phone of a one-to-one chat (`6281...@s.whatsapp.net` → `6281...`). */
 export function chatPhone(chat: Pick<Chat, "jid">): string {
@@ -49,26 +50,10 @@ function ChatList({ chats, selected }: { chats: Chat[]; selected?: string }) {
   );
 }
 
-/** The chat's contact, when the phone is one: name, tags, favourite. */
-function ContactCard({ phone }: { phone: string }) {
-  const { t } = useT();
+/** The chat's contact, when the phone is one: its card (name, favourite, tags, fields). */
+function ChatContact({ phone }: { phone: string }) {
   const { data } = useData(async () => (await api.GET("/api/v1/contacts/{phone}", { params: { path: { phone } } })).data ?? null, [phone]);
-  if (!data) return null;
-  return (
-    <Card withBorder p="xs" aria-label={t("contacts")}>
-      <Text fw={600}>
-        {data.favorite ? "★ " : ""}
-        {data.name ?? phone}
-      </Text>
-      <Group gap={4} mt={4}>
-        {data.tags.map((tag) => (
-          <Badge key={tag} variant="outline" size="sm">
-            {tag}
-          </Badge>
-        ))}
-      </Group>
-    </Card>
-  );
+  return data ? <ContactCard contact={data} /> : null;
 }
 
 function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
@@ -131,7 +116,6 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
           {chatPhone(chat)}
         </Text>
       </Group>
-      <ContactCard phone={chatPhone(chat)} />
       <ScrollArea h={420} type="auto">
         <Stack gap="xs" p="xs" aria-label={t("chats")} aria-live="polite">
           {older && (
@@ -185,12 +169,12 @@ export function ChatsPage({ chatId }: { chatId?: string }) {
       </Title>
       <Failure error={error} />
       <Grid>
-        <Grid.Col span={{ base: 12, md: 4 }} display={{ base: chatId ? "none" : "block", md: "block" }}>
+        <Grid.Col span={{ base: 12, md: 4, lg: 3 }} display={{ base: chatId ? "none" : "block", md: "block" }}>
           <Card withBorder p="xs">
             {data ? <ChatList chats={data} selected={chatId} /> : <Text>{t("loading")}</Text>}
           </Card>
         </Grid.Col>
-        <Grid.Col span={{ base: 12, md: 8 }}>
+        <Grid.Col span={{ base: 12, md: 8, lg: 6 }}>
           {selected ? (
             <Box>
               <Button variant="subtle" hiddenFrom="md" onClick={() => navigate("/chats")}>
@@ -202,6 +186,11 @@ export function ChatsPage({ chatId }: { chatId?: string }) {
             <Text c="dimmed">{t("chooseChat")}</Text>
           )}
         </Grid.Col>
+        {selected && (
+          <Grid.Col span={{ base: 12, md: 8, lg: 3 }} offset={{ base: 0, md: 4, lg: 0 }}>
+            <ChatContact phone={chatPhone(selected)} />
+          </Grid.Col>
+        )}
       </Grid>
     </Stack>
   );

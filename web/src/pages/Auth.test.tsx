@@ -17,9 +17,8 @@ const json = (status: number, body: unknown) => new Response(JSON.stringify(body
 
 /** The requests the screen made: method, path and JSON body. */
 async function requests() {
-  return Promise.all(
-    fetchMock.mock.calls.map(async ([req]: [Request]) => ({ method: req.method, path: new URL(req.url).pathname, body: await req.clone().json() })),
-  );
+  const made = fetchMock.mock.calls.map((call) => call[0] as Request);
+  return Promise.all(made.map(async (req) => ({ method: req.method, path: new URL(req.url).pathname, body: await req.clone().json() })));
 }
 
 beforeEach(() => {

@@ -15,6 +15,7 @@ function size(bytes: number): string {
 function useElapsed(since: number): number {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
+    setNow(Date.now());
     const timer = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(timer);
   }, [since]);

@@ -78,6 +78,7 @@ const WORDS = {
   en: {
     weekdays: ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"],
     everyHour: (m: number) => `every hour at minute ${m}`,
+    everyMinutes: (n: number) => (n === 1 ? "every minute" : `every ${n} minutes`),
     several: "several times",
     everyDay: "every day",
     on: (days: string) => `on ${days}`,
@@ -88,6 +89,7 @@ const WORDS = {
   id: {
     weekdays: ["Minggu", "Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu"],
     everyHour: (m: number) => `setiap jam pada menit ${m}`,
+    everyMinutes: (n: number) => (n === 1 ? "setiap menit" : `setiap ${n} menit`),
     several: "beberapa kali",
     everyDay: "setiap hari",
     on: (days: string) => `setiap ${days}`,
@@ -101,8 +103,12 @@ const pad = (v: number) => String(v).padStart(2, "0");
 /** Plain words for the common shapes; other expressions are shown as their next runs only. */
 export function explainCron(cron: Cron, lang: "en" | "id" = "en"): string {
   const w = WORDS[lang];
+  const step = 60 / cron.minutes.size;
+  const evenly = Number.isInteger(step) && [...cron.minutes].every((m) => m % step === 0);
   const times =
-    cron.minutes.size * cron.hours.size <= 4
+    cron.hours.size === 24 && evenly && cron.minutes.size > 1
+      ? w.everyMinutes(step)
+      : cron.minutes.size * cron.hours.size <= 4
       ? [...cron.hours].flatMap((h) => [...cron.minutes].map((m) => `${pad(h)}:${pad(m)}`)).join(", ")
       : cron.hours.size === 24 && cron.minutes.size === 1
         ? w.everyHour([...cron.minutes][0])
@@ -111,5 +117,5 @@ export function explainCron(cron: Cron, lang: "en" | "id" = "en"): string {
   if (!cron.anyWeekday && cron.anyDay) days = w.on([...cron.weekdays].map((d) => w.weekdays[d]).join(", "));
   else if (!cron.anyDay) days = w.dayOfMonth([...cron.days].join(", "));
   const months = cron.months.size === 12 ? "" : w.inMonth([...cron.months].join(", "));
-  return `${days}${months}, ${w.at} ${times}`;
+  return `${days}${months}, ${cron.hours.size === 24 && evenly && cron.minutes.size > 1 ? "" : `${w.at} `}${times}`;
 }

@@ -142,6 +142,7 @@ export const en = {
   noFields: "No other fields.",
   qrCode: "QR code",
   allTags: "All tags",
+  noRunsYet: "No runs yet: the first starts at the next time the schedule names.",
 } as const;
 
 export type Key = keyof typeof en;
@@ -289,6 +290,7 @@ export const id: Record<Key, string> = {
   noFields: "Tidak ada kolom lain.",
   qrCode: "Kode QR",
   allTags: "Semua tag",
+  noRunsYet: "Belum ada putaran: yang pertama mulai pada waktu berikutnya sesuai jadwal.",
 };
 
 /** The words for the API's status values (campaigns, recipients, numbers, templates, runs). */

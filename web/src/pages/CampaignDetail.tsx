@@ -1,7 +1,8 @@
 import { useMemo, useState } from "react";
-import { Alert, Button, Card, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
+import { Alert, Button, Card, Code, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
 import { api, unwrap } from "../api/client";
 import type { Campaign } from "../api/types";
+import { explainCron, parseCron } from "../lib/cron";
 import { download } from "../lib/download";
 import { useT } from "../lib/i18n";
 import { useLive } from "../lib/live";
@@ -73,29 +74,43 @@ function Recipients({ id, version }: { id: string; version: number }) {
   );
 }
 
-/** A recurring campaign's occurrences: each run it started, or why it did not. */
-function Runs({ id }: { id: string }) {
-  const { t } = useT();
-  const { data } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
-  if (!data?.length) return null;
+/** A recurring campaign's schedule and occurrences: each run it started, or why it did not. */
+function Runs({ id, recurrence }: { id: string; recurrence: { cron: string; timezone: string } }) {
+  const { t, lang } = useT();
+  const { data, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
+  // a run is a campaign of its own: its first status is the moment the list grows
+  useLive((n) => {
+    if (n.kind === "stream.lagged" || (n.kind === "campaign.status" && n.data.campaign_id !== id)) soonAndAgain(reload, [300, 1500]);
+  });
+  const cron = parseCron(recurrence.cron);
   return (
     <Stack gap="xs">
       <Title order={2} size="h3">
         {t("runs")}
       </Title>
-      <Table aria-label={t("runs")}>
-        <Table.Tbody>
-          {data.map((o) => (
-            <Table.Tr key={o.occurrence_at}>
-              <Table.Td>{when(o.occurrence_at)}</Table.Td>
-              <Table.Td>
-                <StatusBadge status={o.status} />
-              </Table.Td>
-              <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
-            </Table.Tr>
-          ))}
-        </Table.Tbody>
-      </Table>
+      <Text size="sm" data-testid="recurrence">
+        <Code>{recurrence.cron}</Code> ({recurrence.timezone}){cron ? ` · ${t("cronExplained", { words: explainCron(cron, lang) })}` : ""}
+      </Text>
+      {data && data.length === 0 && (
+        <Text size="sm" c="dimmed">
+          {t("noRunsYet")}
+        </Text>
+      )}
+      {data && data.length > 0 && (
+        <Table aria-label={t("runs")}>
+          <Table.Tbody>
+            {data.map((o) => (
+              <Table.Tr key={o.occurrence_at}>
+                <Table.Td>{when(o.occurrence_at)}</Table.Td>
+                <Table.Td>
+                  <StatusBadge status={o.status} />
+                </Table.Td>
+                <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      )}
     </Stack>
   );
 }
@@ -198,7 +213,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         </Button>
       </Group>
       <Failure error={actionError} />
-      {c.recurrence && <Runs id={id} />}
+      {c.recurrence && <Runs id={id} recurrence={c.recurrence} />}
       <Title order={2} size="h3">
         {t("recipients")}
       </Title>

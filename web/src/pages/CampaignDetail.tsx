@@ -201,7 +201,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
       </Text>
       <PacingLine c={c} />
       <Group>
-        {(c.status === "running" || c.status === "scheduled") && <Button onClick={act("pause")}>{t("pause")}</Button>}
+        {c.status === "running" && <Button onClick={act("pause")}>{t("pause")}</Button>}
         {c.status === "paused" && <Button onClick={act("resume")}>{t("resume")}</Button>}
         {!final && (
           <Button color="red" variant="outline" onClick={act("cancel")}>

@@ -1,4 +1,4 @@
-import { useMemo, useState, type FormEvent } from "react";
+import { useDeferredValue, useMemo, useState, type FormEvent } from "react";
 import { Alert, Button, FileInput, Group, NativeSelect, NumberInput, Radio, Stack, Text, TextInput, Textarea } from "@mantine/core";
 import { fieldError, formError } from "../api/client";
 import type { CreateCampaign, Session, Template } from "../api/types";
@@ -84,7 +84,10 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
 
   const general = formError(failure, FIELDS);
   const recipientsError = fieldError(failure, "recipients");
-  const pastedCount = useMemo(() => (source === "pasted" ? parsePhones(pasted).length : 0), [pasted, source]);
+  // counted from a deferred copy: a 100,000-line paste stays responsive (no autosize either: it
+  // measures every line on each change)
+  const deferredPasted = useDeferredValue(pasted);
+  const pastedCount = useMemo(() => (source === "pasted" ? parsePhones(deferredPasted).length : 0), [deferredPasted, source]);
   const session = sessions.find((s) => s.id === sessionId);
   const pacing = session?.pacing;
   const sessionPacing =
@@ -123,7 +126,7 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
             <Radio value="tag" label={t("tagAudience")} />
           </Group>
         </Radio.Group>
-        {source === "pasted" && <Textarea label={t("phonesOnePerLine")} autosize minRows={4} maxRows={12} value={pasted} onChange={(e) => setPasted(e.currentTarget.value)} error={recipientsError} description={t("phonesCount", { n: pastedCount })} />}
+        {source === "pasted" && <Textarea label={t("phonesOnePerLine")} rows={8} resize="vertical" value={pasted} onChange={(e) => setPasted(e.currentTarget.value)} error={recipientsError} description={t("phonesCount", { n: pastedCount })} />}
         {source === "csv" && (
           <>
             <FileInput label={t("csvWithPhone")} accept=".csv,text/csv" onChange={readCsv} error={csv?.error ?? recipientsError} clearable />

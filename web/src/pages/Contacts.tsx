@@ -128,7 +128,7 @@ export function ContactsPage() {
         )}
       </Group>
       {items.some((c) => c.tags.length) && (
-        <Group gap="xs" aria-label={t("tag")}>
+        <Group gap="xs">
           {[...new Set(items.flatMap((c) => c.tags))].map((tg) => (
             <Button key={tg} size="compact-xs" variant={tg === tag ? "filled" : "outline"} onClick={() => filter(() => setTag(tg))}>
               {tg}

@@ -142,6 +142,8 @@ export const en = {
   noFields: "No other fields.",
   qrCode: "QR code",
   allTags: "All tags",
+  bulkPasted: "{n} phones pasted (too many to show line by line).",
+  clearList: "Clear the list",
   noRunsYet: "No runs yet: the first starts at the next time the schedule names.",
 } as const;
 
@@ -290,6 +292,8 @@ export const id: Record<Key, string> = {
   noFields: "Tidak ada kolom lain.",
   qrCode: "Kode QR",
   allTags: "Semua tag",
+  bulkPasted: "{n} nomor ditempel (terlalu banyak untuk ditampilkan per baris).",
+  clearList: "Kosongkan daftar",
   noRunsYet: "Belum ada putaran: yang pertama mulai pada waktu berikutnya sesuai jadwal.",
 };
 

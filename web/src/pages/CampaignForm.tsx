@@ -9,6 +9,9 @@ import type { Transfer } from "../lib/upload";
 import { LongWork } from "./LongWork";
 import { useStatusWord } from "./common";
 
+/** Pastes longer than this (about 7,000 phones) are summarised rather than shown line by line. */
+const BULK_CHARS = 100_000;
+
 const FIELDS = ["name", "template_id", "session_id", "recipients", "audience", "send_at", "timezone", "recurrence", "pacing"];
 
 function timeZones(): string[] {
@@ -35,6 +38,9 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
   const [sessionId, setSessionId] = useState(sessions[0]?.id ?? "");
   const [source, setSource] = useState<"pasted" | "csv" | "tag">("pasted");
   const [pasted, setPasted] = useState("");
+  // a big paste (100,000 phones) is kept out of the text box: a browser takes seconds to lay out
+  // and paint that many lines on every change, so the box gives way to a summary
+  const [bulk, setBulk] = useState<string | null>(null);
   const [csv, setCsv] = useState<{ recipients: CsvRecipient[]; error?: string } | null>(null);
   const [tag, setTag] = useState("");
   const [timing, setTiming] = useState<"now" | "at" | "recurring">("now");
@@ -48,7 +54,11 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
   const [transfer, setTransfer] = useState<Transfer | null>(null);
 
   const parsedCron = useMemo(() => (timing === "recurring" ? parseCron(cron) : null), [cron, timing]);
-  const zones = useMemo(timeZones, []);
+  // the browser's own zone may be missing from the list (Intl leaves out "UTC"): the select must show it
+  const zones = useMemo(() => {
+    const all = timeZones();
+    return all.includes(browserZone) ? all : [browserZone, ...all];
+  }, [browserZone]);
 
   const readCsv = async (file: File | null) => {
     setCsv(file ? parseRecipientsCsv(await file.text()) : null);
@@ -57,7 +67,7 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     const body: CreateCampaign = { name, template_id: templateId, session_id: sessionId } as CreateCampaign;
-    if (source === "pasted") body.recipients = parsePhones(pasted) as CreateCampaign["recipients"];
+    if (source === "pasted") body.recipients = parsePhones(bulk ?? pasted) as CreateCampaign["recipients"];
     if (source === "csv") body.recipients = (csv?.recipients ?? []) as CreateCampaign["recipients"];
     if (source === "tag") body.audience = { tag } as unknown as CreateCampaign["audience"];
     if (timing === "now") body.send_at = "now";
@@ -86,8 +96,14 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
   const recipientsError = fieldError(failure, "recipients");
   // counted from a deferred copy: a 100,000-line paste stays responsive (no autosize either: it
   // measures every line on each change)
-  const deferredPasted = useDeferredValue(pasted);
+  const deferredPasted = useDeferredValue(bulk ?? pasted);
   const pastedCount = useMemo(() => (source === "pasted" ? parsePhones(deferredPasted).length : 0), [deferredPasted, source]);
+  const onPasted = (text: string) => {
+    if (text.length > BULK_CHARS) {
+      setBulk(text);
+      setPasted("");
+    } else setPasted(text);
+  };
   const session = sessions.find((s) => s.id === sessionId);
   const pacing = session?.pacing;
   const sessionPacing =
@@ -126,7 +142,27 @@ export function CampaignForm({ templates, sessions, onSubmit }: CampaignFormProp
             <Radio value="tag" label={t("tagAudience")} />
           </Group>
         </Radio.Group>
-        {source === "pasted" && <Textarea label={t("phonesOnePerLine")} rows={8} resize="vertical" value={pasted} onChange={(e) => setPasted(e.currentTarget.value)} error={recipientsError} description={t("phonesCount", { n: pastedCount })} />}
+        {source === "pasted" && bulk === null && (
+          <Textarea label={t("phonesOnePerLine")} rows={8} resize="vertical" spellCheck={false} value={pasted} onChange={(e) => onPasted(e.currentTarget.value)} error={recipientsError} description={t("phonesCount", { n: pastedCount })} />
+        )}
+        {source === "pasted" && bulk !== null && (
+          <Stack gap={4}>
+            <Text size="sm" fw={500}>
+              {t("phonesOnePerLine")}
+            </Text>
+            <Group data-testid="bulk-paste">
+              <Text size="sm">{t("bulkPasted", { n: pastedCount })}</Text>
+              <Button variant="default" size="xs" onClick={() => setBulk(null)}>
+                {t("clearList")}
+              </Button>
+            </Group>
+            {recipientsError && (
+              <Text size="sm" c="red" role="alert">
+                {recipientsError}
+              </Text>
+            )}
+          </Stack>
+        )}
         {source === "csv" && (
           <>
             <FileInput label={t("csvWithPhone")} accept=".csv,text/csv" onChange={readCsv} error={csv?.error ?? recipientsError} clearable />

@@ -1,6 +1,6 @@
 import { useMemo, useState } from "react";
 import { Alert, Button, Card, Code, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
-import { api, unwrap } from "../api/client";
+import { api, ApiFailure, unwrap } from "../api/client";
 import type { Campaign } from "../api/types";
 import { explainCron, parseCron } from "../lib/cron";
 import { download } from "../lib/download";
@@ -134,9 +134,22 @@ function PacingLine({ c }: { c: Campaign }) {
 
 export function CampaignDetailPage({ id }: { id: string }) {
   const { t } = useT();
-  const { query: q } = useLocation();
   const word = useStatusWord();
-  const { data, setData, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } })), [id]);
+  const { query: q0 } = useLocation();
+  // a campaign just created (`?created=1`) may not be readable yet: its read model follows a
+  // moment later, longer while Herald is busy (cancelling 100,000 recipients, say), so its 404
+  // is asked again for up to a minute; any other 404 for about 3 s
+  const tries = q0.get("created") ? 200 : 10;
+  const { data, setData, error, reload } = useData(async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } }));
+      } catch (e) {
+        if (!(e instanceof ApiFailure && e.status === 404) || attempt >= tries) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+  }, [id]);
   const [actionError, setActionError] = useState<unknown>(null);
   const [version, setVersion] = useState(0);
   // the recipients table follows the counts, re-read at most every 2 s (and after the end)
@@ -173,7 +186,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
 
   if (!data) return error ? <Failure error={error} /> : <Text>{t("loading")}</Text>;
   const c: Campaign = data;
-  const rejected = q.get("rejected");
+  const rejected = q0.get("rejected");
   const final = FINAL_STATUSES.includes(c.status);
   return (
     <Stack>

@@ -28,7 +28,7 @@ export function CampaignNewPage() {
             // XMLHttpRequest rather than the fetch client: it reports the upload's progress
             const created = await sendWithProgress<CampaignCreated>("/api/v1/campaigns", body, { onProgress });
             const rejected = created.rejected_count ?? created.rejected?.length ?? 0;
-            navigate(`/campaigns/${created.id}${rejected ? `?rejected=${rejected}` : ""}`);
+            navigate(`/campaigns/${created.id}?created=1${rejected ? `&rejected=${rejected}` : ""}`);
           }}
         />
       ) : (

@@ -395,14 +395,16 @@ async function main() {
       const card = page.getByTestId("contact-card");
       await card.filter({ hasText: "Sari Dewi" }).filter({ hasText: "vip" }).filter({ hasText: "Bandung" }).waitFor();
       await shot("11-chat-reply");
-      // history pages back: 55 more messages arrive live, the newest 50 show, older ones on demand
-      for (let i = 1; i <= 55; i++) {
+      // history pages back: 50 more messages arrive live (what was on screen stays); opened
+      // afresh the chat shows the newest 50, and the older ones on demand
+      for (let i = 1; i <= 50; i++) {
         await simJson(sim, "/sim/incoming", { token: globalThis.simToken, from: "6281299990001", text: `pesan ${i}`, push_name: "Sari" });
       }
-      await page.locator("[data-direction=incoming]").filter({ hasText: /^pesan 55/ }).waitFor();
+      await page.locator("[data-direction=incoming]").filter({ hasText: /^pesan 50/ }).waitFor();
+      await page.reload();
       await until("the newest 50 show", async () => (await page.locator("[data-direction]").count()) === 50);
       await page.getByRole("button", { name: "Older messages" }).click();
-      await until("older messages show", async () => (await page.locator("[data-direction]").count()) === 57);
+      await until("older messages show", async () => (await page.locator("[data-direction]").count()) === 52);
       await page.getByText("Halo, promo masih berlaku?").first().waitFor();
       await shot("11a-chat-history");
     });

@@ -63,11 +63,19 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
   const [text, setText] = useState("");
   const [failure, setFailure] = useState<unknown>(null);
   const bottom = useRef<HTMLDivElement>(null);
+  // what is on screen, for the refreshes that merge into it
+  const shown = useRef<ChatMessage[]>([]);
 
   const loadLatest = async () => {
     const page = unwrap(await api.GET("/api/v1/chats/{id}/messages", { params: { path: { id: chat.id }, query: { limit: "50" } } }));
-    setMessages(page.items.slice().reverse());
-    setOlder(page.next_cursor ?? null);
+    const latest = page.items.slice().reverse();
+    // a refresh keeps the older pages already read (a late refresh must not take them away)
+    const ids = new Set(latest.map((m) => m.id));
+    const oldest = latest[0]?.timestamp;
+    const kept = oldest ? shown.current.filter((m) => !ids.has(m.id) && m.timestamp < oldest) : [];
+    shown.current = [...kept, ...latest];
+    setMessages(shown.current);
+    if (kept.length === 0) setOlder(page.next_cursor ?? null);
     await api.POST("/api/v1/chats/{id}/read", { params: { path: { id: chat.id } } });
   };
   useEffect(() => {
@@ -87,7 +95,8 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
   const loadOlder = async () => {
     if (!older) return;
     const page = unwrap(await api.GET("/api/v1/chats/{id}/messages", { params: { path: { id: chat.id }, query: { before: older, limit: "50" } } }));
-    setMessages((m) => [...page.items.slice().reverse(), ...m]);
+    shown.current = [...page.items.slice().reverse(), ...shown.current];
+    setMessages(shown.current);
     setOlder(page.next_cursor ?? null);
   };
 
@@ -180,7 +189,7 @@ export function ChatsPage({ chatId }: { chatId?: string }) {
               <Button variant="subtle" hiddenFrom="md" onClick={() => navigate("/chats")}>
                 ← {t("back")}
               </Button>
-              <Conversation chat={selected} onSent={reload} />
+              <Conversation key={selected.id} chat={selected} onSent={reload} />
             </Box>
           ) : (
             <Text c="dimmed">{t("chooseChat")}</Text>

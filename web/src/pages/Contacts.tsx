@@ -17,20 +17,34 @@ function ContactRow({ c, onChange, onOpen, opened }: { c: Contact; onChange: () 
   const { t } = useT();
   const [tags, setTags] = useState(c.tags.join(", "));
   const [failure, setFailure] = useState<unknown>(null);
+  // shown at once, put back if the API refuses
+  const [favorite, setFavorite] = useState(c.favorite);
   const who = c.name ?? c.phone ?? "";
   const patch = async (body: { favorite?: boolean; tags?: string[] }) => {
     setFailure(null);
     try {
       unwrap(await api.PATCH("/api/v1/contacts/{phone}", { params: { path: { phone: c.phone ?? "" } }, body }));
       onChange();
+      return true;
     } catch (err) {
       setFailure(err);
+      return false;
     }
   };
   return (
     <Table.Tr data-contact={c.phone ?? c.lid ?? ""} aria-selected={opened}>
       <Table.Td>
-        <Checkbox label={t("favorite")} aria-label={`${t("favorite")}: ${who}`} checked={c.favorite} disabled={!c.phone} onChange={(e) => void patch({ favorite: e.currentTarget.checked })} />
+        <Checkbox
+          label={t("favorite")}
+          aria-label={`${t("favorite")}: ${who}`}
+          checked={favorite}
+          disabled={!c.phone}
+          onChange={(e) => {
+            const next = e.currentTarget.checked;
+            setFavorite(next);
+            void patch({ favorite: next }).then((ok) => ok || setFavorite(!next));
+          }}
+        />
       </Table.Td>
       <Table.Td>
         <Button variant="subtle" size="compact-sm" onClick={onOpen} aria-label={`${t("open")}: ${who}`}>

@@ -466,8 +466,10 @@ async function main() {
       await keyRow.waitFor({ state: "detached" });
       // shown once: a new visit does not show it again
       await nav("Overview");
+      await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
       await nav("Settings");
-      await page.getByLabel("Key name").waitFor();
+      await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
+      await page.getByText(/Plan: unlimited/).waitFor();
       if (await page.getByTestId("new-key").count()) throw new Error("the key is shown again");
       await nav("Overview");
       await page.getByText("Main number").waitFor();

@@ -33,6 +33,8 @@ const PROGRESS_LAG_MS = 1000;
 // "fast": a debug build on a shared CI machine; typically 300–800 ms
 const PAGE_MS = 2000;
 
+// this run's screenshots only (a failed step's picture from an earlier run would mislead)
+rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 const children = [];
 const scratch = mkdtempSync(join(tmpdir(), "herald-e2e-"));

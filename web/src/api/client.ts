@@ -21,7 +21,8 @@ const auth: Middleware = {
   },
 };
 
-export const api = createClient<paths>({ baseUrl: "" });
+// an absolute base (this page's origin): the same requests, and a Request outside a browser (tests) can be built
+export const api = createClient<paths>({ baseUrl: globalThis.location?.origin ?? "" });
 api.use(auth);
 
 /** Herald's error envelope (`{"error": {"code", "message", "details"?}}`). */

@@ -74,20 +74,48 @@ export function nextRuns(cron: Cron, from: Date, n = 3): Date[] {
   return out;
 }
 
-const WEEKDAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WORDS = {
+  en: {
+    weekdays: ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"],
+    everyHour: (m: number) => `every hour at minute ${m}`,
+    everyMinutes: (n: number) => (n === 1 ? "every minute" : `every ${n} minutes`),
+    several: "several times",
+    everyDay: "every day",
+    on: (days: string) => `on ${days}`,
+    dayOfMonth: (days: string) => `on day ${days} of the month`,
+    inMonth: (months: string) => ` in month ${months}`,
+    at: "at",
+  },
+  id: {
+    weekdays: ["Minggu", "Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu"],
+    everyHour: (m: number) => `setiap jam pada menit ${m}`,
+    everyMinutes: (n: number) => (n === 1 ? "setiap menit" : `setiap ${n} menit`),
+    several: "beberapa kali",
+    everyDay: "setiap hari",
+    on: (days: string) => `setiap ${days}`,
+    dayOfMonth: (days: string) => `pada tanggal ${days} setiap bulan`,
+    inMonth: (months: string) => ` di bulan ${months}`,
+    at: "pukul",
+  },
+};
 const pad = (v: number) => String(v).padStart(2, "0");
 
 /** Plain words for the common shapes; other expressions are shown as their next runs only. */
-export function explainCron(cron: Cron): string {
+export function explainCron(cron: Cron, lang: "en" | "id" = "en"): string {
+  const w = WORDS[lang];
+  const step = 60 / cron.minutes.size;
+  const evenly = Number.isInteger(step) && [...cron.minutes].every((m) => m % step === 0);
   const times =
-    cron.minutes.size * cron.hours.size <= 4
+    cron.hours.size === 24 && evenly && cron.minutes.size > 1
+      ? w.everyMinutes(step)
+      : cron.minutes.size * cron.hours.size <= 4
       ? [...cron.hours].flatMap((h) => [...cron.minutes].map((m) => `${pad(h)}:${pad(m)}`)).join(", ")
       : cron.hours.size === 24 && cron.minutes.size === 1
-        ? `every hour at minute ${[...cron.minutes][0]}`
-        : "several times";
-  let days = "every day";
-  if (!cron.anyWeekday && cron.anyDay) days = `on ${[...cron.weekdays].map((d) => WEEKDAY_NAMES[d]).join(", ")}`;
-  else if (!cron.anyDay) days = `on day ${[...cron.days].join(", ")} of the month`;
-  const months = cron.months.size === 12 ? "" : ` in month ${[...cron.months].join(", ")}`;
-  return `${days}${months}, at ${times}`;
+        ? w.everyHour([...cron.minutes][0])
+        : w.several;
+  let days = w.everyDay;
+  if (!cron.anyWeekday && cron.anyDay) days = w.on([...cron.weekdays].map((d) => w.weekdays[d]).join(", "));
+  else if (!cron.anyDay) days = w.dayOfMonth([...cron.days].join(", "));
+  const months = cron.months.size === 12 ? "" : w.inMonth([...cron.months].join(", "));
+  return `${days}${months}, ${cron.hours.size === 24 && evenly && cron.minutes.size > 1 ? "" : `${w.at} `}${times}`;
 }

@@ -28,6 +28,8 @@ export function translate(lang: Lang, key: Key, vars?: Record<string, string | n
 
 export function I18nProvider({ children, lang: fixed }: { children: ReactNode; lang?: Lang }) {
   const [lang, setLangState] = useState<Lang>(fixed ?? initialLang());
+  // screen readers, the browser's date formats and `when()` follow the chosen language
+  document.documentElement.lang = lang;
   const setLang = (l: Lang) => {
     localStorage.setItem("herald.lang", l);
     document.documentElement.lang = l;

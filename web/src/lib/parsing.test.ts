@@ -36,6 +36,12 @@ describe("cron", () => {
       [21, 1, 9, 0],
     ]);
   });
+  it("explains every-N-minutes schedules and speaks Bahasa Indonesia", () => {
+    expect(explainCron(parseCron("* * * * *")!)).toBe("every day, every minute");
+    expect(explainCron(parseCron("*/15 * * * *")!)).toBe("every day, every 15 minutes");
+    expect(explainCron(parseCron("30 8 * * MON,FRI")!, "id")).toBe("setiap Senin, Jumat, pukul 08:30");
+  });
+
   it("refuses what is not a 5-field cron", () => {
     expect(parseCron("0 9 * *")).toBeNull();
     expect(parseCron("61 * * * *")).toBeNull();

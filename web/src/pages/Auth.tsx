@@ -47,7 +47,7 @@ export function AuthPage({ languageSelect }: { languageSelect?: ReactNode }) {
               </Alert>
             )}
             <TextInput label={t("email")} type="email" required autoComplete="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={fieldError(failure, "email")} />
-            <PasswordInput label={t("password")} required autoComplete={mode === "login" ? "current-password" : "new-password"} value={password} onChange={(e) => setPassword(e.currentTarget.value)} error={fieldError(failure, "password")} />
+            <PasswordInput label={t("password")} required autoComplete={mode === "login" ? "current-password" : "new-password"} value={password} onChange={(e) => setPassword(e.currentTarget.value)} error={fieldError(failure, "password")} aria-invalid={fieldError(failure, "password") ? true : undefined} />
             {mode === "register" && <TextInput label={t("name")} value={name} onChange={(e) => setName(e.currentTarget.value)} error={fieldError(failure, "name")} />}
             <Button type="submit" loading={busy}>
               {mode === "login" ? t("signIn") : t("register")}

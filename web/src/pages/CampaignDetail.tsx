@@ -1,7 +1,8 @@
 import { useMemo, useState } from "react";
-import { Alert, Button, Card, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
-import { api, unwrap } from "../api/client";
+import { Alert, Button, Card, Code, Group, NativeSelect, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
+import { api, ApiFailure, unwrap } from "../api/client";
 import type { Campaign } from "../api/types";
+import { explainCron, parseCron } from "../lib/cron";
 import { download } from "../lib/download";
 import { useT } from "../lib/i18n";
 import { useLive } from "../lib/live";
@@ -9,13 +10,14 @@ import { FINAL_STATUSES } from "../lib/progress";
 import { Link, useLocation } from "../lib/router";
 import { soonAndAgain, throttle, useData } from "../lib/useData";
 import { liveCampaign } from "./Campaigns";
-import { CampaignProgress, Failure, StatusBadge, when } from "./common";
+import { CampaignProgress, Failure, StatusBadge, useStatusWord, when } from "./common";
 
 const RECIPIENT_STATUSES = ["queued", "sending", "sent", "delivered", "read", "failed", "skipped"];
 const PAGE = 50;
 
 function Recipients({ id, version }: { id: string; version: number }) {
   const { t } = useT();
+  const word = useStatusWord();
   const [status, setStatus] = useState("");
   // the cursors of the pages before this one, so "first page" and paging forward stay cheap
   const [cursors, setCursors] = useState<string[]>([]);
@@ -34,7 +36,7 @@ function Recipients({ id, version }: { id: string; version: number }) {
             setStatus(e.currentTarget.value);
             setCursors([]);
           }}
-          data={[{ value: "", label: t("allStatuses") }, ...RECIPIENT_STATUSES]}
+          data={[{ value: "", label: t("allStatuses") }, ...RECIPIENT_STATUSES.map((v) => ({ value: v, label: word(v) }))]}
         />
         <Button variant="default" disabled={cursors.length === 0} onClick={() => setCursors([])}>
           {t("firstPage")}
@@ -72,37 +74,82 @@ function Recipients({ id, version }: { id: string; version: number }) {
   );
 }
 
-/** A recurring campaign's occurrences: each run it started, or why it did not. */
-function Runs({ id }: { id: string }) {
-  const { t } = useT();
-  const { data } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
-  if (!data?.length) return null;
+/** A recurring campaign's schedule and occurrences: each run it started, or why it did not. */
+function Runs({ id, recurrence }: { id: string; recurrence: { cron: string; timezone: string } }) {
+  const { t, lang } = useT();
+  const { data, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}/occurrences", { params: { path: { id } } })).items, [id]);
+  // a run is a campaign of its own: its first status is the moment the list grows
+  useLive((n) => {
+    if (n.kind === "stream.lagged" || (n.kind === "campaign.status" && n.data.campaign_id !== id)) soonAndAgain(reload, [300, 1500]);
+  });
+  const cron = parseCron(recurrence.cron);
   return (
     <Stack gap="xs">
       <Title order={2} size="h3">
         {t("runs")}
       </Title>
-      <Table aria-label={t("runs")}>
-        <Table.Tbody>
-          {data.map((o) => (
-            <Table.Tr key={o.occurrence_at}>
-              <Table.Td>{when(o.occurrence_at)}</Table.Td>
-              <Table.Td>
-                <StatusBadge status={o.status} />
-              </Table.Td>
-              <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
-            </Table.Tr>
-          ))}
-        </Table.Tbody>
-      </Table>
+      <Text size="sm" data-testid="recurrence">
+        <Code>{recurrence.cron}</Code> ({recurrence.timezone}){cron ? ` · ${t("cronExplained", { words: explainCron(cron, lang) })}` : ""}
+      </Text>
+      {data && data.length === 0 && (
+        <Text size="sm" c="dimmed">
+          {t("noRunsYet")}
+        </Text>
+      )}
+      {data && data.length > 0 && (
+        <Table aria-label={t("runs")}>
+          <Table.Tbody>
+            {data.map((o) => (
+              <Table.Tr key={o.occurrence_at}>
+                <Table.Td>{when(o.occurrence_at)}</Table.Td>
+                <Table.Td>
+                  <StatusBadge status={o.status} />
+                </Table.Td>
+                <Table.Td>{o.run_id ? <Link href={`/campaigns/${o.run_id}`}>{t("openRun")}</Link> : (o.reason ?? "")}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      )}
     </Stack>
+  );
+}
+
+/** The pause between two sends: the campaign's own pacing, or its number's. */
+function PacingLine({ c }: { c: Campaign }) {
+  const { t } = useT();
+  const session = useData(async () => (c.pacing ? null : unwrap(await api.GET("/api/v1/sessions/{id}", { params: { path: { id: c.session_id } } }))), [c.session_id, c.pacing]);
+  const own = c.pacing;
+  const pacing = own ?? session.data?.pacing;
+  const words =
+    pacing && (pacing.min_interval_ms || pacing.max_interval_ms)
+      ? t("pacingRange", { min: pacing.min_interval_ms, max: pacing.max_interval_ms })
+      : t("pacingNone");
+  return (
+    <Text size="sm" data-testid="campaign-pacing">
+      {t("pacing")}: {words} · {own ? t("pacingOwn") : t("pacingNumbers")}
+    </Text>
   );
 }
 
 export function CampaignDetailPage({ id }: { id: string }) {
   const { t } = useT();
-  const { query: q } = useLocation();
-  const { data, setData, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } })), [id]);
+  const word = useStatusWord();
+  const { query: q0 } = useLocation();
+  // a campaign just created (`?created=1`) may not be readable yet: its read model follows a
+  // moment later, longer while Herald is busy (cancelling 100,000 recipients, say), so its 404
+  // is asked again for up to a minute; any other 404 for about 3 s
+  const tries = q0.get("created") ? 200 : 10;
+  const { data, setData, error, reload } = useData(async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return unwrap(await api.GET("/api/v1/campaigns/{id}", { params: { path: { id } } }));
+      } catch (e) {
+        if (!(e instanceof ApiFailure && e.status === 404) || attempt >= tries) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+  }, [id]);
   const [actionError, setActionError] = useState<unknown>(null);
   const [version, setVersion] = useState(0);
   // the recipients table follows the counts, re-read at most every 2 s (and after the end)
@@ -139,7 +186,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
 
   if (!data) return error ? <Failure error={error} /> : <Text>{t("loading")}</Text>;
   const c: Campaign = data;
-  const rejected = q.get("rejected");
+  const rejected = q0.get("rejected");
   const final = FINAL_STATUSES.includes(c.status);
   return (
     <Stack>
@@ -156,7 +203,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         {Object.entries(c.counts).map(([k, v]) => (
           <Card key={k} withBorder padding="xs" data-count={k}>
             <Text size="xs" c="dimmed">
-              {k.replaceAll("_", " ")}
+              {word(k)}
             </Text>
             <Text fw={700}>{v}</Text>
           </Card>
@@ -165,8 +212,9 @@ export function CampaignDetailPage({ id }: { id: string }) {
       <Text size="sm">
         {t("recipients")}: {c.total_recipients} · {t("created")}: {when(c.created_at)}
       </Text>
+      <PacingLine c={c} />
       <Group>
-        {(c.status === "running" || c.status === "scheduled") && <Button onClick={act("pause")}>{t("pause")}</Button>}
+        {c.status === "running" && <Button onClick={act("pause")}>{t("pause")}</Button>}
         {c.status === "paused" && <Button onClick={act("resume")}>{t("resume")}</Button>}
         {!final && (
           <Button color="red" variant="outline" onClick={act("cancel")}>
@@ -178,7 +226,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         </Button>
       </Group>
       <Failure error={actionError} />
-      {c.recurrence && <Runs id={id} />}
+      {c.recurrence && <Runs id={id} recurrence={c.recurrence} />}
       <Title order={2} size="h3">
         {t("recipients")}
       </Title>

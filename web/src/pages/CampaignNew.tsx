@@ -1,5 +1,6 @@
 import { Stack, Text, Title } from "@mantine/core";
 import { api, unwrap } from "../api/client";
+import { sendWithProgress } from "../lib/upload";
 import type { CampaignCreated } from "../api/types";
 import { useT } from "../lib/i18n";
 import { navigate } from "../lib/router";
@@ -23,11 +24,11 @@ export function CampaignNewPage() {
         <CampaignForm
           templates={data.templates}
           sessions={data.sessions}
-          onSubmit={async (body) => {
-            // the 201 answer is not described in the OpenAPI document yet
-            const created = unwrap(await api.POST("/api/v1/campaigns", { body })) as unknown as CampaignCreated;
+          onSubmit={async (body, onProgress) => {
+            // XMLHttpRequest rather than the fetch client: it reports the upload's progress
+            const created = await sendWithProgress<CampaignCreated>("/api/v1/campaigns", body, { onProgress });
             const rejected = created.rejected_count ?? created.rejected?.length ?? 0;
-            navigate(`/campaigns/${created.id}${rejected ? `?rejected=${rejected}` : ""}`);
+            navigate(`/campaigns/${created.id}?created=1${rejected ? `&rejected=${rejected}` : ""}`);
           }}
         />
       ) : (

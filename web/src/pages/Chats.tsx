@@ -7,6 +7,7 @@ import { useLive } from "../lib/live";
 import { Link, navigate } from "../lib/router";
 import { soonAndAgain, useData } from "../lib/useData";
 import { Failure, when } from "./common";
+import { ContactCard } from "./ContactCard";
 
 /** The phone of a one-to-one chat (`6281...@s.whatsapp.net` → `6281...`). */
 export function chatPhone(chat: Pick<Chat, "jid">): string {
@@ -49,26 +50,10 @@ function ChatList({ chats, selected }: { chats: Chat[]; selected?: string }) {
   );
 }
 
-/** The chat's contact, when the phone is one: name, tags, favourite. */
-function ContactCard({ phone }: { phone: string }) {
-  const { t } = useT();
+/** The chat's contact, when the phone is one: its card (name, favourite, tags, fields). */
+function ChatContact({ phone }: { phone: string }) {
   const { data } = useData(async () => (await api.GET("/api/v1/contacts/{phone}", { params: { path: { phone } } })).data ?? null, [phone]);
-  if (!data) return null;
-  return (
-    <Card withBorder p="xs" aria-label={t("contacts")}>
-      <Text fw={600}>
-        {data.favorite ? "★ " : ""}
-        {data.name ?? phone}
-      </Text>
-      <Group gap={4} mt={4}>
-        {data.tags.map((tag) => (
-          <Badge key={tag} variant="outline" size="sm">
-            {tag}
-          </Badge>
-        ))}
-      </Group>
-    </Card>
-  );
+  return data ? <ContactCard contact={data} /> : null;
 }
 
 function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
@@ -78,11 +63,19 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
   const [text, setText] = useState("");
   const [failure, setFailure] = useState<unknown>(null);
   const bottom = useRef<HTMLDivElement>(null);
+  // what is on screen, for the refreshes that merge into it
+  const shown = useRef<ChatMessage[]>([]);
 
   const loadLatest = async () => {
     const page = unwrap(await api.GET("/api/v1/chats/{id}/messages", { params: { path: { id: chat.id }, query: { limit: "50" } } }));
-    setMessages(page.items.slice().reverse());
-    setOlder(page.next_cursor ?? null);
+    const latest = page.items.slice().reverse();
+    // a refresh keeps the older pages already read (a late refresh must not take them away)
+    const ids = new Set(latest.map((m) => m.id));
+    const oldest = latest[0]?.timestamp;
+    const kept = oldest ? shown.current.filter((m) => !ids.has(m.id) && m.timestamp < oldest) : [];
+    shown.current = [...kept, ...latest];
+    setMessages(shown.current);
+    if (kept.length === 0) setOlder(page.next_cursor ?? null);
     await api.POST("/api/v1/chats/{id}/read", { params: { path: { id: chat.id } } });
   };
   useEffect(() => {
@@ -102,7 +95,8 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
   const loadOlder = async () => {
     if (!older) return;
     const page = unwrap(await api.GET("/api/v1/chats/{id}/messages", { params: { path: { id: chat.id }, query: { before: older, limit: "50" } } }));
-    setMessages((m) => [...page.items.slice().reverse(), ...m]);
+    shown.current = [...page.items.slice().reverse(), ...shown.current];
+    setMessages(shown.current);
     setOlder(page.next_cursor ?? null);
   };
 
@@ -131,7 +125,6 @@ function Conversation({ chat, onSent }: { chat: Chat; onSent: () => void }) {
           {chatPhone(chat)}
         </Text>
       </Group>
-      <ContactCard phone={chatPhone(chat)} />
       <ScrollArea h={420} type="auto">
         <Stack gap="xs" p="xs" aria-label={t("chats")} aria-live="polite">
           {older && (
@@ -185,23 +178,28 @@ export function ChatsPage({ chatId }: { chatId?: string }) {
       </Title>
       <Failure error={error} />
       <Grid>
-        <Grid.Col span={{ base: 12, md: 4 }} display={{ base: chatId ? "none" : "block", md: "block" }}>
+        <Grid.Col span={{ base: 12, md: 4, lg: 3 }} display={{ base: chatId ? "none" : "block", md: "block" }}>
           <Card withBorder p="xs">
             {data ? <ChatList chats={data} selected={chatId} /> : <Text>{t("loading")}</Text>}
           </Card>
         </Grid.Col>
-        <Grid.Col span={{ base: 12, md: 8 }}>
+        <Grid.Col span={{ base: 12, md: 8, lg: 6 }}>
           {selected ? (
             <Box>
               <Button variant="subtle" hiddenFrom="md" onClick={() => navigate("/chats")}>
                 ← {t("back")}
               </Button>
-              <Conversation chat={selected} onSent={reload} />
+              <Conversation key={selected.id} chat={selected} onSent={reload} />
             </Box>
           ) : (
             <Text c="dimmed">{t("chooseChat")}</Text>
           )}
         </Grid.Col>
+        {selected && (
+          <Grid.Col span={{ base: 12, md: 8, lg: 3 }} offset={{ base: 0, md: 4, lg: 0 }}>
+            <ChatContact phone={chatPhone(selected)} />
+          </Grid.Col>
+        )}
       </Grid>
     </Stack>
   );

@@ -1,34 +1,57 @@
+// The contact book: search, tag filter, favourites first (the API's order), favourite and tags
+// editable in place, a contact's card, adding one, and the bulk ways in (ContactImport).
 import { useState, type FormEvent } from "react";
-import { Alert, Badge, Button, Card, Checkbox, FileInput, Group, Loader, NativeSelect, Stack, Table, Text, TextInput, Title } from "@mantine/core";
-import { api, fieldError, unwrap } from "../api/client";
+import { Button, Card, Checkbox, Grid, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
+import { api, fieldError, formError, unwrap } from "../api/client";
 import type { Contact } from "../api/types";
-import { getToken } from "../lib/auth";
 import { useT } from "../lib/i18n";
 import { useData } from "../lib/useData";
 import { Failure } from "./common";
+import { ContactCard } from "./ContactCard";
+import { ContactImport } from "./ContactImport";
 
-interface ImportResult {
-  imported: number;
-  matched: number;
-  rejected: { row?: number; input?: string; reason: string }[];
-  rejected_count?: number;
-}
+const PAGE = 50;
 
 /** A contact's row: favourite and tags editable in place. */
-function ContactRow({ c, onChange }: { c: Contact; onChange: () => void }) {
+function ContactRow({ c, onChange, onOpen, opened }: { c: Contact; onChange: () => void; onOpen: () => void; opened: boolean }) {
   const { t } = useT();
   const [tags, setTags] = useState(c.tags.join(", "));
+  const [failure, setFailure] = useState<unknown>(null);
+  // shown at once, put back if the API refuses
+  const [favorite, setFavorite] = useState(c.favorite);
+  const who = c.name ?? c.phone ?? "";
   const patch = async (body: { favorite?: boolean; tags?: string[] }) => {
-    unwrap(await api.PATCH("/api/v1/contacts/{phone}", { params: { path: { phone: c.phone ?? "" } }, body }));
-    onChange();
+    setFailure(null);
+    try {
+      unwrap(await api.PATCH("/api/v1/contacts/{phone}", { params: { path: { phone: c.phone ?? "" } }, body }));
+      onChange();
+      return true;
+    } catch (err) {
+      setFailure(err);
+      return false;
+    }
   };
   return (
-    <Table.Tr>
+    <Table.Tr data-contact={c.phone ?? c.lid ?? ""} aria-selected={opened}>
       <Table.Td>
-        <Checkbox label={t("favorite")} checked={c.favorite} onChange={(e) => void patch({ favorite: e.currentTarget.checked })} />
+        <Checkbox
+          label={t("favorite")}
+          aria-label={`${t("favorite")}: ${who}`}
+          checked={favorite}
+          disabled={!c.phone}
+          onChange={(e) => {
+            const next = e.currentTarget.checked;
+            setFavorite(next);
+            void patch({ favorite: next }).then((ok) => ok || setFavorite(!next));
+          }}
+        />
       </Table.Td>
-      <Table.Td>{c.name ?? ""}</Table.Td>
-      <Table.Td>{c.phone}</Table.Td>
+      <Table.Td>
+        <Button variant="subtle" size="compact-sm" onClick={onOpen} aria-label={`${t("open")}: ${who}`}>
+          {who}
+        </Button>
+      </Table.Td>
+      <Table.Td>{c.phone ?? c.lid}</Table.Td>
       <Table.Td>
         <form
           onSubmit={(e) => {
@@ -36,31 +59,24 @@ function ContactRow({ c, onChange }: { c: Contact; onChange: () => void }) {
             void patch({ tags: tags.split(",").map((x) => x.trim()).filter(Boolean) });
           }}
         >
-          <Group gap="xs" wrap="nowrap">
-            <TextInput label={t("tags")} size="xs" value={tags} onChange={(e) => setTags(e.currentTarget.value)} />
-            <Button size="xs" type="submit" mt="lg">
+          <Group gap="xs" wrap="nowrap" align="start">
+            <TextInput label={t("tags")} aria-label={`${t("tags")}: ${who}`} size="xs" value={tags} disabled={!c.phone} onChange={(e) => setTags(e.currentTarget.value)} error={fieldError(failure, "tags")} />
+            <Button size="xs" type="submit" mt={22} disabled={!c.phone}>
               {t("save")}
             </Button>
           </Group>
+          {formError(failure, ["tags"]) && <Failure error={failure} />}
         </form>
       </Table.Td>
     </Table.Tr>
   );
 }
 
-export function ContactsPage() {
+function AddContact({ onAdded }: { onAdded: () => void }) {
   const { t } = useT();
-  const [q, setQ] = useState("");
-  const [tag, setTag] = useState("");
-  const { data, error, reload } = useData(async () => unwrap(await api.GET("/api/v1/contacts", { params: { query: { q: q || undefined, tag: tag || undefined } } })).items, [q, tag]);
-  const sessions = useData(async () => unwrap(await api.GET("/api/v1/sessions")).items);
   const [phone, setPhone] = useState("");
   const [name, setName] = useState("");
   const [failure, setFailure] = useState<unknown>(null);
-  const [result, setResult] = useState<ImportResult | null>(null);
-  const [syncSession, setSyncSession] = useState("");
-  const [importing, setImporting] = useState(false);
-
   const add = async (e: FormEvent) => {
     e.preventDefault();
     setFailure(null);
@@ -68,111 +84,122 @@ export function ContactsPage() {
       unwrap(await api.POST("/api/v1/contacts", { body: { phone, name: name || null, fields: {} } }));
       setPhone("");
       setName("");
-      reload();
+      onAdded();
     } catch (err) {
       setFailure(err);
     }
   };
-  const importCsv = async (file: File | null) => {
-    if (!file) return;
-    setFailure(null);
-    setResult(null);
-    setImporting(true);
-    // the body is the CSV itself (streamed by Herald), so a plain fetch rather than the JSON client
-    try {
-      const res = await fetch("/api/v1/contacts/import", { method: "POST", headers: { Authorization: `Bearer ${getToken() ?? ""}`, "Content-Type": "text/csv" }, body: file });
-      const body = await res.json();
-      if (!res.ok) setFailure(new Error(body?.error?.message ?? `HTTP ${res.status}`));
-      else setResult(body as ImportResult);
-    } catch (err) {
-      setFailure(err);
-    } finally {
-      setImporting(false);
-      reload();
-    }
+  return (
+    <form onSubmit={add} aria-label={t("addContact")}>
+      <Group align="start">
+        <TextInput label={t("phone")} required value={phone} onChange={(e) => setPhone(e.currentTarget.value)} error={fieldError(failure, "phone")} />
+        <TextInput label={t("name")} value={name} onChange={(e) => setName(e.currentTarget.value)} error={fieldError(failure, "name")} />
+        <Button type="submit" mt={24}>
+          {t("addContact")}
+        </Button>
+      </Group>
+      {formError(failure, ["phone", "name"]) && <Failure error={failure} />}
+    </form>
+  );
+}
+
+export function ContactsPage() {
+  const { t } = useT();
+  const [q, setQ] = useState("");
+  const [tag, setTag] = useState("");
+  const [cursors, setCursors] = useState<string[]>([]);
+  const cursor = cursors[cursors.length - 1];
+  const { data, error, reload } = useData(
+    async () => unwrap(await api.GET("/api/v1/contacts", { params: { query: { q: q || undefined, tag: tag || undefined, limit: String(PAGE), cursor } } })),
+    [q, tag, cursor],
+  );
+  const sessions = useData(async () => unwrap(await api.GET("/api/v1/sessions")).items);
+  const [openPhone, setOpenPhone] = useState<string | null>(null);
+  const items = data?.items ?? [];
+  const opened = items.find((c) => (c.phone ?? c.lid) === openPhone);
+  const filter = (f: () => void) => {
+    f();
+    setCursors([]);
   };
-  const sync = async () => {
-    setFailure(null);
-    try {
-      unwrap(await api.POST("/api/v1/contacts/sync", { body: { session_id: syncSession || sessions.data?.[0]?.id || "" } }));
-      reload();
-    } catch (err) {
-      setFailure(err);
-    }
-  };
-  const sorted = [...(data ?? [])].sort((a, b) => Number(b.favorite) - Number(a.favorite));
   return (
     <Stack>
       <Title order={1} size="h2">
         {t("contacts")}
       </Title>
-      <Group align="end">
-        <TextInput label={t("search")} value={q} onChange={(e) => setQ(e.currentTarget.value)} />
-        <TextInput label={t("tag")} value={tag} onChange={(e) => setTag(e.currentTarget.value)} />
-      </Group>
       <Card withBorder>
         <Stack>
-          <form onSubmit={add} aria-label={t("addContact")}>
-            <Group align="end">
-              <TextInput label={t("phone")} required value={phone} onChange={(e) => setPhone(e.currentTarget.value)} error={fieldError(failure, "phone")} />
-              <TextInput label={t("name")} value={name} onChange={(e) => setName(e.currentTarget.value)} error={fieldError(failure, "name")} />
-              <Button type="submit">{t("addContact")}</Button>
-            </Group>
-          </form>
-          <Group align="end">
-            <FileInput label={t("importCsv")} w={240} accept=".csv,text/csv" onChange={(f) => void importCsv(f)} clearable />
-            <NativeSelect label={t("number")} value={syncSession} onChange={(e) => setSyncSession(e.currentTarget.value)} data={(sessions.data ?? []).map((s) => ({ value: s.id, label: s.name }))} />
-            <Button variant="default" onClick={() => void sync()}>
-              {t("syncFromPhone")}
-            </Button>
-          </Group>
-          {importing && (
-            <Group gap="xs" role="status">
-              <Loader size="sm" />
-              <Text size="sm">{t("importing")}</Text>
-            </Group>
-          )}
-          {result && (
-            <Alert color={result.rejected.length ? "yellow" : "teal"}>
-              {t("imported", { imported: result.imported, matched: result.matched, rejected: result.rejected_count ?? result.rejected.length })}
-              {result.rejected.slice(0, 20).map((r, i) => (
-                <Text size="xs" key={i}>
-                  {r.row ?? ""} {r.input ?? ""}: {r.reason}
-                </Text>
-              ))}
-            </Alert>
-          )}
-          {failure != null && !fieldError(failure, "phone") && !fieldError(failure, "name") ? <Failure error={failure} /> : null}
+          <AddContact onAdded={reload} />
+          <ContactImport sessions={sessions.data ?? []} onChanged={reload} />
         </Stack>
       </Card>
-      <Failure error={error} />
-      {sorted.length === 0 && <Text c="dimmed">{t("empty")}</Text>}
-      <Table.ScrollContainer minWidth={600}>
-        <Table striped>
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>{t("favorite")}</Table.Th>
-              <Table.Th>{t("name")}</Table.Th>
-              <Table.Th>{t("phone")}</Table.Th>
-              <Table.Th>{t("tags")}</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {sorted.map((c) => (
-              <ContactRow key={c.phone + c.tags.join()} c={c} onChange={reload} />
-            ))}
-          </Table.Tbody>
-        </Table>
-      </Table.ScrollContainer>
-      {sorted.some((c) => c.tags.length) && (
+      <Group align="end">
+        <TextInput label={t("search")} type="search" value={q} onChange={(e) => filter(() => setQ(e.currentTarget.value))} />
+        <TextInput label={t("tag")} value={tag} onChange={(e) => filter(() => setTag(e.currentTarget.value))} />
+        {tag && (
+          <Button variant="default" onClick={() => filter(() => setTag(""))}>
+            {t("allTags")}
+          </Button>
+        )}
+      </Group>
+      {items.some((c) => c.tags.length) && (
         <Group gap="xs">
-          {[...new Set(sorted.flatMap((c) => c.tags))].map((tg) => (
-            <Badge key={tg} variant="outline">
+          {[...new Set(items.flatMap((c) => c.tags))].map((tg) => (
+            <Button key={tg} size="compact-xs" variant={tg === tag ? "filled" : "outline"} onClick={() => filter(() => setTag(tg))}>
               {tg}
-            </Badge>
+            </Button>
           ))}
         </Group>
       )}
+      <Failure error={error} />
+      <Grid>
+        <Grid.Col span={{ base: 12, lg: opened ? 8 : 12 }}>
+          <Text size="xs" c="dimmed">
+            {t("favoritesFirst")}
+          </Text>
+          {data && items.length === 0 && <Text c="dimmed">{t("empty")}</Text>}
+          <Table.ScrollContainer minWidth={640}>
+            <Table striped aria-label={t("contacts")}>
+              <Table.Thead>
+                <Table.Tr>
+                  <Table.Th>{t("favorite")}</Table.Th>
+                  <Table.Th>{t("name")}</Table.Th>
+                  <Table.Th>{t("phone")}</Table.Th>
+                  <Table.Th>{t("tags")}</Table.Th>
+                </Table.Tr>
+              </Table.Thead>
+              <Table.Tbody>
+                {items.map((c) => (
+                  <ContactRow
+                    key={(c.phone ?? c.lid ?? "") + c.tags.join() + c.favorite}
+                    c={c}
+                    onChange={reload}
+                    opened={(c.phone ?? c.lid) === openPhone}
+                    onOpen={() => setOpenPhone((c.phone ?? c.lid ?? null) === openPhone ? null : (c.phone ?? c.lid ?? null))}
+                  />
+                ))}
+              </Table.Tbody>
+            </Table>
+          </Table.ScrollContainer>
+          <Group mt="xs">
+            <Button variant="default" disabled={cursors.length === 0} onClick={() => setCursors([])}>
+              {t("firstPage")}
+            </Button>
+            <Button variant="default" disabled={!data?.next_cursor} onClick={() => data?.next_cursor && setCursors([...cursors, data.next_cursor])}>
+              {t("nextPage")}
+            </Button>
+          </Group>
+        </Grid.Col>
+        {opened && (
+          <Grid.Col span={{ base: 12, lg: 4 }} order={{ base: -1, lg: 1 }}>
+            <Stack gap="xs">
+              <ContactCard contact={opened} />
+              <Button variant="default" size="xs" onClick={() => setOpenPhone(null)}>
+                {t("close")}
+              </Button>
+            </Stack>
+          </Grid.Col>
+        )}
+      </Grid>
     </Stack>
   );
 }

@@ -29,7 +29,7 @@ function Qr({ id }: { id: string }) {
   return (
     <Stack gap="xs">
       <Text size="sm">{t("scanQr")}</Text>
-      {code ? <Image src={code} alt="QR code" w={220} h={220} fit="contain" /> : <Text size="sm">{t("qrWaiting")}</Text>}
+      {code ? <Image src={code} alt={t("qrCode")} w={220} h={220} fit="contain" /> : <Text size="sm">{t("qrWaiting")}</Text>}
     </Stack>
   );
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
-import { screen, waitFor } from "@testing-library/react";
+import { act, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { ApiFailure } from "../api/client";
+import type { Transfer } from "../lib/upload";
 import type { Session, Template } from "../api/types";
 import { renderUi } from "../test-utils";
 import { CampaignForm } from "./CampaignForm";
@@ -60,6 +61,34 @@ describe("campaign form", () => {
     await waitFor(() => expect(input).toHaveAttribute("aria-invalid", "true"));
     expect(screen.getByText("send_at: the time is in the past")).toBeInTheDocument();
     expect(screen.queryByRole("alert")).toBeNull();
+  });
+
+  it("shows the upload's progress, then Herald accepting with the time elapsed", async () => {
+    let report: (t: Transfer) => void = () => {};
+    let finish: () => void = () => {};
+    const onSubmit = vi.fn((_body: unknown, onProgress: (t: Transfer) => void) => {
+      report = onProgress;
+      return new Promise<void>((done) => (finish = done));
+    });
+    renderUi(<CampaignForm templates={templates} sessions={sessions} onSubmit={onSubmit} />);
+    const user = userEvent.setup({ delay: null });
+    await user.type(screen.getByLabelText(/^Name/), "Big");
+    await user.type(screen.getByLabelText(/Phones, one per line/), "6281234567890");
+    await user.click(screen.getByRole("button", { name: "Create campaign" }));
+    await waitFor(() => expect(onSubmit).toHaveBeenCalled());
+    act(() => report({ phase: "uploading", loaded: 512 * 1024, total: 2 * 1024 * 1024, since: Date.now() }));
+    expect(screen.getByRole("status")).toHaveTextContent("Sending 512 KB of 2.0 MB (25%)");
+    expect(screen.getByRole("progressbar", { name: "Create campaign" })).toHaveAttribute("aria-valuenow", "25");
+    act(() => report({ phase: "accepting", total: 2 * 1024 * 1024, since: Date.now() - 3000 }));
+    expect(screen.getByRole("status")).toHaveTextContent("Sent 2.0 MB; Herald is accepting it… 3 s");
+    act(() => finish());
+    await waitFor(() => expect(screen.queryByRole("status")).toBeNull());
+  });
+
+  it("shows the chosen number's pacing as what empty pacing means", () => {
+    const paced = [{ ...sessions[0], pacing: { min_interval_ms: 3000, max_interval_ms: 8000 } }] as unknown as Session[];
+    renderUi(<CampaignForm templates={templates} sessions={paced} onSubmit={vi.fn()} />);
+    expect(screen.getByTestId("pacing-hint")).toHaveTextContent("use the number's pacing: 3000–8000 ms between messages.");
   });
 
   it("speaks Bahasa Indonesia", () => {

@@ -89,10 +89,30 @@ pub struct EndpointView {
 /// An endpoint with its signing secret: only the answers of creation and rotation.
 #[derive(Serialize, ToSchema)]
 pub struct EndpointWithSecret {
-    #[serde(flatten)]
-    endpoint: EndpointView,
+    id: Uuid,
+    url: String,
+    events: Vec<String>,
+    description: Option<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
     /// `whsec_<base64>`: verify deliveries with it (Standard Webhooks). Shown only now.
     secret: String,
+}
+
+fn with_secret(e: Endpoint, secret: &herald_outbound::signing::SigningSecret) -> EndpointWithSecret {
+    EndpointWithSecret {
+        id: e.id,
+        url: e.url,
+        events: e.events,
+        description: e.description,
+        enabled: e.enabled,
+        disabled_reason: e.disabled_reason,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+        secret: secret.expose().to_string(),
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -151,7 +171,7 @@ fn attempt_view(a: Attempt) -> AttemptView {
 }
 
 /// Registers an endpoint. The answer holds its signing secret, shown only this once.
-#[endpoint(tags("webhooks"), request_body = CreateEndpoint, status_codes(201, 400, 401, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), request_body = CreateEndpoint, status_codes(201, 400, 401, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn create(
     req: &mut Request,
     depot: &mut Depot,
@@ -170,14 +190,11 @@ pub async fn create(
         state.settings.outbound.allow_private,
     )
     .await?;
-    Ok(Created(EndpointWithSecret {
-        endpoint: view(endpoint),
-        secret: secret.expose().to_string(),
-    }))
+    Ok(Created(with_secret(endpoint, &secret)))
 }
 
 /// This tenant's endpoints, newest first (never their secrets).
-#[endpoint(tags("webhooks"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
@@ -195,7 +212,7 @@ pub async fn list(
 }
 
 /// One endpoint.
-#[endpoint(tags("webhooks"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<EndpointView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -206,7 +223,7 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Endpoi
 }
 
 /// Changes an endpoint's URL, events, description or `enabled`.
-#[endpoint(tags("webhooks"), request_body = PatchEndpoint, status_codes(200, 400, 401, 404, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), request_body = PatchEndpoint, status_codes(200, 400, 401, 404, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn update(
     id: PathParam<String>,
     req: &mut Request,
@@ -233,7 +250,7 @@ pub async fn update(
 }
 
 /// Deletes an endpoint, its queue and its delivery log.
-#[endpoint(tags("webhooks"), status_codes(204, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(204, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn delete(id: PathParam<String>, depot: &mut Depot) -> Result<NoContent, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
@@ -244,7 +261,7 @@ pub async fn delete(id: PathParam<String>, depot: &mut Depot) -> Result<NoConten
 
 /// A new signing secret, shown only in this answer. The previous one keeps signing beside it
 /// for 24 hours (both signatures in `webhook-signature`), so receivers can switch without loss.
-#[endpoint(tags("webhooks"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(200, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn rotate_secret(
     id: PathParam<String>,
     depot: &mut Depot,
@@ -253,14 +270,11 @@ pub async fn rotate_secret(
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
     let (endpoint, secret) = endpoints::rotate_secret(&state.pool, caller.tenant_id, id).await?;
-    Ok(Json(EndpointWithSecret {
-        endpoint: view(endpoint),
-        secret: secret.expose().to_string(),
-    }))
+    Ok(Json(with_secret(endpoint, &secret)))
 }
 
 /// Queues a sample message (type `webhook.test`) for the endpoint, whatever its events.
-#[endpoint(tags("webhooks"), status_codes(202, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(202, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn test(
     id: PathParam<String>,
     depot: &mut Depot,
@@ -273,7 +287,7 @@ pub async fn test(
 }
 
 /// The endpoint's delivery attempts, newest first.
-#[endpoint(tags("webhooks"), status_codes(200, 400, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), status_codes(200, 400, 401, 404, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn deliveries(
     id: PathParam<String>,
     limit: QueryParam<String, false>,
@@ -295,7 +309,7 @@ pub async fn deliveries(
 
 /// Queues again every event the endpoint subscribes to since a time (at most 30 days back),
 /// with the same `webhook-id`s as the first delivery. 409 when the endpoint is disabled.
-#[endpoint(tags("webhooks"), request_body = ReplayRequest, status_codes(202, 400, 401, 404, 409, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
+#[endpoint(tags("webhook-endpoints"), request_body = ReplayRequest, status_codes(202, 400, 401, 404, 409, 413, 422, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn replay(
     id: PathParam<String>,
     req: &mut Request,

@@ -162,14 +162,13 @@ impl Settings {
                 "HERALD_ALLOW_PRIVATE_MEDIA_URLS must be true or false, not {other:?}"
             ),
         };
-        let allow_private_webhook_urls =
-            match var("HERALD_ALLOW_PRIVATE_WEBHOOK_URLS").as_deref() {
-                None | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
-                Some(other) => anyhow::bail!(
-                    "HERALD_ALLOW_PRIVATE_WEBHOOK_URLS must be true or false, not {other:?}"
-                ),
-            };
+        let allow_private_webhook_urls = match var("HERALD_ALLOW_PRIVATE_WEBHOOK_URLS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => anyhow::bail!(
+                "HERALD_ALLOW_PRIVATE_WEBHOOK_URLS must be true or false, not {other:?}"
+            ),
+        };
         let parse_num = |name: &str, default: u64| -> anyhow::Result<u64> {
             match var(name) {
                 None => Ok(default),

@@ -100,9 +100,7 @@ struct Received {
 }
 
 /// An endpoint on 127.0.0.1 that answers every POST 200 at once, over kept-alive connections.
-async fn receiver(
-    got: Arc<Received>,
-) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+async fn receiver(got: Arc<Received>) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks", listener.local_addr()?);
     let task = tokio::spawn(async move {
@@ -141,11 +139,7 @@ async fn receiver(
                     }
                     got.requests.fetch_add(1, Ordering::Relaxed);
                     if let Some(id) = id {
-                        let new = got
-                            .ids
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id);
+                        let new = got.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
                         if new {
                             *got.last_new.lock().unwrap_or_else(|p| p.into_inner()) =
                                 Some(Utc::now());
@@ -293,14 +287,19 @@ async fn run_in(args: &Args, db_url: &str) -> anyhow::Result<Vec<String>> {
             args.recipients as f64 / secs.max(0.001)
         );
     }
-    println!("  messages received {requests}, distinct webhook-ids {distinct}, duplicates {}", requests.saturating_sub(distinct));
+    println!(
+        "  messages received {requests}, distinct webhook-ids {distinct}, duplicates {}",
+        requests.saturating_sub(distinct)
+    );
     match (last_send, last_arrival) {
         (Some(send), Some(arrival)) => {
             let lag = (arrival - send).num_milliseconds() as f64 / 1000.0;
             let verdict = if lag <= TARGET_SECS { "met" } else { "MISSED" };
             println!("  last send → last message delivered: {lag:.2} s (target ≤ {TARGET_SECS} s: {verdict})");
             if args.enforce_target && lag > TARGET_SECS {
-                problems.push(format!("the last message arrived {lag:.2} s after the last send"));
+                problems.push(format!(
+                    "the last message arrived {lag:.2} s after the last send"
+                ));
             }
         }
         _ => problems.push("no send or no message to compare".into()),

@@ -38,8 +38,7 @@ pub fn parse(raw: &str) -> Result<Url, UrlError> {
             "the URL is longer than {MAX_URL_LEN} characters"
         )));
     }
-    let url =
-        Url::parse(raw).map_err(|e| UrlError::Refused(format!("not a valid URL: {e}")))?;
+    let url = Url::parse(raw).map_err(|e| UrlError::Refused(format!("not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(UrlError::Refused(format!(
             "only http and https URLs are accepted, not {}",
@@ -66,10 +65,11 @@ pub async fn vet(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, UrlE
         Some(url::Host::Ipv4(ip)) => (true, vec![SocketAddr::new(IpAddr::V4(ip), port)]),
         Some(url::Host::Ipv6(ip)) => (true, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
         Some(url::Host::Domain(domain)) => {
-            let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((domain, port)))
-                .await
-                .map_err(|_| UrlError::Unresolved(format!("resolving {domain} timed out")))?
-                .map_err(|_| UrlError::Unresolved(format!("cannot resolve {domain}")))?;
+            let found =
+                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((domain, port)))
+                    .await
+                    .map_err(|_| UrlError::Unresolved(format!("resolving {domain} timed out")))?
+                    .map_err(|_| UrlError::Unresolved(format!("cannot resolve {domain}")))?;
             let mut addrs: Vec<SocketAddr> = found.collect();
             addrs.sort();
             addrs.dedup();

@@ -76,7 +76,10 @@ pub enum EndpointError {
     NotFound,
     /// A field that cannot be used, and why.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("a tenant may have at most {MAX_ENDPOINTS} webhook endpoints")]
     TooMany,
     /// The endpoint is disabled; what it is asked to do needs it enabled.
@@ -232,7 +235,9 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(Page::from_rows(rows, limit, |e| time_cursor(e.created_at, e.id)))
+    Ok(Page::from_rows(rows, limit, |e| {
+        time_cursor(e.created_at, e.id)
+    }))
 }
 
 /// Changes what `change` names.
@@ -325,8 +330,12 @@ mod tests {
     #[test]
     fn event_filters_are_known_types_or_everything() {
         assert_eq!(
-            checked_events(&strings(&["session.status", "delivery.status", "delivery.status"]))
-                .expect("valid"),
+            checked_events(&strings(&[
+                "session.status",
+                "delivery.status",
+                "delivery.status"
+            ]))
+            .expect("valid"),
             strings(&["delivery.status", "session.status"])
         );
         assert_eq!(

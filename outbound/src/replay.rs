@@ -46,12 +46,11 @@ pub async fn replay(
             message: format!("must be within the last {} days", MAX_AGE.num_days()),
         });
     }
-    let upto: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1",
-    )
-    .bind(NAME)
-    .fetch_optional(pool)
-    .await?;
+    let upto: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id, global_position FROM projector_checkpoints WHERE name = $1")
+            .bind(NAME)
+            .fetch_optional(pool)
+            .await?;
     let Some(upto) = upto else { return Ok(0) };
     let mapper = NotificationMapper::default();
     let mut after = (0i64, 0i64);

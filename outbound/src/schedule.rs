@@ -48,7 +48,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -60,7 +62,10 @@ mod tests {
     fn the_schedule_has_seven_retries_with_bounded_jitter() {
         for (i, planned) in RETRY_SCHEDULE.iter().enumerate() {
             let d = next_delay(&RETRY_SCHEDULE, i as u32 + 1, None).expect("a retry left");
-            assert!(d >= planned.mul_f64(0.9) && d <= planned.mul_f64(1.1), "{i}: {d:?}");
+            assert!(
+                d >= planned.mul_f64(0.9) && d <= planned.mul_f64(1.1),
+                "{i}: {d:?}"
+            );
         }
         assert_eq!(next_delay(&RETRY_SCHEDULE, 8, None), None);
         assert_eq!(next_delay(&RETRY_SCHEDULE, 0, None), None);
@@ -87,7 +92,10 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-04T10:00:00Z")
             .expect("time")
             .with_timezone(&Utc);
-        assert_eq!(parse_retry_after(" 30 ", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(" 30 ", now),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(
             parse_retry_after("Fri, 04 Dec 2026 10:02:00 GMT", now),
             Some(Duration::from_secs(120))

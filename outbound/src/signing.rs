@@ -87,7 +87,12 @@ impl SigningSecret {
 }
 
 /// The `webhook-signature` header: one signature per secret, space-separated.
-pub fn signature_header(secrets: &[&SigningSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[&SigningSecret],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     secrets
         .iter()
         .map(|s| s.sign(id, timestamp, body))
@@ -159,7 +164,13 @@ mod tests {
         assert_eq!(STANDARD.decode(b64).expect("base64").len(), 32);
         assert_eq!(SigningSecret::parse(a.expose()), Some(a.clone()));
         assert!(!format!("{a:?}").contains(b64));
-        for bad in ["", "whsec_", "C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_!!!", "whsec_AAAA"] {
+        for bad in [
+            "",
+            "whsec_",
+            "C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            "whsec_!!!",
+            "whsec_AAAA",
+        ] {
             assert_eq!(SigningSecret::parse(bad), None, "{bad}");
         }
     }

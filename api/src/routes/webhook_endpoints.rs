@@ -101,7 +101,10 @@ pub struct EndpointWithSecret {
     secret: String,
 }
 
-fn with_secret(e: Endpoint, secret: &herald_outbound::signing::SigningSecret) -> EndpointWithSecret {
+fn with_secret(
+    e: Endpoint,
+    secret: &herald_outbound::signing::SigningSecret,
+) -> EndpointWithSecret {
     EndpointWithSecret {
         id: e.id,
         url: e.url,

@@ -46,7 +46,10 @@ struct Receiver {
 impl Receiver {
     async fn spawn() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hooks/herald", listener.local_addr().expect("addr"));
+        let url = format!(
+            "http://{}/hooks/herald",
+            listener.local_addr().expect("addr")
+        );
         let receiver = Receiver {
             url,
             got: Arc::default(),
@@ -108,7 +111,8 @@ impl Receiver {
             .expect("lock")
             .pop_front()
             .unwrap_or((200, vec![]));
-        let mut answer = format!("HTTP/1.1 {status} Whatever\r\ncontent-length: 0\r\nconnection: close\r\n");
+        let mut answer =
+            format!("HTTP/1.1 {status} Whatever\r\ncontent-length: 0\r\nconnection: close\r\n");
         for (name, value) in extra {
             answer.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -118,7 +122,10 @@ impl Receiver {
     }
 
     fn fail_with(&self, answers: &[(u16, Vec<(&'static str, String)>)]) {
-        self.script.lock().expect("lock").extend(answers.iter().cloned());
+        self.script
+            .lock()
+            .expect("lock")
+            .extend(answers.iter().cloned());
     }
 
     fn got(&self) -> Vec<Got> {
@@ -126,7 +133,12 @@ impl Receiver {
     }
 
     /// Waits until `done(requests so far)`; panics after `timeout`.
-    async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[Got]) -> bool,
+    ) -> Vec<Got> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let got = self.got();
@@ -177,7 +189,13 @@ async fn endpoint(app: &TestApp, account: &Account, url: &str, events: Value) ->
     (body["id"].as_str().expect("id").to_string(), secret)
 }
 
-async fn campaign(app: &TestApp, account: &Account, session: &str, template: &str, n: usize) -> String {
+async fn campaign(
+    app: &TestApp,
+    account: &Account,
+    session: &str,
+    template: &str,
+    n: usize,
+) -> String {
     app.create_campaign(
         account,
         &json!({"name": "hooks", "template_id": template, "session_id": session,
@@ -194,10 +212,14 @@ async fn every_delivery_verifies_with_a_stock_library_and_the_secret_is_shown_on
     let (id, secret) = endpoint(&app, &account, &receiver.url, json!(["delivery.status"])).await;
 
     // the secret is never shown again
-    let one = app.get_json(&format!("/api/v1/webhook-endpoints/{id}"), &account.token).await;
+    let one = app
+        .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &account.token)
+        .await;
     assert!(one.get("secret").is_none(), "{one}");
     assert_eq!(one["events"], json!(["delivery.status"]));
-    let list = app.get_json("/api/v1/webhook-endpoints", &account.token).await;
+    let list = app
+        .get_json("/api/v1/webhook-endpoints", &account.token)
+        .await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert!(!list.to_string().contains(&secret));
 
@@ -205,7 +227,10 @@ async fn every_delivery_verifies_with_a_stock_library_and_the_secret_is_shown_on
     // each recipient: sending and sent (the simulator sends no receipts by default)
     let got = receiver
         .wait_for(Duration::from_secs(30), "3 recipients sent", |g| {
-            g.iter().filter(|g| g.json()["data"]["status"] == "sent").count() == 3
+            g.iter()
+                .filter(|g| g.json()["data"]["status"] == "sent")
+                .count()
+                == 3
         })
         .await;
     for g in &got {
@@ -219,7 +244,10 @@ async fn every_delivery_verifies_with_a_stock_library_and_the_secret_is_shown_on
     }
     // a tampered body does not verify
     let mut forged = got[0].clone();
-    forged.body = forged.body.replace("sent", "read").replace("sending", "read");
+    forged.body = forged
+        .body
+        .replace("sent", "read")
+        .replace("sending", "read");
     assert!(!verify(&secret, &forged));
     // campaign.status was not subscribed to
     assert!(got.iter().all(|g| g.json()["type"] == "delivery.status"));
@@ -235,7 +263,10 @@ async fn a_failing_endpoint_is_retried_with_the_same_id_and_every_attempt_is_log
     receiver.fail_with(&[(500, vec![]), (503, vec![])]);
 
     let res = app
-        .post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
+        .post_empty(
+            &format!("/api/v1/webhook-endpoints/{id}/test"),
+            &account.token,
+        )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let queued: Value = res.json().await.expect("json");
@@ -251,9 +282,14 @@ async fn a_failing_endpoint_is_retried_with_the_same_id_and_every_attempt_is_log
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let log = loop {
         let log = app
-            .get_json(&format!("/api/v1/webhook-endpoints/{id}/deliveries"), &account.token)
+            .get_json(
+                &format!("/api/v1/webhook-endpoints/{id}/deliveries"),
+                &account.token,
+            )
             .await;
-        if log["items"].as_array().is_some_and(|i| i.len() == 3) || tokio::time::Instant::now() > deadline {
+        if log["items"].as_array().is_some_and(|i| i.len() == 3)
+            || tokio::time::Instant::now() > deadline
+        {
             break log;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -281,8 +317,11 @@ async fn retry_after_is_honoured_and_410_disables_the_endpoint() {
     let (id, _) = endpoint(&app, &account, &receiver.url, json!(["*"])).await;
     receiver.fail_with(&[(429, vec![("retry-after", "2".into())]), (410, vec![])]);
 
-    app.post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
-        .await;
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{id}/test"),
+        &account.token,
+    )
+    .await;
     let got = receiver
         .wait_for(Duration::from_secs(20), "two attempts", |g| g.len() >= 2)
         .await;
@@ -292,17 +331,25 @@ async fn retry_after_is_honoured_and_410_disables_the_endpoint() {
     // 410: disabled, and said why
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let one = loop {
-        let one = app.get_json(&format!("/api/v1/webhook-endpoints/{id}"), &account.token).await;
+        let one = app
+            .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &account.token)
+            .await;
         if one["enabled"] == false || tokio::time::Instant::now() > deadline {
             break one;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(one["enabled"], false, "{one}");
-    assert!(one["disabled_reason"].as_str().expect("reason").contains("410"));
+    assert!(one["disabled_reason"]
+        .as_str()
+        .expect("reason")
+        .contains("410"));
     // nothing more goes out while disabled; a replay needs it enabled
-    app.post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
-        .await;
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{id}/test"),
+        &account.token,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.got().len(), 2);
     let res = app
@@ -315,13 +362,19 @@ async fn retry_after_is_honoured_and_410_disables_the_endpoint() {
     error_code(res, StatusCode::CONFLICT).await;
     // enabled again: what waited is delivered
     let res = app
-        .patch(&format!("/api/v1/webhook-endpoints/{id}"), &account.token, &json!({"enabled": true}))
+        .patch(
+            &format!("/api/v1/webhook-endpoints/{id}"),
+            &account.token,
+            &json!({"enabled": true}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.expect("json");
     assert!(body["disabled_reason"].is_null());
     receiver
-        .wait_for(Duration::from_secs(10), "the waiting test message", |g| g.len() >= 3)
+        .wait_for(Duration::from_secs(10), "the waiting test message", |g| {
+            g.len() >= 3
+        })
         .await;
     app.stop().await;
 }
@@ -333,12 +386,16 @@ async fn replay_delivers_a_period_again_with_the_same_ids() {
     let receiver = Receiver::spawn().await;
     let (id, secret) = endpoint(&app, &account, &receiver.url, json!(["campaign.status"])).await;
     let campaign_id = campaign(&app, &account, &session, &template, 2).await;
-    app.wait_campaign(&account, &campaign_id, Duration::from_secs(30), |c| c["status"] == "completed")
-        .await;
+    app.wait_campaign(&account, &campaign_id, Duration::from_secs(30), |c| {
+        c["status"] == "completed"
+    })
+    .await;
     receiver
-        .wait_for(Duration::from_secs(20), "scheduled, running, completed", |g| {
-            g.iter().any(|g| g.json()["data"]["status"] == "completed")
-        })
+        .wait_for(
+            Duration::from_secs(20),
+            "scheduled, running, completed",
+            |g| g.iter().any(|g| g.json()["data"]["status"] == "completed"),
+        )
         .await;
     // in no promised order: let the others of the first round land
     app.wait_projected(herald_outbound::projector::NAME).await;
@@ -349,13 +406,24 @@ async fn replay_delivers_a_period_again_with_the_same_ids() {
 
     for bad in [json!({"since": "yesterday"}), json!({})] {
         let res = app
-            .post(&format!("/api/v1/webhook-endpoints/{id}/replay"), &account.token, &bad)
+            .post(
+                &format!("/api/v1/webhook-endpoints/{id}/replay"),
+                &account.token,
+                &bad,
+            )
             .await;
         assert!(res.status().is_client_error(), "{bad}: {}", res.status());
     }
-    for since in [chrono::Utc::now() + chrono::Duration::hours(1), chrono::Utc::now() - chrono::Duration::days(31)] {
+    for since in [
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        chrono::Utc::now() - chrono::Duration::days(31),
+    ] {
         let res = app
-            .post(&format!("/api/v1/webhook-endpoints/{id}/replay"), &account.token, &json!({"since": since}))
+            .post(
+                &format!("/api/v1/webhook-endpoints/{id}/replay"),
+                &account.token,
+                &json!({"since": since}),
+            )
             .await;
         error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
@@ -372,7 +440,9 @@ async fn replay_delivers_a_period_again_with_the_same_ids() {
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["queued"], ids.len(), "{body}");
     let all = receiver
-        .wait_for(Duration::from_secs(20), "the replay", |g| g.len() >= 2 * ids.len())
+        .wait_for(Duration::from_secs(20), "the replay", |g| {
+            g.len() >= 2 * ids.len()
+        })
         .await;
     let mut replayed: Vec<String> = all[first.len()..].iter().map(Got::id).collect();
     replayed.sort();
@@ -388,16 +458,24 @@ async fn a_rotated_secret_signs_beside_the_old_one() {
     let receiver = Receiver::spawn().await;
     let (id, old) = endpoint(&app, &account, &receiver.url, json!(["*"])).await;
     let res = app
-        .post_empty(&format!("/api/v1/webhook-endpoints/{id}/rotate-secret"), &account.token)
+        .post_empty(
+            &format!("/api/v1/webhook-endpoints/{id}/rotate-secret"),
+            &account.token,
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.expect("json");
     let new = body["secret"].as_str().expect("new secret").to_string();
     assert_ne!(new, old);
-    app.post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
-        .await;
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{id}/test"),
+        &account.token,
+    )
+    .await;
     let got = receiver
-        .wait_for(Duration::from_secs(10), "the test message", |g| !g.is_empty())
+        .wait_for(Duration::from_secs(10), "the test message", |g| {
+            !g.is_empty()
+        })
         .await;
     let signatures = got[0].headers["webhook-signature"].to_str().expect("ascii");
     assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
@@ -416,30 +494,48 @@ async fn another_tenant_can_neither_see_nor_change_an_endpoint_nor_receive_its_e
     endpoint(&app, &other, &theirs.url, json!(["*"])).await;
 
     let path = format!("/api/v1/webhook-endpoints/{id}");
-    assert_eq!(app.get(&path, &other.token).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get(&format!("{path}/deliveries"), &other.token).await.status(),
+        app.get(&path, &other.token).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.patch(&path, &other.token, &json!({"url": theirs.url})).await.status(),
+        app.get(&format!("{path}/deliveries"), &other.token)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.patch(&path, &other.token, &json!({"url": theirs.url}))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     for action in ["rotate-secret", "test"] {
         assert_eq!(
-            app.post_empty(&format!("{path}/{action}"), &other.token).await.status(),
+            app.post_empty(&format!("{path}/{action}"), &other.token)
+                .await
+                .status(),
             StatusCode::NOT_FOUND,
             "{action}"
         );
     }
     assert_eq!(
-        app.post(&format!("{path}/replay"), &other.token, &json!({"since": chrono::Utc::now()}))
-            .await
-            .status(),
+        app.post(
+            &format!("{path}/replay"),
+            &other.token,
+            &json!({"since": chrono::Utc::now()})
+        )
+        .await
+        .status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(app.delete(&path, &other.token).await.status(), StatusCode::NOT_FOUND);
-    let list = app.get_json("/api/v1/webhook-endpoints", &other.token).await;
+    assert_eq!(
+        app.delete(&path, &other.token).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let list = app
+        .get_json("/api/v1/webhook-endpoints", &other.token)
+        .await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert_ne!(list["items"][0]["id"], json!(id));
     assert_eq!(app.get(&path, &owner.token).await.status(), StatusCode::OK);
@@ -450,10 +546,19 @@ async fn another_tenant_can_neither_see_nor_change_an_endpoint_nor_receive_its_e
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(theirs.got().is_empty(), "another tenant's endpoint got nothing");
+    assert!(
+        theirs.got().is_empty(),
+        "another tenant's endpoint got nothing"
+    );
     // deleted: gone for its owner too
-    assert_eq!(app.delete(&path, &owner.token).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&path, &owner.token).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete(&path, &owner.token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&path, &owner.token).await.status(),
+        StatusCode::NOT_FOUND
+    );
     app.stop().await;
 }
 
@@ -474,7 +579,11 @@ async fn urls_follow_the_ssrf_rules_at_creation_and_at_every_delivery() {
         "http://user:pw@example.com/hook",
     ] {
         let res = app
-            .post("/api/v1/webhook-endpoints", &account.token, &json!({"url": url, "events": ["*"]}))
+            .post(
+                "/api/v1/webhook-endpoints",
+                &account.token,
+                &json!({"url": url, "events": ["*"]}),
+            )
             .await;
         let (code, _) = error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(code, "validation_failed", "{url}");
@@ -497,14 +606,22 @@ async fn urls_follow_the_ssrf_rules_at_creation_and_at_every_delivery() {
     let (id, _) = endpoint(&app, &account, &receiver.url, json!(["*"])).await;
     app.settings.outbound.allow_private = false;
     app.restart().await;
-    app.post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
-        .await;
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{id}/test"),
+        &account.token,
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let log = loop {
         let log = app
-            .get_json(&format!("/api/v1/webhook-endpoints/{id}/deliveries"), &account.token)
+            .get_json(
+                &format!("/api/v1/webhook-endpoints/{id}/deliveries"),
+                &account.token,
+            )
             .await;
-        if !log["items"].as_array().is_some_and(|i| i.is_empty()) || tokio::time::Instant::now() > deadline {
+        if !log["items"].as_array().is_some_and(|i| i.is_empty())
+            || tokio::time::Instant::now() > deadline
+        {
             break log;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -526,15 +643,24 @@ async fn a_message_waiting_for_its_retry_survives_a_restart() {
     let receiver = Receiver::spawn().await;
     let (id, secret) = endpoint(&app, &account, &receiver.url, json!(["*"])).await;
     receiver.fail_with(&[(500, vec![])]);
-    app.post_empty(&format!("/api/v1/webhook-endpoints/{id}/test"), &account.token)
-        .await;
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{id}/test"),
+        &account.token,
+    )
+    .await;
     receiver
-        .wait_for(Duration::from_secs(10), "the first attempt", |g| g.len() == 1)
+        .wait_for(Duration::from_secs(10), "the first attempt", |g| {
+            g.len() == 1
+        })
         .await;
     // Herald stops between the failed attempt and its retry; another process starts
     app.restart().await;
     let got = receiver
-        .wait_for(Duration::from_secs(20), "the retry after the restart", |g| g.len() >= 2)
+        .wait_for(
+            Duration::from_secs(20),
+            "the retry after the restart",
+            |g| g.len() >= 2,
+        )
         .await;
     assert_eq!(got[0].id(), got[1].id());
     assert!(verify(&secret, &got[1]));

@@ -41,6 +41,8 @@ struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<VecDeque<(u16, Vec<(&'static str, String)>)>>>,
+    /// How long it takes to answer (a slow integrator).
+    delay: Arc<Mutex<Duration>>,
 }
 
 impl Receiver {
@@ -54,6 +56,7 @@ impl Receiver {
             url,
             got: Arc::default(),
             script: Arc::default(),
+            delay: Arc::default(),
         };
         let this = receiver.clone();
         tokio::spawn(async move {
@@ -105,6 +108,8 @@ impl Receiver {
             body: String::from_utf8(body).expect("utf-8 body"),
             at: tokio::time::Instant::now(),
         });
+        let delay = *self.delay.lock().expect("lock");
+        tokio::time::sleep(delay).await;
         let (status, extra) = self
             .script
             .lock()
@@ -664,5 +669,47 @@ async fn a_message_waiting_for_its_retry_survives_a_restart() {
         .await;
     assert_eq!(got[0].id(), got[1].id());
     assert!(verify(&secret, &got[1]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_delay_another_tenants_deliveries() {
+    let app = app().await;
+    let slow_tenant = app.register("slow@example.com").await;
+    let quick_tenant = app.register("quick@example.com").await;
+    let slow = Receiver::spawn().await;
+    *slow.delay.lock().expect("lock") = Duration::from_secs(3);
+    let quick = Receiver::spawn().await;
+    let (slow_id, _) = endpoint(&app, &slow_tenant, &slow.url, json!(["*"])).await;
+    let (quick_id, _) = endpoint(&app, &quick_tenant, &quick.url, json!(["*"])).await;
+    // more than the slow endpoint takes at once: it is busy for several rounds of 3 s
+    for _ in 0..20 {
+        app.post_empty(
+            &format!("/api/v1/webhook-endpoints/{slow_id}/test"),
+            &slow_tenant.token,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    app.post_empty(
+        &format!("/api/v1/webhook-endpoints/{quick_id}/test"),
+        &quick_tenant.token,
+    )
+    .await;
+    quick
+        .wait_for(Duration::from_secs(10), "the quick tenant's message", |g| {
+            !g.is_empty()
+        })
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "delivered in {:?} while the slow endpoint was busy",
+        started.elapsed()
+    );
+    assert!(
+        slow.got().len() < 20,
+        "the slow endpoint was still being served"
+    );
     app.stop().await;
 }

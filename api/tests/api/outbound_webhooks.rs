@@ -34,13 +34,16 @@ impl Got {
     }
 }
 
+/// A scripted answer: a status and extra headers.
+type Answer = (u16, Vec<(&'static str, String)>);
+
 /// An integrator's endpoint: answers each request with the next scripted status (and
 /// headers), 200 once the script is used up, and keeps what it got.
 #[derive(Clone)]
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Got>>>,
-    script: Arc<Mutex<VecDeque<(u16, Vec<(&'static str, String)>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     /// How long it takes to answer (a slow integrator).
     delay: Arc<Mutex<Duration>>,
 }
@@ -126,7 +129,7 @@ impl Receiver {
         let _ = write.shutdown().await;
     }
 
-    fn fail_with(&self, answers: &[(u16, Vec<(&'static str, String)>)]) {
+    fn fail_with(&self, answers: &[Answer]) {
         self.script
             .lock()
             .expect("lock")

@@ -153,50 +153,86 @@ pub struct AttemptResult {
     pub gone: bool,
 }
 
-/// Writes an attempt's result to the row and the log, in one transaction.
-pub async fn record(pool: &PgPool, c: &Claimed, result: &AttemptResult) -> anyhow::Result<()> {
-    let attempt = c.attempts + 1;
-    let status = match (&result.error, result.next_attempt_at) {
-        (None, _) => "delivered",
-        (Some(_), Some(_)) => "pending",
-        (Some(_), None) => "failed",
-    };
+/// Writes attempts' results to their rows and the log, in one transaction (the worker groups
+/// whatever finished meanwhile, so a commit carries many attempts).
+pub async fn record(pool: &PgPool, results: &[(Claimed, AttemptResult)]) -> anyhow::Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let n = results.len();
+    let (mut ids, mut statuses, mut attempts, mut nexts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut log_ids, mut endpoints, mut event_ids, mut types, mut codes, mut errors) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut gone = Vec::new();
+    for (c, r) in results {
+        ids.push(c.id);
+        statuses.push(match (&r.error, r.next_attempt_at) {
+            (None, _) => "delivered",
+            (Some(_), Some(_)) => "pending",
+            (Some(_), None) => "failed",
+        });
+        attempts.push(c.attempts + 1);
+        nexts.push(r.next_attempt_at);
+        log_ids.push(Uuid::new_v4());
+        endpoints.push(c.endpoint_id);
+        event_ids.push(c.event_id.as_str());
+        types.push(c.event_type.as_str());
+        codes.push(r.status_code.map(i32::from));
+        errors.push(r.error.as_deref());
+        if r.gone {
+            gone.push(c.endpoint_id);
+        }
+    }
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = $2, attempts = $3,
-                next_attempt_at = coalesce($4, next_attempt_at),
-                finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
-          WHERE id = $1",
+        "UPDATE webhook_deliveries d SET status = u.status, attempts = u.attempt,
+                next_attempt_at = coalesce(u.next, d.next_attempt_at),
+                finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE now() END
+           FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[])
+                AS u (id, status, attempt, next)
+          WHERE d.id = u.id",
     )
-    .bind(c.id)
-    .bind(status)
-    .bind(attempt)
-    .bind(result.next_attempt_at)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&attempts)
+    .bind(&nexts)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id, event_type, attempt,
                                        status_code, error, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                              $6::int[], $7::int[], $8::text[], $9::timestamptz[])",
     )
-    .bind(Uuid::new_v4())
-    .bind(c.id)
-    .bind(c.endpoint_id)
-    .bind(&c.event_id)
-    .bind(&c.event_type)
-    .bind(attempt)
-    .bind(result.status_code.map(i32::from))
-    .bind(&result.error)
-    .bind(result.next_attempt_at)
+    .bind(&log_ids)
+    .bind(&ids)
+    .bind(&endpoints)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&attempts)
+    .bind(&codes)
+    .bind(&errors)
+    .bind(&nexts)
     .execute(&mut *tx)
     .await?;
-    if result.gone {
+    if !gone.is_empty() {
         sqlx::query(
             "UPDATE webhook_endpoints SET enabled = false, updated_at = now(),
                     disabled_reason = 'the endpoint answered 410 Gone'
-              WHERE id = $1",
+              WHERE id = ANY($1)",
         )
-        .bind(c.endpoint_id)
+        .bind(&gone)
         .execute(&mut *tx)
         .await?;
     }

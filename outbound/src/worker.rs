@@ -142,9 +142,12 @@ async fn deliver_batch(pool: &PgPool, config: &OutboundConfig, endpoint: Uuid, r
     };
     let client: Mutex<Option<(Vec<SocketAddr>, reqwest::Client)>> = Mutex::new(None);
     let gone = AtomicBool::new(false);
-    futures::stream::iter(rows)
-        .for_each_concurrent(config.per_endpoint, |row| {
-            let (target, client, gone) = (&target, &client, &gone);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, AttemptResult)>();
+    let (target, client, gone) = (&target, &client, &gone);
+    // the senders go with the stream when it ends, and with them the recorder's loop
+    let attempts =
+        futures::stream::iter(rows).for_each_concurrent(config.per_endpoint, move |row| {
+            let done_tx = done_tx.clone();
             async move {
                 // after a 410 the rest waits, leased, until the endpoint is enabled again
                 if gone.load(Ordering::Relaxed) {
@@ -155,19 +158,30 @@ async fn deliver_batch(pool: &PgPool, config: &OutboundConfig, endpoint: Uuid, r
                     gone.store(true, Ordering::Relaxed);
                 }
                 metrics::counter!("herald_webhook_attempts_total",
-                    "outcome" => match (&result.error, result.next_attempt_at) {
-                        (None, _) => "delivered",
-                        (Some(_), Some(_)) => "retry",
-                        (Some(_), None) => "failed",
-                    })
+                "outcome" => match (&result.error, result.next_attempt_at) {
+                    (None, _) => "delivered",
+                    (Some(_), Some(_)) => "retry",
+                    (Some(_), None) => "failed",
+                })
                 .increment(1);
-                if let Err(e) = queue::record(pool, &row, &result).await {
-                    // the lease ends and the row is tried again: at least once
-                    tracing::warn!(%endpoint, error = %format!("{e:#}"), "webhook attempt not recorded");
-                }
+                let _ = done_tx.send((row, result));
             }
-        })
-        .await;
+        });
+    let attempts = async move { attempts.await };
+    // records whatever finished meanwhile, in one transaction, while the attempts go on
+    let recorder = async {
+        while let Some(first) = done_rx.recv().await {
+            let mut results = vec![first];
+            while let Ok(more) = done_rx.try_recv() {
+                results.push(more);
+            }
+            if let Err(e) = queue::record(pool, &results).await {
+                // their leases end and the rows are tried again: at least once
+                tracing::warn!(%endpoint, error = %format!("{e:#}"), "webhook attempts not recorded");
+            }
+        }
+    };
+    tokio::join!(attempts, recorder);
 }
 
 /// One attempt of one row.

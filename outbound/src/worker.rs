@@ -144,7 +144,9 @@ async fn deliver_batch(pool: &PgPool, config: &OutboundConfig, endpoint: Uuid, r
     let gone = AtomicBool::new(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, AttemptResult)>();
     let (target, client, gone) = (&target, &client, &gone);
-    // the senders go with the stream when it ends, and with them the recorder's loop
+    // the senders go with the stream when it ends (`join!` drops a finished future), and with
+    // them the recorder's loop. The stream is awaited in a block of its own: without it the
+    // closure's borrows make the batch's future too general for `JoinSet::spawn`.
     let attempts =
         futures::stream::iter(rows).for_each_concurrent(config.per_endpoint, move |row| {
             let done_tx = done_tx.clone();
@@ -167,6 +169,7 @@ async fn deliver_batch(pool: &PgPool, config: &OutboundConfig, endpoint: Uuid, r
                 let _ = done_tx.send((row, result));
             }
         });
+    #[allow(clippy::redundant_async_block)]
     let attempts = async move { attempts.await };
     // records whatever finished meanwhile, in one transaction, while the attempts go on
     let recorder = async {

@@ -3,7 +3,7 @@
 //! delivery, because what a name resolves to can change.
 //!
 //! - `http` or `https`, a host, no credentials, at most [`MAX_URL_LEN`] characters.
-//! - Every address the host resolves to must pass `herald_scheduler::media::address::check`
+//! - Every address the host resolves to must pass `herald_media::address::check`
 //!   (private ranges only with `HERALD_ALLOW_PRIVATE_WEBHOOK_URLS=true`, for tests).
 //! - The request goes to exactly the vetted addresses (a pinned resolver: no second lookup that
 //!   could answer differently), ignores proxies from the environment and follows no redirect.
@@ -81,7 +81,7 @@ pub async fn vet(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, UrlE
         None => return Err(UrlError::Refused("the URL has no host".into())),
     };
     for addr in &addrs {
-        if let Err(refusal) = herald_scheduler::media::address::check(addr.ip(), allow_private) {
+        if let Err(refusal) = herald_media::address::check(addr.ip(), allow_private) {
             // the range only for an address the tenant typed: naming what a name resolves to
             // would map the private network for them (the log keeps it, at debug level)
             if literal {

@@ -120,6 +120,13 @@ impl Application {
                 &wakeup,
                 shutdown_rx.clone(),
             ));
+            // outbound webhooks: its projector (never rebuilt, like the notifier) and worker
+            tasks.extend(herald_outbound::spawn(
+                pool.clone(),
+                settings.outbound.clone(),
+                wakeup.clone(),
+                shutdown_rx.clone(),
+            ));
             dispatch.workers = settings.dispatch_workers;
             dispatch.quota_window =
                 herald_scheduler::quota::Window::new(settings.quota_window_secs);

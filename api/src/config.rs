@@ -45,6 +45,9 @@ pub struct Settings {
     /// `HERALD_ALLOW_PRIVATE_MEDIA_URLS` (tests only): image URLs may reach loopback, private,
     /// CGNAT and unique-local addresses; link-local/metadata and the like stay refused.
     pub allow_private_media_urls: bool,
+    /// Outbound webhook delivery; `HERALD_ALLOW_PRIVATE_WEBHOOK_URLS` (tests only) sets
+    /// `allow_private` (docs/webhooks-out.md).
+    pub outbound: herald_outbound::OutboundConfig,
     pub default_plan: String,
     pub admin_token: Option<Secret>,
     pub environment: Environment,
@@ -159,6 +162,13 @@ impl Settings {
                 "HERALD_ALLOW_PRIVATE_MEDIA_URLS must be true or false, not {other:?}"
             ),
         };
+        let allow_private_webhook_urls = match var("HERALD_ALLOW_PRIVATE_WEBHOOK_URLS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => anyhow::bail!(
+                "HERALD_ALLOW_PRIVATE_WEBHOOK_URLS must be true or false, not {other:?}"
+            ),
+        };
         let parse_num = |name: &str, default: u64| -> anyhow::Result<u64> {
             match var(name) {
                 None => Ok(default),
@@ -178,6 +188,10 @@ impl Settings {
             wuzapi_admin_token: var("HERALD_WUZAPI_ADMIN_TOKEN").map(Secret::new),
             jwt_secret,
             allow_private_media_urls,
+            outbound: herald_outbound::OutboundConfig {
+                allow_private: allow_private_webhook_urls,
+                ..Default::default()
+            },
             default_plan,
             admin_token: var("HERALD_ADMIN_TOKEN").map(Secret::new),
             environment,
@@ -236,6 +250,11 @@ impl Settings {
             wuzapi_admin_token: None,
             jwt_secret: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
             allow_private_media_urls: true,
+            outbound: herald_outbound::OutboundConfig {
+                allow_private: true,
+                poll: std::time::Duration::from_millis(100),
+                ..Default::default()
+            },
             // tests choose a limited plan where the limits are what they test
             default_plan: "unlimited".into(),
             admin_token: None,

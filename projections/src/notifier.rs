@@ -237,18 +237,27 @@ struct Owners {
 
 /// What a batch produced, published when its checkpoint commits.
 #[derive(Default)]
-struct Staged {
-    notifications: Vec<Notification>,
+pub struct Staged {
+    /// One per published event, in the batch's order.
+    pub notifications: Vec<Notification>,
     /// Campaigns whose progress changed.
     progress: Vec<Uuid>,
     /// The batch's last event: the read model has every change once it is this far.
     upto: (i64, i64),
 }
 
+/// Maps batches of committed events to the notifications they mean, learning which tenant owns
+/// each stream as it goes. The notifier publishes what it maps; other projectors that tell the
+/// outside world (outbound webhooks) map the same events the same way through it.
+#[derive(Default)]
+pub struct NotificationMapper {
+    owners: Mutex<Owners>,
+}
+
 pub struct Notifier {
     out: Notifications,
     progress: Arc<ProgressTracker>,
-    owners: Mutex<Owners>,
+    mapper: NotificationMapper,
     staged: Mutex<Staged>,
 }
 
@@ -257,7 +266,7 @@ impl Notifier {
         Notifier {
             out,
             progress,
-            owners: Mutex::default(),
+            mapper: NotificationMapper::default(),
             staged: Mutex::default(),
         }
     }
@@ -325,15 +334,39 @@ impl Projector for Notifier {
         &[]
     }
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&[
-            Campaign::TYPE,
-            Delivery::TYPE,
-            Session::TYPE,
-            Conversation::TYPE,
-        ])
+        Some(NotificationMapper::AGGREGATE_TYPES)
     }
 
     async fn apply(&self, conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        let staged = self.mapper.map(conn, events).await?;
+        // replaces whatever a failed attempt left behind
+        *lock(&self.staged) = staged;
+        Ok(())
+    }
+
+    fn committed(&self) {
+        let staged = std::mem::take(&mut *lock(&self.staged));
+        self.progress.mark(&staged.progress, staged.upto);
+        self.out.publish(staged.notifications);
+    }
+}
+
+impl NotificationMapper {
+    /// The aggregates whose events become notifications.
+    pub const AGGREGATE_TYPES: &'static [&'static str] = &[
+        Campaign::TYPE,
+        Delivery::TYPE,
+        Session::TYPE,
+        Conversation::TYPE,
+    ];
+
+    /// The notifications of `events` (of [`Self::AGGREGATE_TYPES`]; others are skipped), with
+    /// owners looked up on `conn` when the batch does not name them.
+    pub async fn map(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> anyhow::Result<Staged> {
         // 1. parse, and learn owners from the streams' first events in this batch
         let mut parsed = Vec::with_capacity(events.len());
         let (mut missing_campaigns, mut missing_sessions) = (HashSet::new(), HashSet::new());
@@ -433,15 +466,7 @@ impl Projector for Notifier {
         if let Some(last) = events.last() {
             staged.upto = (last.tx_id, last.global_position);
         }
-        // replaces whatever a failed attempt left behind
-        *lock(&self.staged) = staged;
-        Ok(())
-    }
-
-    fn committed(&self) {
-        let staged = std::mem::take(&mut *lock(&self.staged));
-        self.progress.mark(&staged.progress, staged.upto);
-        self.out.publish(staged.notifications);
+        Ok(staged)
     }
 }
 

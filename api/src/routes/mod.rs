@@ -15,6 +15,7 @@ pub mod password;
 pub mod reply;
 pub mod sessions;
 pub mod templates;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use salvo::oapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme};
@@ -182,6 +183,24 @@ fn api_router() -> Router {
             Router::with_path("messages")
                 .post(messages::send)
                 .push(Router::with_path("{id}").get(messages::get)),
+        )
+        .push(
+            Router::with_path("webhook-endpoints")
+                .get(webhook_endpoints::list)
+                .post(webhook_endpoints::create)
+                .push(
+                    Router::with_path("{id}")
+                        .get(webhook_endpoints::get)
+                        .patch(webhook_endpoints::update)
+                        .delete(webhook_endpoints::delete)
+                        .push(
+                            Router::with_path("rotate-secret")
+                                .post(webhook_endpoints::rotate_secret),
+                        )
+                        .push(Router::with_path("test").post(webhook_endpoints::test))
+                        .push(Router::with_path("deliveries").get(webhook_endpoints::deliveries))
+                        .push(Router::with_path("replay").post(webhook_endpoints::replay)),
+                ),
         )
         .push(Router::with_path("events/token").post(events::create_token));
     // the operator's endpoints: X-Admin-Token, not a tenant's credentials

@@ -27,6 +27,7 @@ mod messages;
 mod meta;
 mod number_ownership;
 mod openapi;
+mod outbound_webhooks;
 mod pacing;
 mod quotas;
 mod recurrence;

@@ -1,5 +1,5 @@
-//! What Herald's benchmark binaries (`herald-bench`, `herald-bench-images`) share: logging, the
-//! runtime, and a throwaway database per run.
+//! What Herald's benchmark binaries (`herald-bench`, `herald-bench-images`,
+//! `herald-bench-outbound`) share: logging, the runtime, and a throwaway database per run.
 
 use std::str::FromStr;
 

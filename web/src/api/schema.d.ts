@@ -770,6 +770,117 @@ export interface paths {
         patch: operations["herald_api.routes.templates.update"];
         trace?: never;
     };
+    "/api/v1/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This tenant's endpoints, newest first (never their secrets). */
+        get: operations["herald_api.routes.webhook_endpoints.list"];
+        put?: never;
+        /** Registers an endpoint. The answer holds its signing secret, shown only this once. */
+        post: operations["herald_api.routes.webhook_endpoints.create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint. */
+        get: operations["herald_api.routes.webhook_endpoints.get"];
+        put?: never;
+        post?: never;
+        /** Deletes an endpoint, its queue and its delivery log. */
+        delete: operations["herald_api.routes.webhook_endpoints.delete"];
+        options?: never;
+        head?: never;
+        /** Changes an endpoint's URL, events, description or `enabled`. */
+        patch: operations["herald_api.routes.webhook_endpoints.update"];
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's delivery attempts, newest first. */
+        get: operations["herald_api.routes.webhook_endpoints.deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queues again every event the endpoint subscribes to since a time (at most 30 days back),
+         *     with the same `webhook-id`s as the first delivery. 409 when the endpoint is disabled.
+         */
+        post: operations["herald_api.routes.webhook_endpoints.replay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new signing secret, shown only in this answer. The previous one keeps signing beside it
+         *     for 24 hours (both signatures in `webhook-signature`), so receivers can switch without loss.
+         */
+        post: operations["herald_api.routes.webhook_endpoints.rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Queues a sample message (type `webhook.test`) for the endpoint, whatever its events. */
+        post: operations["herald_api.routes.webhook_endpoints.test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/meta": {
         parameters: {
             query?: never;
@@ -1000,6 +1111,16 @@ export interface components {
         /** @description A list answer: `{"items": [...], "next_cursor": ...}`. */
         "herald_api.routes.ListOf<herald_api.routes.templates.TemplateView>": {
             items: components["schemas"]["herald_api.routes.templates.TemplateView"][];
+            next_cursor?: string | null;
+        };
+        /** @description A list answer: `{"items": [...], "next_cursor": ...}`. */
+        "herald_api.routes.ListOf<herald_api.routes.webhook_endpoints.AttemptView>": {
+            items: components["schemas"]["herald_api.routes.webhook_endpoints.AttemptView"][];
+            next_cursor?: string | null;
+        };
+        /** @description A list answer: `{"items": [...], "next_cursor": ...}`. */
+        "herald_api.routes.ListOf<herald_api.routes.webhook_endpoints.EndpointView>": {
+            items: components["schemas"]["herald_api.routes.webhook_endpoints.EndpointView"][];
             next_cursor?: string | null;
         };
         "herald_api.routes.accounts.ApiKeyCreated": {
@@ -1553,6 +1674,98 @@ export interface components {
             name?: string | null;
             /** @description `active`, `inactive` or `archived`. */
             status?: string | null;
+        };
+        "herald_api.routes.webhook_endpoints.AttemptView": {
+            /** Format: date-time */
+            at: string;
+            /**
+             * Format: int32
+             * @description 1 for the first attempt.
+             */
+            attempt: number;
+            /** @description Why it did not count as delivered; `null` when delivered. */
+            error?: string | null;
+            /** @description The `webhook-id` of the message. */
+            event_id: string;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due; `null` when none follows.
+             */
+            next_attempt_at?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status; `null` when it did not answer.
+             */
+            status_code?: number | null;
+            type: string;
+        };
+        "herald_api.routes.webhook_endpoints.CreateEndpoint": {
+            description?: string | null;
+            /**
+             * @description Event types (`delivery.status`, `campaign.status`, `session.status`, `message.received`,
+             *     `contact.opted_out`), or `["*"]` for all.
+             */
+            events: string[];
+            /** @description `http(s)://...` on a public address (the SSRF rules of image URLs). */
+            url: string;
+        };
+        "herald_api.routes.webhook_endpoints.EndpointView": {
+            /** Format: date-time */
+            created_at: string;
+            description?: string | null;
+            /** @description Why Herald disabled the endpoint (it answered 410), when it did. */
+            disabled_reason?: string | null;
+            enabled: boolean;
+            events: string[];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
+        /** @description An endpoint with its signing secret: only the answers of creation and rotation. */
+        "herald_api.routes.webhook_endpoints.EndpointWithSecret": {
+            /** Format: date-time */
+            created_at: string;
+            description?: string | null;
+            disabled_reason?: string | null;
+            enabled: boolean;
+            events: string[];
+            /** Format: uuid */
+            id: string;
+            /** @description `whsec_<base64>`: verify deliveries with it (Standard Webhooks). Shown only now. */
+            secret: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
+        "herald_api.routes.webhook_endpoints.PatchEndpoint": {
+            /** @description A new description; `null` or `""` clears it. */
+            description?: string | null;
+            /** @description `true` turns a disabled endpoint (e.g. after a 410) back on; its waiting messages resume. */
+            enabled?: boolean | null;
+            events?: string[] | null;
+            url?: string | null;
+        };
+        "herald_api.routes.webhook_endpoints.ReplayQueued": {
+            /**
+             * Format: uint64
+             * @description Messages queued for delivery.
+             */
+            queued: number;
+            /** Format: date-time */
+            since: string;
+        };
+        "herald_api.routes.webhook_endpoints.ReplayRequest": {
+            /**
+             * Format: date-time
+             * @description Re-deliver every subscribed event recorded at or after this time (at most 30 days ago).
+             */
+            since: string;
+        };
+        "herald_api.routes.webhook_endpoints.TestQueued": {
+            /** @description The `webhook-id` of the test message (type `webhook.test`). */
+            event_id: string;
         };
         "herald_api.routes.webhooks.WebhookAck": {
             /**
@@ -4767,6 +4980,560 @@ export interface operations {
             };
             /** @description busy or not ready; try again */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.list": {
+        parameters: {
+            query?: {
+                /** @description Get parameter `limit` from request url query. */
+                limit?: string;
+                /** @description Get parameter `cursor` from request url query. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.webhook_endpoints.EndpointView>"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.create": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.CreateEndpoint"];
+            };
+        };
+        responses: {
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.EndpointWithSecret"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.EndpointView"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description done; no body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.PatchEndpoint"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.EndpointView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.deliveries": {
+        parameters: {
+            query?: {
+                /** @description Get parameter `limit` from request url query. */
+                limit?: string;
+                /** @description Get parameter `cursor` from request url query. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.ListOf<herald_api.routes.webhook_endpoints.AttemptView>"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.ReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.ReplayQueued"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.rotate_secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.EndpointWithSecret"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.webhook_endpoints.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhook_endpoints.TestQueued"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

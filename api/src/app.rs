@@ -187,7 +187,9 @@ impl Application {
             server = Some((handle, task));
         } else {
             // a worker serves the probes only, on its own port (docs/running.md)
-            let acceptor = TcpListener::new(settings.worker_listen.clone()).bind().await;
+            let acceptor = TcpListener::new(settings.worker_listen.clone())
+                .bind()
+                .await;
             let local = acceptor.local_addr()?;
             let service = Service::new(crate::routes::health::router(probe))
                 .catcher(Catcher::default().hoop(envelope_catcher));

@@ -226,6 +226,10 @@ impl Dispatcher {
             return Ok(0);
         }
         let n = claimed.len();
+        let keys: QueueKeys = claimed
+            .iter()
+            .map(|c| (c.campaign_id, c.phone.clone()))
+            .unzip();
         let prepared = self.prepare(claimed).await?;
         let slots = tokio::sync::Semaphore::new(self.config.concurrency.max(1));
         let (finished, outcomes) = tokio::sync::mpsc::unbounded_channel();
@@ -253,7 +257,22 @@ impl Dispatcher {
         };
         // A failed recording stops the sending (the try_join drops it): what was not recorded
         // stays leased and is resent, in doubt, when the lease ends.
-        tokio::try_join!(sending, self.record_as_they_finish(outcomes))?;
+        let work = async { tokio::try_join!(sending, self.record_as_they_finish(outcomes)) };
+        tokio::pin!(work);
+        // While the batch's calls go on, its unfinished leases are renewed: a lease only has
+        // to outlast the calls in flight, not the whole batch (and expires soon after a crash).
+        let mut renew =
+            tokio::time::interval((self.config.lease / 3).max(Duration::from_millis(100)));
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut work => {
+                    done?;
+                    break;
+                }
+                _ = renew.tick() => self.renew_leases(&keys).await,
+            }
+        }
         Ok(n)
     }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use herald_simulator::{self as simulator, SimulatorConfig};
 
-use crate::real_server::{self, account_with_session, start_campaign, wait_accepted, wait_completed};
+use crate::real_server::{
+    self, account_with_session, start_campaign, wait_accepted, wait_completed,
+};
 
 const TOTAL: usize = 3_000;
 /// The default dispatch: 4 workers × 64 calls in flight.
@@ -15,7 +17,7 @@ const IN_FLIGHT: u64 = 4 * 64;
 
 /// The production defaults, except a short lease so the restarted process need not wait a
 /// minute for the dead one's leases.
-const ENV: &[(&str, &str)] = &[("HERALD_DISPATCH_LEASE_SECS", "5")];
+const ENV: &[(&str, &str)] = &[("HERALD_DISPATCH_LEASE_SECS", "10")];
 
 async fn sim() -> simulator::RunningSimulator {
     simulator::spawn(
@@ -56,7 +58,10 @@ async fn kill_9_at_a_third_resends_at_most_the_calls_in_flight() {
     wait_accepted(&sim, TOTAL as u64 / 3, Duration::from_secs(120)).await;
     herald.child.kill().await.expect("SIGKILL");
     let at_kill = sim.stats().accepted;
-    assert!(at_kill < TOTAL as u64, "killed mid-campaign ({at_kill} sent)");
+    assert!(
+        at_kill < TOTAL as u64,
+        "killed mid-campaign ({at_kill} sent)"
+    );
 
     let herald = real_server::start(&db_url, &sim.base_url(), "all", ENV).await;
     let done = wait_completed(&client, &herald.base, &token, &id, Duration::from_secs(120)).await;
@@ -64,7 +69,10 @@ async fn kill_9_at_a_third_resends_at_most_the_calls_in_flight() {
     assert_eq!(done["counts"]["sent"], TOTAL, "{done}");
 
     let stats = sim.stats();
-    assert_eq!(stats.unique_ids, TOTAL as u64, "everyone reached, once each: {stats:?}");
+    assert_eq!(
+        stats.unique_ids, TOTAL as u64,
+        "everyone reached, once each: {stats:?}"
+    );
     assert!(
         stats.duplicate_ids <= IN_FLIGHT,
         "at most the calls in flight were sent twice ({} of {at_kill} sent before the kill)",
@@ -83,8 +91,7 @@ async fn sigterm_drains_in_flight_calls_and_leaves_nothing_in_doubt() {
         .expect("db");
     let client = reqwest::Client::new();
     let mut herald = real_server::start(&db_url, &sim.base_url(), "all", ENV).await;
-    let (token, session, template) =
-        account_with_session(&client, &herald.base, "term@b.co").await;
+    let (token, session, template) = account_with_session(&client, &herald.base, "term@b.co").await;
     let id = start_campaign(&client, &herald.base, &token, (&session, &template), TOTAL).await;
 
     wait_accepted(&sim, TOTAL as u64 / 3, Duration::from_secs(120)).await;
@@ -96,9 +103,15 @@ async fn sigterm_drains_in_flight_calls_and_leaves_nothing_in_doubt() {
         .expect("exit status");
     let took = asked.elapsed();
     assert!(status.success(), "a clean exit: {status}");
-    assert!(took < Duration::from_secs(10), "drained within 10 s ({took:?})");
+    assert!(
+        took < Duration::from_secs(10),
+        "drained within 10 s ({took:?})"
+    );
     let at_stop = sim.stats().accepted;
-    assert!(at_stop < TOTAL as u64, "stopped mid-campaign ({at_stop} sent)");
+    assert!(
+        at_stop < TOTAL as u64,
+        "stopped mid-campaign ({at_stop} sent)"
+    );
 
     // every call made was recorded: no lease is left for anyone to take as in doubt
     let pool = sqlx::PgPool::connect(&db_url).await.expect("pool");
@@ -116,6 +129,10 @@ async fn sigterm_drains_in_flight_calls_and_leaves_nothing_in_doubt() {
     let stats = sim.stats();
     assert_eq!(stats.unique_ids, TOTAL as u64, "{stats:?}");
     assert_eq!(stats.duplicate_ids, 0, "nobody sent twice after a SIGTERM");
-    assert_eq!(in_doubt_dispatches(&db_url).await, 0, "nothing was in doubt");
+    assert_eq!(
+        in_doubt_dispatches(&db_url).await,
+        0,
+        "nothing was in doubt"
+    );
     sim.stop().await;
 }

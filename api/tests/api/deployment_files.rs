@@ -18,9 +18,14 @@ fn names(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
         .filter(|t| t.starts_with("HERALD_") || *t == "DATABASE_URL" || *t == "NATS_URL")
         .filter(|t| {
-            !["HERALD_TEST_", "HERALD_BENCH_", "HERALD_FUZZ_", "HERALD_SKIP_SERVICES"]
-                .iter()
-                .any(|p| t.starts_with(p))
+            ![
+                "HERALD_TEST_",
+                "HERALD_BENCH_",
+                "HERALD_FUZZ_",
+                "HERALD_SKIP_SERVICES",
+            ]
+            .iter()
+            .any(|p| t.starts_with(p))
         })
         .filter(|t| !t.ends_with('_'))
         .map(String::from)
@@ -99,7 +104,10 @@ fn deployment_files_set_only_settings_herald_reads_and_every_setting_is_document
     ] {
         let set = names(&read(&root.join(file)));
         let unknown: Vec<_> = set.difference(&herald).collect();
-        assert!(unknown.is_empty(), "{file} sets what Herald never reads: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "{file} sets what Herald never reads: {unknown:?}"
+        );
     }
     let documented = documented(&root);
     let undocumented: Vec<_> = herald.difference(&documented).collect();

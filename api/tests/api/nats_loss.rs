@@ -27,7 +27,10 @@ async fn start_nats(port: u16) -> Child {
         .await
         .is_err()
     {
-        assert!(tokio::time::Instant::now() < deadline, "nats-server started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child
@@ -80,7 +83,9 @@ async fn sending_receipts_and_sse_carry_on_without_nats_and_publishing_resumes()
     let (alice, session, template) = app.ready_tenant("nats-loss@b.co", "Hi").await;
     let mut sse = app.events(&alice, "").await;
     let n = 40u64;
-    let first = app.start_campaign(&alice, &session, &template, n as usize).await;
+    let first = app
+        .start_campaign(&alice, &session, &template, n as usize)
+        .await;
     sse.until(Duration::from_secs(60), final_progress(&first, n, "read"))
         .await;
 
@@ -92,7 +97,9 @@ async fn sending_receipts_and_sse_carry_on_without_nats_and_publishing_resumes()
         "readiness says NATS is down: {body}"
     );
     // sending and receipts carry on: a campaign sent and read with NATS down
-    let second = app.start_campaign(&alice, &session, &template, n as usize).await;
+    let second = app
+        .start_campaign(&alice, &session, &template, n as usize)
+        .await;
     let done = app
         .wait_campaign(&alice, &second, Duration::from_secs(60), |c| {
             c["counts"]["read"] == n
@@ -106,7 +113,9 @@ async fn sending_receipts_and_sse_carry_on_without_nats_and_publishing_resumes()
     // NATS is back on the same address: Herald reconnects by itself and publishes again
     let _nats = start_nats(port).await;
     ready_becomes(&app, StatusCode::OK).await;
-    let third = app.start_campaign(&alice, &session, &template, n as usize).await;
+    let third = app
+        .start_campaign(&alice, &session, &template, n as usize)
+        .await;
     sse.until(Duration::from_secs(60), final_progress(&third, n, "read"))
         .await;
     app.stop().await;

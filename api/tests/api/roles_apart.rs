@@ -51,8 +51,7 @@ async fn an_api_process_answers_stored_writes_without_a_worker_and_a_worker_prob
     probes_answer(&client, &api.base).await;
 
     // no worker runs: every write is stored and answered with its 2xx all the same
-    let (token, session, template) =
-        account_with_session(&client, &api.base, "apart@b.co").await;
+    let (token, session, template) = account_with_session(&client, &api.base, "apart@b.co").await;
     let res = client
         .post(format!("{}/api/v1/templates", api.base))
         .bearer_auth(&token)
@@ -83,7 +82,14 @@ async fn an_api_process_answers_stored_writes_without_a_worker_and_a_worker_prob
     let worker = real_server::start(&db_url, &sim.base_url(), "worker", &[]).await;
     assert_ne!(worker.base, api.base);
     probes_answer(&client, &worker.base).await;
-    let done = wait_completed(&client, &api.base, &token, &campaign, Duration::from_secs(60)).await;
+    let done = wait_completed(
+        &client,
+        &api.base,
+        &token,
+        &campaign,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["counts"]["sent"], 20, "{done}");
     let third = post_ok(

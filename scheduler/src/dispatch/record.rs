@@ -53,15 +53,36 @@ impl Dispatcher {
     ) -> anyhow::Result<()> {
         let mut group = Vec::new();
         while finished.recv_many(&mut group, GROUP_MAX).await > 0 {
-            let (sends, slots): (Vec<_>, Vec<_>) = group
-                .drain(..)
-                .map(|f| ((f.c, f.outcome), f.slot))
-                .unzip();
+            let (sends, slots): (Vec<_>, Vec<_>) =
+                group.drain(..).map(|f| ((f.c, f.outcome), f.slot)).unzip();
             metrics::histogram!("herald_dispatch_record_group_size").record(sends.len() as f64);
             self.record(sends).await?;
             drop(slots);
         }
         Ok(())
+    }
+
+    /// Pushes the lease of the batch's rows still leased one lease length further. Rows a
+    /// recorder holds are skipped (they are being finished); never fatal: a renewal that fails
+    /// leaves the lease as it was.
+    pub(super) async fn renew_leases(&self, (campaigns, phones): &QueueKeys) {
+        let renewed = sqlx::query(
+            "UPDATE dispatch_queue SET lease_until = now() + make_interval(secs => $3)
+              WHERE ctid = ANY(ARRAY(
+                    SELECT q.ctid FROM dispatch_queue q
+                      JOIN UNNEST($1::uuid[], $2::text[]) AS k(c, p)
+                        ON q.campaign_id = k.c AND q.phone = k.p
+                     WHERE q.state = 'leased'
+                     FOR UPDATE OF q SKIP LOCKED))",
+        )
+        .bind(campaigns)
+        .bind(phones)
+        .bind(self.config.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = renewed {
+            tracing::warn!(error = %e, "dispatch leases not renewed");
+        }
     }
 
     /// Step 3: outcomes and queue changes in one transaction.
@@ -114,7 +135,7 @@ impl Dispatcher {
             attempt += 1;
             match self.write_outcomes(&batch).await {
                 Ok(()) => break,
-                Err(e) if attempt < 5 && e.is_retryable() => {
+                Err(e) if attempt < 5 && (e.is_retryable() || lost_a_lock_race(&e)) => {
                     tracing::debug!(attempt, error = %e, "outcome batch raced a younger writer; again");
                     tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
                 }
@@ -237,4 +258,10 @@ fn unreachable(e: &store::StoreError) -> bool {
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
     }
+}
+
+/// A deadlock or serialization failure: Postgres aborted this transaction for another's sake.
+fn lost_a_lock_race(e: &store::StoreError) -> bool {
+    matches!(e, store::StoreError::Database(sqlx::Error::Database(db))
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")))
 }

@@ -162,7 +162,7 @@ pub async fn start_campaign(
     campaign["id"].as_str().expect("id").to_string()
 }
 
-/// Polls the campaign until it is `completed` (or `deadline` passes); its last state.
+/// Polls the campaign until it is `completed` (or `within` passes); its last state.
 pub async fn wait_completed(
     client: &reqwest::Client,
     base: &str,
@@ -178,6 +178,11 @@ pub async fn wait_completed(
             .send()
             .await
             .expect("sent");
+        // 404 until a worker has projected the campaign (a worker started just now)
+        if res.status() == StatusCode::NOT_FOUND && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         assert_eq!(res.status(), StatusCode::OK);
         let c: Value = res.json().await.expect("json");
         if c["status"] == "completed" || tokio::time::Instant::now() > deadline {

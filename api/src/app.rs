@@ -42,6 +42,9 @@ impl Role {
     }
 }
 
+/// How long a stopping process takes at most (an orchestrator's grace period is 10 s or more).
+pub const STOP_WITHIN: Duration = Duration::from_secs(9);
+
 pub struct Application {
     addr: Option<SocketAddr>,
     pool: PgPool,
@@ -156,8 +159,13 @@ impl Application {
             );
         }
 
-        let mut addr = None;
-        let mut server = None;
+        let probe = crate::routes::health::Probe {
+            pool: pool.clone(),
+            notifications: notifications.clone(),
+            metrics: metrics.clone(),
+        };
+        let addr;
+        let server;
         let mut pools = None;
         if role.serves_http() {
             let acceptor = TcpListener::new(settings.listen.clone()).bind().await;
@@ -172,6 +180,7 @@ impl Application {
             let router = Router::new()
                 .hoop(affix_state::inject(state))
                 .hoop(affix_state::inject(notifications.clone()))
+                .hoop(affix_state::inject(probe.clone()))
                 .push(crate::routes::router());
             let service = Service::new(router).catcher(Catcher::default().hoop(envelope_catcher));
             // a body that sends nothing for this long fails its read: 408 (crate::error::body_error)
@@ -185,7 +194,21 @@ impl Application {
             addr = Some(local);
             server = Some((handle, task));
         } else {
-            tracing::info!("worker running (projectors and dispatch), no HTTP");
+            // a worker serves the probes only, on its own port (docs/running.md)
+            let acceptor = TcpListener::new(settings.worker_listen.clone())
+                .bind()
+                .await;
+            let local = acceptor.local_addr()?;
+            let service = Service::new(crate::routes::health::router(probe))
+                .catcher(Catcher::default().hoop(envelope_catcher));
+            let srv = Server::new(acceptor);
+            let handle = srv.handle();
+            let task = tokio::spawn(async move { srv.serve(service).await });
+            tracing::info!(
+                "worker running (projectors and dispatch); health and metrics listening on http://{local}"
+            );
+            addr = Some(local);
+            server = Some((handle, task));
         }
         Ok(Application {
             addr,
@@ -197,7 +220,7 @@ impl Application {
         })
     }
 
-    /// The bound address (port 0 resolved), when this process serves HTTP.
+    /// The bound address (port 0 resolved): the API's, or a worker's probes.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
     }
@@ -211,15 +234,18 @@ impl Application {
         self.pools.as_ref()
     }
 
-    /// Stops accepting requests, lets in-flight work finish (bounded), and stops the workers.
+    /// Stops accepting requests, lets in-flight work finish, and stops the workers, all within
+    /// [`STOP_WITHIN`]: the dispatchers start no new gateway call, finish and record the calls
+    /// in flight and put the rest of their batches back in the queue (docs/running.md).
     pub async fn stop(self) {
+        let deadline = tokio::time::Instant::now() + STOP_WITHIN;
         let _ = self.shutdown.send(true);
         if let Some((handle, task)) = self.server {
-            handle.stop_graceful(Duration::from_secs(10));
-            let _ = tokio::time::timeout(Duration::from_secs(12), task).await;
+            handle.stop_graceful(STOP_WITHIN - Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(deadline, task).await;
         }
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            let _ = tokio::time::timeout_at(deadline, t).await;
         }
         self.pool.close().await;
     }

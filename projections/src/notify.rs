@@ -177,6 +177,18 @@ impl Notifications {
         }
     }
 
+    /// Whether NATS is connected right now: `None` for the in-process backend (nothing to be
+    /// connected to). The client reconnects by itself; this turns true again when it has.
+    pub fn connected(&self) -> Option<bool> {
+        match &*self.backend {
+            Backend::Local(_) => None,
+            Backend::Nats { client, .. } => Some(matches!(
+                client.connection_state(),
+                async_nats::connection::State::Connected
+            )),
+        }
+    }
+
     /// Hands notifications on without waiting: never blocks the caller, drops (and counts)
     /// what a full queue cannot take.
     pub fn publish(&self, batch: Vec<Notification>) {

@@ -7,14 +7,19 @@
 //! 2. Send (`dispatch/render.rs`, `dispatch/send.rs`): render the batch's messages in one
 //!    blocking task (never on the async threads, each tenant's render time per batch bounded),
 //!    then call the gateway for each, with bounded concurrency.
-//! 3. Record (`dispatch/record.rs`): in one transaction, append the outcomes (`DeliverySent` /
-//!    `DeliveryFailed`) through the batch executor, delete finished rows, put retryable ones
-//!    back with a backoff.
+//! 3. Record (`dispatch/record.rs`), as the calls finish, in small groups (whatever finished
+//!    while the previous group was written; docs/decisions/0065): in one transaction, append the
+//!    outcomes (`DeliverySent` / `DeliveryFailed`) through the batch executor, delete finished
+//!    rows, put retryable ones back with a backoff. A call's slot is free again only once its
+//!    outcome is stored, so at most `concurrency` calls per worker are ever in doubt.
 //! 4. Complete (`dispatch/record.rs`) campaigns that have nothing left in the queue.
 //!
 //! A worker that dies between 1 and 3 leaves leased rows; when the lease expires any worker takes
 //! them again as "in doubt" and resends with the SAME message id, so the gateway and the receipts
-//! can tell it is one message. Any number of workers and processes can share one database.
+//! can tell it is one message. Only the calls in flight were really sent twice (the rest of the
+//! batch was never called). Any number of workers and processes can share one database. On
+//! shutdown no new call starts, the calls in flight finish and are recorded, and the rest of
+//! the batch goes back to the queue (`Outcome::Release`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +100,8 @@ pub struct Dispatcher {
     tokens: Mutex<HashMap<Uuid, (Option<String>, tokio::time::Instant)>>,
     media: MediaCache,
     image_sends: tokio::sync::Semaphore,
+    /// Set when the shutdown signal turns true: calls not started yet are released, not made.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Queue rows by key: campaign ids and phones, side by side (bound as two arrays).
@@ -141,6 +148,8 @@ enum Outcome {
     Failed(String),
     /// Put back in the queue to try again after the delay.
     Retry(String, Duration),
+    /// Never called (Herald is stopping): back in the queue, due at once, not in doubt.
+    Release,
 }
 
 impl Dispatcher {
@@ -152,6 +161,7 @@ impl Dispatcher {
             tokens: Mutex::new(HashMap::new()),
             media: MediaCache::new(pool.clone()),
             image_sends: tokio::sync::Semaphore::new(IMAGE_SENDS_IN_FLIGHT),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             pool,
         })
     }
@@ -161,13 +171,21 @@ impl Dispatcher {
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.config.workers)
+        let mut tasks: Vec<_> = (0..self.config.workers)
             .map(|i| {
                 let this = self.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move { this.worker(i, shutdown).await })
             })
-            .collect()
+            .collect();
+        let this = self.clone();
+        let mut stop = shutdown;
+        tasks.push(tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            this.stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }));
+        tasks
     }
 
     async fn worker(self: Arc<Self>, index: usize, mut shutdown: watch::Receiver<bool>) {
@@ -196,6 +214,11 @@ impl Dispatcher {
     }
 
     /// Claims, sends and records one batch. Returns how many recipients it handled.
+    ///
+    /// Outcomes are recorded in small groups as the calls finish (`dispatch/record.rs`), and a
+    /// call's slot is only given back once its outcome is stored: at most `concurrency` calls of
+    /// this worker are ever sent but unrecorded, which bounds the resends after a crash. Once
+    /// Herald is stopping, the recipients not called yet go back to the queue untouched.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         crate::sweep::sweep_cancelled(&self.pool).await?;
         let claimed = self.claim().await?;
@@ -203,16 +226,59 @@ impl Dispatcher {
             return Ok(0);
         }
         let n = claimed.len();
+        let keys: QueueKeys = claimed
+            .iter()
+            .map(|c| (c.campaign_id, c.phone.clone()))
+            .unzip();
         let prepared = self.prepare(claimed).await?;
-        let sends = futures::stream::iter(prepared.into_iter().map(|(c, p)| async move {
-            let outcome = self.send(&c, p).await;
-            (c, outcome)
-        }))
-        .buffer_unordered(self.config.concurrency)
-        .collect::<Vec<_>>()
-        .await;
-        self.record(sends).await?;
+        let slots = tokio::sync::Semaphore::new(self.config.concurrency.max(1));
+        let (finished, outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let sending = async {
+            let finished = finished;
+            futures::stream::iter(prepared)
+                .for_each_concurrent(self.config.concurrency.max(1), |(c, p)| {
+                    let (finished, slots) = (&finished, &slots);
+                    async move {
+                        // the semaphore is never closed; a closed one would mean no slot at all
+                        let Ok(slot) = slots.acquire().await else {
+                            return;
+                        };
+                        let outcome = if self.stopping() {
+                            Outcome::Release
+                        } else {
+                            self.send(&c, p).await
+                        };
+                        // the recorder gone means the batch failed: its leases are in doubt
+                        let _ = finished.send(record::Finished { c, outcome, slot });
+                    }
+                })
+                .await;
+            Ok::<(), anyhow::Error>(())
+        };
+        // A failed recording stops the sending (the try_join drops it): what was not recorded
+        // stays leased and is resent, in doubt, when the lease ends.
+        let work = async { tokio::try_join!(sending, self.record_as_they_finish(outcomes)) };
+        tokio::pin!(work);
+        // While the batch's calls go on, its unfinished leases are renewed: a lease only has
+        // to outlast the calls in flight, not the whole batch (and expires soon after a crash).
+        let mut renew =
+            tokio::time::interval((self.config.lease / 3).max(Duration::from_millis(100)));
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut work => {
+                    done?;
+                    break;
+                }
+                _ = renew.tick() => self.renew_leases(&keys).await,
+            }
+        }
         Ok(n)
+    }
+
+    /// Whether this process is stopping (no new gateway call starts).
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -1,13 +1,52 @@
-//! Liveness, readiness and metrics.
+//! Liveness, readiness and metrics, served by every role (`herald serve --role api|worker|all`):
+//! an API process serves them beside `/api/v1`, a worker on its own port (`HERALD_WORKER_LISTEN`,
+//! [`router`]), so an orchestrator can probe each process the same way (docs/running.md).
 
 use std::time::Duration;
 
+use herald_projections::notify::Notifications;
+use metrics_exporter_prometheus::PrometheusHandle;
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::Serialize;
+use sqlx::PgPool;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+
+/// What the probes look at, injected into every router that serves them.
+#[derive(Clone)]
+pub struct Probe {
+    pub pool: PgPool,
+    pub notifications: Notifications,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Probe {
+    fn from_depot(depot: &Depot) -> Result<Probe, ApiError> {
+        depot
+            .get_typed::<Probe>()
+            .cloned()
+            .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("probe state missing")))
+    }
+}
+
+/// The three probe routes; the API's router and a worker's both mount these.
+pub fn routes() -> Vec<Router> {
+    vec![
+        Router::with_path("health").get(health),
+        Router::with_path("health/ready").get(ready),
+        Router::with_path("metrics").get(metrics),
+    ]
+}
+
+/// What a worker process serves: the probes and nothing else.
+pub fn router(probe: Probe) -> Router {
+    let mut router = Router::new().hoop(affix_state::inject(probe));
+    for r in routes() {
+        router = router.push(r);
+    }
+    router
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -23,74 +62,34 @@ pub async fn health() -> Json<Health> {
     })
 }
 
-/// Readiness: Postgres answers within 2 s, and NATS too when `NATS_URL` is set (503 otherwise).
+/// Readiness: Postgres answers within 2 s, and NATS is connected when `NATS_URL` is set
+/// (503 otherwise, saying which is down).
 #[endpoint(tags("health"), status_codes(200, 503))]
 pub async fn ready(depot: &mut Depot) -> Result<Json<Health>, ApiError> {
-    let state = AppState::from_depot(depot)?;
+    let probe = Probe::from_depot(depot)?;
     let ping = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.pool),
+        sqlx::query("SELECT 1").execute(&probe.pool),
     )
     .await;
     if !matches!(ping, Ok(Ok(_))) {
         return Err(ApiError::Unavailable("the database does not answer".into()));
     }
-    if let Some(url) = &state.settings.nats_url {
-        if !nats_answers(url).await {
-            return Err(ApiError::Unavailable("NATS does not answer".into()));
-        }
+    if probe.notifications.connected() == Some(false) {
+        return Err(ApiError::Unavailable(
+            "NATS is down (real-time events are not published until it is back)".into(),
+        ));
     }
     Ok(Json(Health {
         status: "ok".into(),
     }))
 }
 
-/// A NATS server greets every new connection with an `INFO {...}` line.
-async fn nats_answers(url: &str) -> bool {
-    use tokio::io::AsyncReadExt;
-    let first = url.split(',').next().unwrap_or_default();
-    let rest = first.split_once("://").map(|(_, r)| r).unwrap_or(first);
-    let host_port = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-    let host_port = host_port.trim_end_matches('/');
-    let addr = if host_port.contains(':') {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:4222")
-    };
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).await.ok()?;
-        Some(&buf == b"INFO")
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Some(true))
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn nats_readiness_probes_the_server() {
-        let url = std::env::var("HERALD_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        assert!(
-            super::nats_answers(&url).await,
-            "NATS runs for the tests at {url}"
-        );
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let dead = format!("nats://{}", closed.local_addr().expect("addr"));
-        drop(closed);
-        assert!(!super::nats_answers(&dead).await);
-    }
-}
-
 /// Prometheus metrics in the text exposition format.
 #[endpoint(tags("health"), status_codes(200))]
 pub async fn metrics(depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
-    let state = AppState::from_depot(depot)?;
-    let body = state
+    let probe = Probe::from_depot(depot)?;
+    let body = probe
         .metrics
         .as_ref()
         .map(|m| m.render())

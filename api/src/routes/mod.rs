@@ -233,9 +233,9 @@ fn api_router() -> Router {
         // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
         .push(Router::with_path("events").get(events::stream_events))
         .push(tenant);
-    Router::new()
-        .push(Router::with_path("health").get(health::health))
-        .push(Router::with_path("health/ready").get(health::ready))
-        .push(Router::with_path("metrics").get(health::metrics))
-        .push(api)
+    let mut router = Router::new();
+    for probe in health::routes() {
+        router = router.push(probe);
+    }
+    router.push(api)
 }

@@ -266,9 +266,54 @@ pub async fn create(
         }
     };
     let id = Uuid::new_v4();
+    let at = Utc::now();
     state.templates.execute(&id.to_string(), command).await?;
-    let view = fetch(&state, caller.tenant_id, id).await?;
+    let view = created_view(&state, caller.tenant_id, id, at).await?;
     Ok(Created(view))
+}
+
+/// The template just stored, from the read model, or (when that is still behind after the wait:
+/// its projector runs in a worker process that is slow or down) from the stored events: a
+/// stored write is answered with its 201 whoever projects it (docs/running.md).
+async fn created_view(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<TemplateView, ApiError> {
+    state
+        .wait_projected(read::NAME, Template::TYPE, &id.to_string())
+        .await?;
+    if let Some(row) = read::get(&state.pool, tenant_id, id).await? {
+        return Ok(view(row));
+    }
+    let Some((stored, _)) =
+        herald_domain::store::load::<Template>(&state.pool, &id.to_string()).await?
+    else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!(
+            "a template just stored is not in the store"
+        )));
+    };
+    let image = stored.image.as_ref();
+    Ok(view(TemplateRow {
+        id,
+        tenant_id,
+        name: stored.name,
+        kind: stored
+            .kind
+            .map(|k| k.as_str().to_string())
+            .unwrap_or_default(),
+        body: stored.body.map(String::from),
+        caption: stored.caption.map(String::from),
+        image_url: stored.image_url,
+        status: stored.status.as_str().to_string(),
+        image_sha256: image.map(|i| i.sha256.clone()),
+        image_width: image.map(|i| i32::try_from(i.width).unwrap_or(i32::MAX)),
+        image_height: image.map(|i| i32::try_from(i.height).unwrap_or(i32::MAX)),
+        image_bytes: image.map(|i| i64::try_from(i.bytes).unwrap_or(i64::MAX)),
+        created_at: at,
+        updated_at: at,
+    }))
 }
 
 /// This tenant's templates, newest first.

@@ -2,67 +2,28 @@
 //! and only recipients whose lease was in flight are sent again, with the same message id.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use herald_simulator::{self as simulator, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::helpers::phones;
+use crate::real_server;
 
-const JWT_SECRET: &str = "crash-test-secret-crash-test-secret-0123";
+/// Small batches and little concurrency, so the kill lands mid-campaign.
+const ENV: &[(&str, &str)] = &[
+    ("HERALD_DISPATCH_WORKERS", "2"),
+    ("HERALD_DISPATCH_BATCH", "20"),
+    ("HERALD_DISPATCH_CONCURRENCY", "4"),
+    ("HERALD_DISPATCH_LEASE_SECS", "2"),
+    ("HERALD_DB_POOL", "8"),
+];
 
-/// Starts the real `herald serve` binary; returns the child and its base URL.
-async fn start_herald(
-    db_url: &str,
-    gateway_url: &str,
-    workdir: &std::path::Path,
-) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .current_dir(workdir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db_url)
-        .env("HERALD_LISTEN", "127.0.0.1:0")
-        .env("HERALD_WUZAPI_URL", gateway_url)
-        .env("HERALD_JWT_SECRET", JWT_SECRET)
-        .env("HERALD_DISPATCH_WORKERS", "2")
-        .env("HERALD_DISPATCH_BATCH", "20")
-        .env("HERALD_DISPATCH_CONCURRENCY", "4")
-        .env("HERALD_DISPATCH_LEASE_SECS", "2")
-        .env("HERALD_DB_POOL", "8")
-        .env("HERALD_DEFAULT_PLAN", "unlimited")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("herald starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let base = loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("herald logs its address in time")
-            .expect("stdout readable")
-            .expect("herald exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == ':')
-                .collect();
-            break format!("http://{addr}");
-        }
-    };
-    // keep draining its output so the pipe never fills
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+async fn start_herald(db_url: &str, gateway_url: &str) -> (Child, String) {
+    let herald = real_server::start(db_url, gateway_url, "all", ENV).await;
+    (herald.child, herald.base)
 }
 
 async fn json_post(
@@ -71,13 +32,7 @@ async fn json_post(
     token: Option<&str>,
     body: Value,
 ) -> Value {
-    let mut req = client.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.expect("sent");
-    assert!(res.status().is_success(), "{}", res.status());
-    res.json().await.expect("json")
+    real_server::post_ok(client, url, token, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,10 +49,9 @@ async fn kill_9_mid_campaign_loses_nobody_and_resends_only_in_doubt_leases() {
     let db_url = herald_migrations::testing::fresh_database_url()
         .await
         .expect("db");
-    let workdir = std::env::temp_dir();
     let client = reqwest::Client::new();
 
-    let (mut herald, base) = start_herald(&db_url, &sim.base_url(), &workdir).await;
+    let (mut herald, base) = start_herald(&db_url, &sim.base_url()).await;
     let account = json_post(
         &client,
         format!("{base}/api/v1/auth/register"),
@@ -147,7 +101,7 @@ async fn kill_9_mid_campaign_loses_nobody_and_resends_only_in_doubt_leases() {
         "killed mid-campaign ({at_kill} sent)"
     );
 
-    let (mut herald, base) = start_herald(&db_url, &sim.base_url(), &workdir).await;
+    let (mut herald, base) = start_herald(&db_url, &sim.base_url()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let done = loop {
         let res = client

@@ -101,7 +101,7 @@ impl SseClient {
 }
 
 impl TestApp {
-    async fn events(&self, account: &Account, query: &str) -> SseClient {
+    pub(crate) async fn events(&self, account: &Account, query: &str) -> SseClient {
         let res = self
             .client
             .get(self.url(&format!("/api/v1/events{query}")))
@@ -112,7 +112,7 @@ impl TestApp {
         SseClient::open(res).await
     }
 
-    async fn start_campaign(
+    pub(crate) async fn start_campaign(
         &self,
         account: &Account,
         session: &str,
@@ -135,7 +135,7 @@ impl TestApp {
     }
 }
 
-fn final_progress(id: &str, n: u64, status: &str) -> impl Fn(&Event) -> bool {
+pub(crate) fn final_progress(id: &str, n: u64, status: &str) -> impl Fn(&Event) -> bool {
     let (id, status) = (id.to_string(), status.to_string());
     move |e: &Event| {
         e.name == "campaign.progress"

@@ -1,5 +1,11 @@
-//! Steps 3 and 4: append the outcomes and change the queue in one transaction, then complete
-//! the campaigns that have nothing left to send.
+//! Steps 3 and 4: as the calls finish, append their outcomes and change the queue in one
+//! transaction per small group, then complete the campaigns that have nothing left to send.
+//!
+//! Grouping is group commit (docs/decisions/0065): the recorder writes whatever finished while
+//! its previous write ran, so a group is one outcome when calls are slow and hundreds when they
+//! are fast, and an outcome waits for at most one write before it is stored. A call's slot
+//! ([`Finished::slot`]) is released only after its outcome is stored: what was sent but not
+//! recorded, the only resends a crash can cause, never exceeds the worker's `concurrency`.
 
 use std::time::Duration;
 
@@ -12,7 +18,18 @@ use uuid::Uuid;
 
 use super::*;
 
-/// What step 3 writes: final outcomes (events, queue rows deleted) and retries (rows due again).
+/// One finished call, holding its slot until its outcome is stored.
+pub(super) struct Finished<'a> {
+    pub c: Claimed,
+    pub outcome: Outcome,
+    pub slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// Outcomes written in one transaction at most (a group is usually far smaller).
+const GROUP_MAX: usize = 512;
+
+/// What step 3 writes: final outcomes (events, queue rows deleted), retries (rows due again)
+/// and releases (rows never called, back as they were).
 #[derive(Default)]
 pub(super) struct OutcomeBatch {
     commands: Vec<(String, DeliveryCommand)>,
@@ -22,9 +39,52 @@ pub(super) struct OutcomeBatch {
     retry_p: Vec<String>,
     retry_after: Vec<f64>,
     retry_error: Vec<String>,
+    release_c: Vec<Uuid>,
+    release_p: Vec<String>,
 }
 
 impl Dispatcher {
+    /// Step 3 for one batch: records the finished calls group by group until every call of
+    /// the batch has finished (the channel closes). An error means a group could not be stored
+    /// even after the database had time to come back: its rows stay leased (in doubt).
+    pub(super) async fn record_as_they_finish(
+        &self,
+        mut finished: tokio::sync::mpsc::UnboundedReceiver<Finished<'_>>,
+    ) -> anyhow::Result<()> {
+        let mut group = Vec::new();
+        while finished.recv_many(&mut group, GROUP_MAX).await > 0 {
+            let (sends, slots): (Vec<_>, Vec<_>) =
+                group.drain(..).map(|f| ((f.c, f.outcome), f.slot)).unzip();
+            metrics::histogram!("herald_dispatch_record_group_size").record(sends.len() as f64);
+            self.record(sends).await?;
+            drop(slots);
+        }
+        Ok(())
+    }
+
+    /// Pushes the lease of the batch's rows still leased one lease length further. Rows a
+    /// recorder holds are skipped (they are being finished); never fatal: a renewal that fails
+    /// leaves the lease as it was.
+    pub(super) async fn renew_leases(&self, (campaigns, phones): &QueueKeys) {
+        let renewed = sqlx::query(
+            "UPDATE dispatch_queue SET lease_until = now() + make_interval(secs => $3)
+              WHERE ctid = ANY(ARRAY(
+                    SELECT q.ctid FROM dispatch_queue q
+                      JOIN UNNEST($1::uuid[], $2::text[]) AS k(c, p)
+                        ON q.campaign_id = k.c AND q.phone = k.p
+                     WHERE q.state = 'leased'
+                     FOR UPDATE OF q SKIP LOCKED))",
+        )
+        .bind(campaigns)
+        .bind(phones)
+        .bind(self.config.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = renewed {
+            tracing::warn!(error = %e, "dispatch leases not renewed");
+        }
+    }
+
     /// Step 3: outcomes and queue changes in one transaction.
     pub(super) async fn record(&self, sends: Vec<(Claimed, Outcome)>) -> anyhow::Result<()> {
         let now = Utc::now();
@@ -54,6 +114,11 @@ impl Dispatcher {
                     batch.retry_error.push(reason);
                     continue;
                 }
+                Outcome::Release => {
+                    batch.release_c.push(c.campaign_id);
+                    batch.release_p.push(c.phone);
+                    continue;
+                }
             };
             batch.commands.push((c.delivery_id(), command));
             batch.done_c.push(c.campaign_id);
@@ -61,14 +126,23 @@ impl Dispatcher {
         }
         // Losing a race to a younger transaction (a receipt for the same recipient) is passing:
         // do the same work again in a fresh transaction rather than leave the leases to expire.
+        // So is a database that went away (a restart, a failover): the calls were made, so wait
+        // for it (holding the slots: nothing more is sent meanwhile) for up to half the lease.
         let mut attempt = 0;
+        let started = tokio::time::Instant::now();
+        let patience = (self.config.lease / 2).min(Duration::from_secs(30));
         loop {
             attempt += 1;
             match self.write_outcomes(&batch).await {
                 Ok(()) => break,
-                Err(e) if attempt < 5 && e.is_retryable() => {
+                Err(e) if attempt < 5 && (e.is_retryable() || lost_a_lock_race(&e)) => {
                     tracing::debug!(attempt, error = %e, "outcome batch raced a younger writer; again");
                     tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                Err(e) if unreachable(&e) && started.elapsed() < patience => {
+                    tracing::warn!(attempt, error = %e, "outcomes not stored yet (database unreachable); retrying");
+                    let pause = Duration::from_millis(100 * 2u64.pow(attempt.min(4) as u32));
+                    tokio::time::sleep(pause.min(Duration::from_secs(2))).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -108,6 +182,17 @@ impl Dispatcher {
             .bind(&batch.retry_p)
             .bind(&batch.retry_after)
             .bind(&batch.retry_error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !batch.release_c.is_empty() {
+            sqlx::query(
+                "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL
+                   FROM UNNEST($1::uuid[], $2::text[]) AS r(c, p)
+                  WHERE q.campaign_id = r.c AND q.phone = r.p",
+            )
+            .bind(&batch.release_c)
+            .bind(&batch.release_p)
             .execute(&mut *tx)
             .await?;
         }
@@ -154,4 +239,29 @@ impl Dispatcher {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Whether the database could not be reached (rather than refused the work): worth waiting for.
+fn unreachable(e: &store::StoreError) -> bool {
+    let store::StoreError::Database(e) = e else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // connection exceptions (08xxx) and operator intervention (57P01 admin shutdown, ...)
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// A deadlock or serialization failure: Postgres aborted this transaction for another's sake.
+fn lost_a_lock_race(e: &store::StoreError) -> bool {
+    matches!(e, store::StoreError::Database(sqlx::Error::Database(db))
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")))
 }

@@ -123,7 +123,11 @@ fn to_notification(e: &StoredEvent, parsed: &Parsed, tenant_id: Uuid) -> Option<
                            "scheduled_at": scheduled_at, "parent_id": parent_id}),
                 ),
                 CampaignEvent::CampaignStarted { at } => ("running", *at, json!({})),
-                CampaignEvent::CampaignPaused { at } => ("paused", *at, json!({})),
+                // the circuit breaker's reason (docs/safe-sending.md); a user's pause has none
+                CampaignEvent::CampaignPaused { at, reason } => match reason {
+                    Some(reason) => ("paused", *at, json!({"pause_reason": reason})),
+                    None => ("paused", *at, json!({})),
+                },
                 CampaignEvent::CampaignResumed { at } => ("running", *at, json!({})),
                 CampaignEvent::CampaignCompleted { at } => ("completed", *at, json!({})),
                 CampaignEvent::CampaignCancelled { at } => ("cancelled", *at, json!({})),
@@ -655,6 +659,16 @@ mod tests {
         let n = notify(&paused, tenant).expect("notified");
         assert_eq!(n.kind, Kind::CampaignStatus);
         assert_eq!(n.data, json!({"campaign_id": campaign, "status": "paused"}));
+        let tripped = stored(
+            "Campaign",
+            &campaign.to_string(),
+            json!({"CampaignPaused": {"at": "2026-11-21T10:00:00Z", "reason": "failure_spike"}}),
+        );
+        let n = notify(&tripped, tenant).expect("notified");
+        assert_eq!(
+            n.data,
+            json!({"campaign_id": campaign, "status": "paused", "pause_reason": "failure_spike"})
+        );
 
         let changed = SessionEvent::SessionStatusChanged {
             status: SessionStatus::QrPending,

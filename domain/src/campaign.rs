@@ -96,6 +96,12 @@ pub enum CampaignCommand {
         tenant_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// `PATCH /campaigns/{id}`: a new name, for a campaign not finished yet.
+    Rename {
+        tenant_id: Uuid,
+        name: String,
+        at: DateTime<Utc>,
+    },
     /// The circuit breaker (docs/safe-sending.md): the campaign's number stopped sending, so a
     /// running campaign pauses with `reason` (`session_disconnected`, `failure_spike`,
     /// `spam_rate_limit`, `gateway_auth`). Issued by Herald itself, never by a tenant; any other
@@ -157,6 +163,10 @@ pub enum CampaignEvent {
     CampaignCancelled {
         at: DateTime<Utc>,
     },
+    CampaignRenamed {
+        name: String,
+        at: DateTime<Utc>,
+    },
     CampaignAudienceResolved {
         total_recipients: u64,
         #[serde(default)]
@@ -174,6 +184,7 @@ impl DomainEvent for CampaignEvent {
             CampaignEvent::CampaignPaused { .. } => "CampaignPaused",
             CampaignEvent::CampaignResumed { .. } => "CampaignResumed",
             CampaignEvent::CampaignCancelled { .. } => "CampaignCancelled",
+            CampaignEvent::CampaignRenamed { .. } => "CampaignRenamed",
             CampaignEvent::CampaignAudienceResolved { .. } => "CampaignAudienceResolved",
         }
         .to_string()
@@ -305,6 +316,24 @@ impl Aggregate for Campaign {
                     other => return Err(cannot("pause", other)),
                 }
             }
+            CampaignCommand::Rename {
+                tenant_id,
+                name,
+                at,
+            } => {
+                self.require_owner(tenant_id)?;
+                let name = crate::template::validate_name(&name)?;
+                match self.status {
+                    _ if name == self.name => {}
+                    CampaignStatus::Scheduled
+                    | CampaignStatus::Running
+                    | CampaignStatus::Paused => {
+                        sink.write(CampaignEvent::CampaignRenamed { name, at }, self)
+                            .await
+                    }
+                    other => return Err(cannot("be renamed", other)),
+                }
+            }
             CampaignCommand::Trip { reason, at } => match self.status {
                 CampaignStatus::Running => {
                     let paused = CampaignEvent::CampaignPaused {
@@ -385,6 +414,7 @@ impl Aggregate for Campaign {
             CampaignEvent::CampaignPaused { .. } => self.status = CampaignStatus::Paused,
             CampaignEvent::CampaignResumed { .. } => self.status = CampaignStatus::Running,
             CampaignEvent::CampaignCancelled { .. } => self.status = CampaignStatus::Cancelled,
+            CampaignEvent::CampaignRenamed { name, .. } => self.name = name,
             CampaignEvent::CampaignAudienceResolved {
                 total_recipients, ..
             } => self.total_recipients = total_recipients,
@@ -600,6 +630,41 @@ mod tests {
         let json = serde_json::json!({"CampaignPaused": {"at": "2026-11-21T10:00:00Z"}});
         let old: CampaignEvent = serde_json::from_value(json).expect("an old pause reads");
         assert!(matches!(old, CampaignEvent::CampaignPaused { reason: None, .. }));
+    }
+
+    #[test]
+    fn given_a_running_campaign_when_renamed_then_the_name_changes_and_a_finished_one_refuses() {
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Rename {
+                tenant_id: owner(),
+                name: "  Spring sale  ".into(),
+                at: later(),
+            })
+            .then_expect_events(vec![CampaignEvent::CampaignRenamed {
+                name: "Spring sale".into(),
+                at: later(),
+            }]);
+        let mut done = running();
+        done.push(CampaignEvent::CampaignCompleted { at: later() });
+        CampaignTest::with(())
+            .given(done)
+            .when(CampaignCommand::Rename {
+                tenant_id: owner(),
+                name: "late".into(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::Conflict(
+                "a completed campaign cannot be renamed".into(),
+            ));
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Rename {
+                tenant_id: Uuid::from_u128(99),
+                name: "theirs".into(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::NotFound);
     }
 
     #[test]

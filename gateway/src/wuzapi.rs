@@ -225,6 +225,20 @@ impl WuzapiClient {
     }
 }
 
+/// A send refused because the number is not connected or not logged in (`no session`, `not
+/// connected`, `not logged in`) is no fault of the recipient: the number stopped, and the circuit
+/// breaker pauses its campaigns (docs/safe-sending.md).
+fn halt_if_disconnected(error: GatewayError) -> GatewayError {
+    if error.says("no session") || error.says("not connected") || error.says("not logged in") {
+        GatewayError::Halt {
+            reason: crate::HaltReason::SessionDisconnected,
+            message: error.message().to_string(),
+        }
+    } else {
+        error
+    }
+}
+
 #[async_trait::async_trait]
 impl Gateway for WuzapiClient {
     #[tracing::instrument(
@@ -256,7 +270,8 @@ impl Gateway for WuzapiClient {
         let result = self
             .call_data(request)
             .await
-            .map(|data| answer::send_accepted(&data, &message.message_id));
+            .map(|data| answer::send_accepted(&data, &message.message_id))
+            .map_err(halt_if_disconnected);
         if let Err(error) = &result {
             tracing::debug!(transient = error.is_transient(), error = %error, "send not accepted");
         }

@@ -108,6 +108,13 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
                 .execute(&mut *conn)
                 .await?;
         }
+        CampaignEvent::CampaignRenamed { name, .. } => {
+            sqlx::query("UPDATE campaigns SET name = $2 WHERE id = $1")
+                .bind(id)
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+        }
         CampaignEvent::CampaignResumed { .. } => {
             sqlx::query("UPDATE campaigns SET status = 'running', pause_reason = NULL WHERE id = $1")
                 .bind(id)

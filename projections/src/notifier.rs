@@ -133,6 +133,8 @@ fn to_notification(e: &StoredEvent, parsed: &Parsed, tenant_id: Uuid) -> Option<
                 CampaignEvent::CampaignCancelled { at } => ("cancelled", *at, json!({})),
                 // not a status change; the progress notification shows the new total
                 CampaignEvent::CampaignAudienceResolved { .. } => return None,
+                // not a status change either
+                CampaignEvent::CampaignRenamed { .. } => return None,
             };
             let mut data = json!({"campaign_id": id, "status": status});
             merge(&mut data, extra);

@@ -12,6 +12,10 @@
 //!    back with a backoff.
 //! 4. Complete (`dispatch/record.rs`) campaigns that have nothing left in the queue.
 //!
+//! The claim also runs the safety checks (`dispatch/safety.rs`: halted numbers, send windows,
+//! daily caps), and the circuit breaker (`dispatch/safety/breaker.rs`) pauses a number's
+//! campaigns after a claim or a record that found it stopped.
+//!
 //! A worker that dies between 1 and 3 leaves leased rows; when the lease expires any worker takes
 //! them again as "in doubt" and resends with the SAME message id, so the gateway and the receipts
 //! can tell it is one message. Any number of workers and processes can share one database.
@@ -36,6 +40,7 @@ mod claim;
 mod pacing;
 mod record;
 mod render;
+pub mod safety;
 mod send;
 
 pub use send::backoff;
@@ -113,6 +118,9 @@ struct Claimed {
     attempts: i32,
     in_doubt: bool,
     waiting_quota: bool,
+    /// Waiting for its send window or its number's daily cap (counted as such until it is sent).
+    waiting_window: bool,
+    waiting_cap: bool,
     /// A single send's own message (its quota was taken when it was accepted).
     content: Option<SingleContent>,
     pacing: Pacing,
@@ -141,6 +149,9 @@ enum Outcome {
     Failed(String),
     /// Put back in the queue to try again after the delay.
     Retry(String, Duration),
+    /// The gateway stopped the number (logged out, spam rate, credentials): the recipient goes
+    /// back to the queue like a retry and the circuit breaker pauses the number's campaigns.
+    Halt(herald_gateway::HaltReason, String),
 }
 
 impl Dispatcher {

@@ -10,6 +10,8 @@
 //!   re-encoding, the `media` table and the dispatcher's per-process image cache.
 //! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
 //!   number; [`single`]: one message sent through the campaign path.
+//! - [`safe_sending`]: send windows, number safety and what the campaign page shows of them; the
+//!   checks themselves run in the dispatcher's claim (`dispatch/safety.rs`).
 pub mod audience;
 pub mod campaigns;
 pub mod control;
@@ -17,6 +19,7 @@ pub mod dispatch;
 pub mod media;
 pub mod pacing;
 pub mod quota;
+pub mod safe_sending;
 pub mod single;
 pub mod ticker;
 

@@ -13,6 +13,7 @@ pub mod meta;
 pub mod openapi;
 pub mod password;
 pub mod reply;
+pub mod safe_sending;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
@@ -149,6 +150,7 @@ fn api_router() -> Router {
                 .push(
                     Router::with_path("{id}")
                         .get(campaigns::get)
+                        .patch(safe_sending::update_campaign)
                         .push(Router::with_path("recipients").get(campaigns::recipients))
                         .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv))
                         .push(Router::with_path("pause").post(campaigns::pause))

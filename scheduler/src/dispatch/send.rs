@@ -145,11 +145,9 @@ impl Dispatcher {
         match result {
             Ok(_) => Outcome::Sent(Utc::now()),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
-            // Not the recipient's fault: it stays queued and is tried again later, never
-            // failed for it. Pausing the number's campaigns is the circuit breaker's part.
-            Err(GatewayError::Halt { message, .. }) => {
-                Outcome::Retry(message, Duration::from_secs(30))
-            }
+            // Not the recipient's fault: it stays queued, never failed for it, and the circuit
+            // breaker pauses the number's campaigns (dispatch/safety/breaker.rs).
+            Err(GatewayError::Halt { reason, message }) => Outcome::Halt(reason, message),
             Err(GatewayError::Transient {
                 message,
                 retry_after,

@@ -3,7 +3,7 @@
 //! pacing for what is not sent yet). The rules themselves live in the scheduler
 //! (`herald_scheduler::safe_sending`, the claim's `dispatch/safety.rs`).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use herald_domain::campaign::{Campaign, CampaignCommand};
 use herald_domain::schedule::SendWindow;
 use herald_projections::campaigns as read;

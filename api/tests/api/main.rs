@@ -30,6 +30,7 @@ mod openapi;
 mod pacing;
 mod quotas;
 mod recurrence;
+mod safe_sending;
 mod schedule;
 mod session_lifecycle;
 mod sessions;

@@ -10,7 +10,8 @@
 //! - Overnight windows are allowed: `start` later than `end` (`22:00`–`06:00`) runs from `start`
 //!   on a listed day to `end` the next morning. The day named is the day the window opens.
 //! - `start` equal to `end` is refused (empty or all day is ambiguous); a whole day is
-//!   `00:00`–`24:00` (`24:00` is accepted as an end only).
+//!   `00:00`–`24:00` (`24:00` is accepted as an end only; an end of `00:00` is midnight too,
+//!   so `23:00`–`00:00` is the last hour of each listed day).
 //! - In a fall-back overlap (an hour that happens twice), an opening is the earlier pass, and a
 //!   window that closed in the first pass does not reopen in the second: [`SendWindow::next_opening`]
 //!   waits for the next listed day (one more hour of sending at night is what a window prevents).
@@ -102,7 +103,7 @@ impl SendWindow {
             refuse("start", "must be a time of day as HH:MM (00:00 to 23:59)")
         })?;
         let end_min = parse_hhmm(end, true)
-            .ok_or_else(|| refuse("end", "must be a time of day as HH:MM (00:01 to 24:00)"))?;
+            .ok_or_else(|| refuse("end", "must be a time of day as HH:MM (00:00 to 24:00)"))?;
         if start_min == end_min {
             return Err(refuse(
                 "end",
@@ -224,7 +225,6 @@ fn parse_hhmm(s: &str, end: bool) -> Option<u32> {
     let minutes = h * 60 + m;
     match (h, m) {
         (24, 0) if end => Some(1440),
-        (0, 0) if end => None,
         _ if h < 24 && m < 60 => Some(minutes),
         _ => None,
     }

@@ -39,9 +39,12 @@ impl Dispatcher {
         let mut campaigns: Vec<Uuid> = Vec::new();
         let (mut sent, mut failed) = (0u64, 0u64);
         let mut trips: Vec<Trip> = Vec::new();
+        // (session, campaign) of the batch's campaign recipients, for the failure spike's trip
+        let mut batch_campaigns: Vec<(Uuid, Uuid)> = Vec::new();
         for (c, outcome) in sends {
             if c.is_campaign() {
                 campaigns.push(c.campaign_id);
+                batch_campaigns.push((c.session_id, c.campaign_id));
                 match &outcome {
                     Outcome::Sent(_) => batch.health.push((c.session_id, false)),
                     Outcome::Failed(_) => batch.health.push((c.session_id, true)),
@@ -102,11 +105,20 @@ impl Dispatcher {
                 Err(e) => return Err(e.into()),
             }
         };
-        trips.extend(spiked.into_iter().map(|session_id| Trip {
-            session_id,
-            reason: "failure_spike".to_string(),
-            campaigns: vec![],
-        }));
+        for session_id in spiked {
+            let mut on_it: Vec<Uuid> = batch_campaigns
+                .iter()
+                .filter(|(s, _)| *s == session_id)
+                .map(|(_, c)| *c)
+                .collect();
+            on_it.sort();
+            on_it.dedup();
+            trips.push(Trip {
+                session_id,
+                reason: "failure_spike".to_string(),
+                campaigns: on_it,
+            });
+        }
         self.trip(trips).await;
         metrics::counter!("herald_dispatch_sent_total").increment(sent);
         metrics::counter!("herald_dispatch_failed_total").increment(failed);

@@ -28,12 +28,16 @@ pub enum Answer {
     Accept,
     Transient(&'static str),
     Permanent(&'static str),
+    /// The gateway stopped the number (logged out, spam rate, credentials).
+    Halt(herald_gateway::HaltReason),
 }
 
 /// Records every send (token, phone, message id, text) and answers as scripted per phone.
 #[derive(Default)]
 pub struct FakeGateway {
     pub sent: Mutex<Vec<(String, String, String, String)>>,
+    /// The phones of the sends it accepted.
+    pub accepted: Mutex<Vec<String>>,
     script: Mutex<HashMap<String, Vec<Answer>>>,
 }
 
@@ -75,6 +79,9 @@ impl Gateway for FakeGateway {
                 None => Answer::Accept,
             }
         };
+        if matches!(answer, Answer::Accept) {
+            self.accepted.lock().unwrap().push(message.phone.clone());
+        }
         match answer {
             Answer::Accept => Ok(SendAccepted {
                 message_id: message.message_id.clone(),
@@ -87,6 +94,10 @@ impl Gateway for FakeGateway {
             }),
             Answer::Permanent(m) => Err(GatewayError::Permanent {
                 message: m.to_string(),
+            }),
+            Answer::Halt(reason) => Err(GatewayError::Halt {
+                reason,
+                message: format!("halted: {}", reason.as_str()),
             }),
         }
     }
@@ -232,6 +243,27 @@ impl World {
             .iter()
             .filter_map(|p| p["DeliveryFailed"]["reason"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// The `reason` of each `CampaignPaused` of a campaign, oldest first (`None`: a user's pause).
+    pub async fn pause_reasons(&self, campaign_id: Uuid) -> Vec<Option<String>> {
+        let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT payload::jsonb FROM events
+              WHERE aggregate_id = $1 AND event_type = 'CampaignPaused' ORDER BY sequence",
+        )
+        .bind(campaign_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        payloads
+            .iter()
+            .map(|p| p["CampaignPaused"]["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The phones the gateway accepted, in order (a refused call is not a send).
+    pub fn accepted(&self) -> Vec<String> {
+        self.gateway.accepted.lock().unwrap().clone()
     }
 
     pub async fn queued_rows(&self, campaign_id: Uuid) -> i64 {

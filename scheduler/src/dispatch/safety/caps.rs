@@ -137,7 +137,7 @@ async fn grant(
 
 /// Holds back the first-time campaign recipients over their number's cap today, and parks the
 /// number's other due first-time campaign recipients until its next local day.
-pub(crate) async fn check(
+pub(in crate::dispatch) async fn check(
     conn: &mut PgConnection,
     claimed: Vec<Claimed>,
 ) -> sqlx::Result<Vec<Claimed>> {

@@ -13,7 +13,7 @@ use super::breaker::Trip;
 
 /// Holds back the campaign recipients of halted numbers; each halted number becomes a [`Trip`]
 /// (with the campaigns seen in the batch, which the read model may not show running yet).
-pub(crate) async fn check(
+pub(in crate::dispatch) async fn check(
     conn: &mut PgConnection,
     claimed: Vec<Claimed>,
     trips: &mut Vec<Trip>,

@@ -53,7 +53,7 @@ async fn windows(
 
 /// Holds back the campaign recipients outside their window and parks their campaigns' other
 /// due recipients until the next opening.
-pub(crate) async fn check(
+pub(in crate::dispatch) async fn check(
     conn: &mut PgConnection,
     claimed: Vec<Claimed>,
 ) -> sqlx::Result<Vec<Claimed>> {

@@ -225,6 +225,15 @@ impl WuzapiClient {
     }
 }
 
+/// `POST /chat/presence` (WUZAPI: `{"Phone", "State": "composing"|"paused", "Media": ""}`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PresenceRequest<'a> {
+    phone: &'a str,
+    state: &'static str,
+    media: &'static str,
+}
+
 /// A send refused because the number is not connected or not logged in (`no session`, `not
 /// connected`, `not logged in`) is no fault of the recipient: the number stopped, and the circuit
 /// breaker pauses its campaigns (docs/safe-sending.md).
@@ -317,6 +326,23 @@ impl Gateway for WuzapiClient {
             )));
         }
         answer::parse_contacts(&answer::envelope_data(body)?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_typing(
+        &self,
+        token: &str,
+        phone: &str,
+        composing: bool,
+    ) -> Result<(), GatewayError> {
+        let request = self
+            .user_request(Method::POST, "/chat/presence", token)?
+            .json(&PresenceRequest {
+                phone,
+                state: if composing { "composing" } else { "paused" },
+                media: "",
+            });
+        self.call_data(request).await.map(|_| ())
     }
 
     #[tracing::instrument(skip_all)]

@@ -138,6 +138,8 @@ mod tests {
             attempts: 1,
             in_doubt: false,
             waiting_quota: false,
+            waiting_window: false,
+            waiting_cap: false,
             content: None,
             pacing: Pacing {
                 min_interval_ms: 0,

@@ -629,7 +629,10 @@ mod tests {
         // and a user's resume is what continues it
         let json = serde_json::json!({"CampaignPaused": {"at": "2026-11-21T10:00:00Z"}});
         let old: CampaignEvent = serde_json::from_value(json).expect("an old pause reads");
-        assert!(matches!(old, CampaignEvent::CampaignPaused { reason: None, .. }));
+        assert!(matches!(
+            old,
+            CampaignEvent::CampaignPaused { reason: None, .. }
+        ));
     }
 
     #[test]
@@ -681,9 +684,9 @@ mod tests {
             }]);
         let mut paused = running();
         paused.push(CampaignEvent::CampaignPaused {
-                at: later(),
-                reason: None,
-            });
+            at: later(),
+            reason: None,
+        });
         CampaignTest::with(())
             .given(paused.clone())
             .when(CampaignCommand::Pause {

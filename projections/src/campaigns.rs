@@ -116,10 +116,12 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
                 .await?;
         }
         CampaignEvent::CampaignResumed { .. } => {
-            sqlx::query("UPDATE campaigns SET status = 'running', pause_reason = NULL WHERE id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE campaigns SET status = 'running', pause_reason = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         }
         CampaignEvent::CampaignAudienceResolved {
             total_recipients, ..

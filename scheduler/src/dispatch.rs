@@ -42,6 +42,7 @@ mod record;
 mod render;
 pub mod safety;
 mod send;
+mod typing;
 
 pub use send::backoff;
 
@@ -121,6 +122,10 @@ struct Claimed {
     /// Waiting for its send window or its number's daily cap (counted as such until it is sent).
     waiting_window: bool,
     waiting_cap: bool,
+    /// Its number shows "typing…" before this paced send (`dispatch/typing.rs`).
+    typing: bool,
+    /// The pacing interval drawn for this send at the claim (0: unpaced).
+    interval_ms: i32,
     /// A single send's own message (its quota was taken when it was accepted).
     content: Option<SingleContent>,
     pacing: Pacing,

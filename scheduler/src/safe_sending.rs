@@ -136,12 +136,11 @@ pub async fn campaign_window(
     conn: &mut PgConnection,
     campaign_id: Uuid,
 ) -> sqlx::Result<Option<SendWindow>> {
-    let row: Option<Json<serde_json::Value>> = sqlx::query_scalar(
-        "SELECT send_window FROM campaign_send_windows WHERE campaign_id = $1",
-    )
-    .bind(campaign_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row: Option<Json<serde_json::Value>> =
+        sqlx::query_scalar("SELECT send_window FROM campaign_send_windows WHERE campaign_id = $1")
+            .bind(campaign_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(row.and_then(|Json(w)| serde_json::from_value(w).ok()))
 }
 
@@ -219,17 +218,20 @@ pub async fn of_campaigns(
     .bind(&ids)
     .fetch_all(pool)
     .await?;
-    let windows: Vec<(Uuid, Option<Json<serde_json::Value>>, Option<Json<serde_json::Value>>)> =
-        sqlx::query_as(
-            "SELECT k.c, w.send_window, s.send_window
+    let windows: Vec<(
+        Uuid,
+        Option<Json<serde_json::Value>>,
+        Option<Json<serde_json::Value>>,
+    )> = sqlx::query_as(
+        "SELECT k.c, w.send_window, s.send_window
                FROM UNNEST($1::uuid[], $2::uuid[]) AS k(c, s)
                LEFT JOIN campaign_send_windows w ON w.campaign_id = k.c
                LEFT JOIN session_safety s ON s.session_id = k.s",
-        )
-        .bind(&ids)
-        .bind(&sessions)
-        .fetch_all(pool)
-        .await?;
+    )
+    .bind(&ids)
+    .bind(&sessions)
+    .fetch_all(pool)
+    .await?;
     let read = |w: Option<Json<serde_json::Value>>| -> Option<SendWindow> {
         w.and_then(|Json(v)| serde_json::from_value(v).ok())
     };

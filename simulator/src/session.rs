@@ -88,14 +88,12 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
         SessionOp::Connect
         | SessionOp::SetWebhook
         | SessionOp::HmacConfig
-        | SessionOp::Presence => {
-            match req.payload_with_max_size(MAX_SETTINGS_PAYLOAD).await {
-                Ok(bytes) => Some(bytes.clone()),
-                Err(_) => {
-                    return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload")
-                }
+        | SessionOp::Presence => match req.payload_with_max_size(MAX_SETTINGS_PAYLOAD).await {
+            Ok(bytes) => Some(bytes.clone()),
+            Err(_) => {
+                return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload")
             }
-        }
+        },
         _ => None,
     };
     let body = body.as_deref().unwrap_or_default();

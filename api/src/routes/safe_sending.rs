@@ -228,8 +228,7 @@ pub async fn update_campaign(
         safe_sending::set_campaign_window(&mut tx, caller.tenant_id, id, w.as_ref()).await?;
     }
     if let Some(p) = pacing {
-        safe_sending::set_campaign_pacing(&mut tx, caller.tenant_id, id, row.session_id, p)
-            .await?;
+        safe_sending::set_campaign_pacing(&mut tx, caller.tenant_id, id, row.session_id, p).await?;
     }
     tx.commit().await?;
     state

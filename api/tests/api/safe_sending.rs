@@ -30,8 +30,12 @@ async fn a_campaign_outside_its_window_waits_and_a_patched_window_sends_everyone
     let (account, session, template) = app.ready_tenant("window@b.co", "Halo").await;
     // the number's default window: one hour, starting two hours from now (UTC), every day
     let now = Utc::now();
-    let start = (now + chrono::Duration::hours(2)).format("%H:00").to_string();
-    let end = (now + chrono::Duration::hours(3)).format("%H:00").to_string();
+    let start = (now + chrono::Duration::hours(2))
+        .format("%H:00")
+        .to_string();
+    let end = (now + chrono::Duration::hours(3))
+        .format("%H:00")
+        .to_string();
     let res = app
         .patch(
             &format!("/api/v1/sessions/{session}"),
@@ -62,8 +66,14 @@ async fn a_campaign_outside_its_window_waits_and_a_patched_window_sends_everyone
         .expect("next_window_at while closed")
         .parse()
         .expect("a time");
-    assert!(next > now && next <= now + chrono::Duration::hours(2), "{next}");
-    assert!(app.sim_messages().await.is_empty(), "nothing outside the window");
+    assert!(
+        next > now && next <= now + chrono::Duration::hours(2),
+        "{next}"
+    );
+    assert!(
+        app.sim_messages().await.is_empty(),
+        "nothing outside the window"
+    );
 
     // a window that is not a window is refused, naming the field
     let bad = app
@@ -170,7 +180,10 @@ async fn a_logged_out_number_pauses_its_campaign_and_resume_after_connected_rese
     assert_eq!(done["counts"]["sent"], 12, "{done}");
     let counts = per_phone(&app.sim_messages().await);
     assert_eq!(counts.len(), 12, "nobody lost");
-    assert!(counts.values().all(|n| *n == 1), "nobody sent twice: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "nobody sent twice: {counts:?}"
+    );
     app.stop().await;
 }
 
@@ -214,7 +227,11 @@ async fn a_day_one_number_with_warm_up_sends_20_and_holds_the_rest() {
     assert_eq!(held["counts"]["waiting_cap"], 5, "{held}");
     assert_eq!(held["status"], "running");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.sim_messages().await.len(), 20, "the rest wait for tomorrow");
+    assert_eq!(
+        app.sim_messages().await.len(),
+        20,
+        "the rest wait for tomorrow"
+    );
 
     // a bad cap is refused with the field named
     let bad = app
@@ -227,5 +244,44 @@ async fn a_day_one_number_with_warm_up_sends_20_and_holds_the_rest() {
     let (code, body) = error_code(bad, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(code, "validation_failed");
     assert!(body.to_string().contains("safety.daily_cap"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_typing_number_shows_typing_before_each_paced_send() {
+    let app = spawn_app().await;
+    let account = app.register("typing@b.co").await;
+    let res = app
+        .post(
+            "/api/v1/sessions",
+            &account.token,
+            &json!({"name": "human number", "gateway_token": "typing-token",
+                    "pacing": {"min_interval_ms": 1000, "max_interval_ms": 1000},
+                    "safety": {"typing": true}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let linked: Value = res.json().await.expect("json");
+    assert_eq!(linked["safety"]["typing"], true, "{linked}");
+    let session = linked["id"].as_str().expect("id").to_string();
+    let template = app.create_template(&account, "Halo").await;
+    let id = app
+        .create_campaign(
+            &account,
+            &json!({"name": "typed", "template_id": template, "session_id": session,
+                    "recipients": phones(2)}),
+        )
+        .await;
+    let done = app
+        .wait_campaign(&account, &id, Duration::from_secs(20), |c| {
+            c["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["counts"]["sent"], 2, "{done}");
+    assert_eq!(
+        app.sim.stats().composing,
+        2,
+        "POST /chat/presence composing, once per send"
+    );
     app.stop().await;
 }

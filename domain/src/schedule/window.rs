@@ -85,23 +85,19 @@ impl SendWindow {
         }
         for d in days {
             let lower = d.trim().to_ascii_lowercase();
-            let i = DAY_NAMES
-                .iter()
-                .position(|n| *n == lower)
-                .ok_or_else(|| {
-                    refuse(
-                        "days",
-                        format!(
-                            "{:?} is not a day; use mon, tue, wed, thu, fri, sat or sun",
-                            super::clip(d, 16)
-                        ),
-                    )
-                })?;
+            let i = DAY_NAMES.iter().position(|n| *n == lower).ok_or_else(|| {
+                refuse(
+                    "days",
+                    format!(
+                        "{:?} is not a day; use mon, tue, wed, thu, fri, sat or sun",
+                        super::clip(d, 16)
+                    ),
+                )
+            })?;
             set[i] = true;
         }
-        let start_min = parse_hhmm(start, false).ok_or_else(|| {
-            refuse("start", "must be a time of day as HH:MM (00:00 to 23:59)")
-        })?;
+        let start_min = parse_hhmm(start, false)
+            .ok_or_else(|| refuse("start", "must be a time of day as HH:MM (00:00 to 23:59)"))?;
         let end_min = parse_hhmm(end, true)
             .ok_or_else(|| refuse("end", "must be a time of day as HH:MM (00:00 to 24:00)"))?;
         if start_min == end_min {
@@ -256,7 +252,12 @@ mod tests {
 
     #[test]
     fn given_office_hours_when_asked_at_night_then_it_opens_next_morning() {
-        let w = window(&["mon", "tue", "wed", "thu", "fri"], "09:00", "18:00", Some("Asia/Jakarta"));
+        let w = window(
+            &["mon", "tue", "wed", "thu", "fri"],
+            "09:00",
+            "18:00",
+            Some("Asia/Jakarta"),
+        );
         // Tuesday 2026-12-01 20:00 in Jakarta (13:00 UTC)
         let at = utc("2026-12-01T13:00:00Z");
         assert!(!w.is_open(at, utc_zone()));
@@ -299,7 +300,12 @@ mod tests {
 
     #[test]
     fn given_new_york_office_hours_then_they_stay_local_across_the_spring_change() {
-        let w = window(&["sat", "sun", "mon"], "09:00", "17:00", Some("America/New_York"));
+        let w = window(
+            &["sat", "sun", "mon"],
+            "09:00",
+            "17:00",
+            Some("America/New_York"),
+        );
         // Saturday 2026-03-07 09:00 EST is 14:00 UTC; Monday 2026-03-09 09:00 EDT is 13:00 UTC
         assert_eq!(
             w.next_opening(utc("2026-03-07T05:00:00Z"), utc_zone()),
@@ -336,12 +342,18 @@ mod tests {
             SendWindow::parse(d, s, e, z).err().map(|e| e.field)
         };
         assert_eq!(err(&[], "09:00", "10:00", None), Some("days"));
-        assert_eq!(err(&["monday".into()], "09:00", "10:00", None), Some("days"));
+        assert_eq!(
+            err(&["monday".into()], "09:00", "10:00", None),
+            Some("days")
+        );
         assert_eq!(err(&days, "9am", "10:00", None), Some("start"));
         assert_eq!(err(&days, "24:00", "10:00", None), Some("start"));
         assert_eq!(err(&days, "09:00", "25:00", None), Some("end"));
         assert_eq!(err(&days, "09:00", "09:00", None), Some("end"));
-        assert_eq!(err(&days, "09:00", "10:00", Some("Mars/Base")), Some("timezone"));
+        assert_eq!(
+            err(&days, "09:00", "10:00", Some("Mars/Base")),
+            Some("timezone")
+        );
         assert_eq!(err(&days, "00:00", "24:00", None), None);
     }
 

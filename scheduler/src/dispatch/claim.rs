@@ -110,9 +110,10 @@ impl Dispatcher {
         let claimed = safety::halts::check(&mut tx, claimed, &mut trips).await?;
         let claimed = safety::window::check(&mut tx, claimed).await?;
         let claimed = safety::caps::check(&mut tx, claimed).await?;
-        let (claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
+        let (mut claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
         safety::clear_waiting(&mut tx, &claimed).await?;
-        reserve_pacing(&mut tx, &claimed, self.config.lease).await?;
+        reserve_pacing(&mut tx, &mut claimed, self.config.lease).await?;
+        super::typing::mark(&mut tx, &mut claimed).await?;
         if claimed.is_empty() {
             tx.commit().await?;
             self.trip(trips).await;
@@ -209,6 +210,8 @@ fn claimed_from(r: &sqlx::postgres::PgRow) -> anyhow::Result<Claimed> {
         waiting_quota: r.try_get("waiting_quota")?,
         waiting_window: r.try_get("waiting_window")?,
         waiting_cap: r.try_get("waiting_cap")?,
+        typing: false,
+        interval_ms: 0,
         content,
         pacing: Pacing {
             min_interval_ms: r.try_get("pace_min_ms")?,

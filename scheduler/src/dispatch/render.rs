@@ -140,6 +140,8 @@ mod tests {
             waiting_quota: false,
             waiting_window: false,
             waiting_cap: false,
+            typing: false,
+            interval_ms: 0,
             content: None,
             pacing: Pacing {
                 min_interval_ms: 0,

@@ -1,6 +1,7 @@
 //! Safe sending at claim time, against the fake gateway: a warm-up day caps a campaign at 20, a
 //! gateway halt or a halted number pauses the campaign with its reason and loses nobody, a
-//! failure spike pauses it, and a send window holds recipients until it opens.
+//! failure spike pauses it, a send window holds recipients until it opens, and a number with
+//! `typing` shows "typing…" before each paced send.
 
 use chrono::Utc;
 use herald_domain::campaign::CampaignStatus;
@@ -60,7 +61,11 @@ async fn given_a_day_one_number_with_warm_up_when_a_campaign_of_25_runs_then_20_
     let dispatcher = world.dispatcher(7);
     drain(&dispatcher).await;
 
-    assert_eq!(world.accepted().len(), 20, "day one of the warm-up sends 20");
+    assert_eq!(
+        world.accepted().len(),
+        20,
+        "day one of the warm-up sends 20"
+    );
     let (queued, waiting_cap, _) = queue_flags(&world, campaign).await;
     assert_eq!((queued, waiting_cap), (5, 5), "the other 5 wait, counted");
     let due: chrono::DateTime<Utc> =
@@ -73,7 +78,10 @@ async fn given_a_day_one_number_with_warm_up_when_a_campaign_of_25_runs_then_20_
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    assert_eq!(due, tomorrow, "they are due at the next local (UTC) midnight");
+    assert_eq!(
+        due, tomorrow,
+        "they are due at the next local (UTC) midnight"
+    );
     assert_eq!(
         world.campaign_state(campaign).await.status,
         CampaignStatus::Running
@@ -99,8 +107,8 @@ async fn given_a_day_one_number_with_warm_up_when_a_campaign_of_25_runs_then_20_
 }
 
 #[tokio::test]
-async fn given_a_gateway_halt_mid_campaign_then_it_pauses_with_the_reason_and_resume_loses_nobody(
-) {
+async fn given_a_gateway_halt_mid_campaign_then_it_pauses_with_the_reason_and_resume_loses_nobody()
+{
     let world = World::new().await;
     let phones = phones(6);
     let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
@@ -109,7 +117,10 @@ async fn given_a_gateway_halt_mid_campaign_then_it_pauses_with_the_reason_and_re
     let third = phones[2].trim_start_matches('+').to_string();
     world.gateway.script(
         &third,
-        vec![Answer::Halt(HaltReason::SessionDisconnected), Answer::Accept],
+        vec![
+            Answer::Halt(HaltReason::SessionDisconnected),
+            Answer::Accept,
+        ],
     );
     let dispatcher = world.dispatcher(1);
     drain(&dispatcher).await;
@@ -131,8 +142,16 @@ async fn given_a_gateway_halt_mid_campaign_then_it_pauses_with_the_reason_and_re
         "the refused recipient and the rest are still queued"
     );
     let refused = world.delivery(campaign, &phones[2]).await;
-    assert_ne!(refused.status, DeliveryStatus::Failed, "never failed for it");
-    assert_eq!(drain(&dispatcher).await, 0, "a tripped campaign sends nothing");
+    assert_ne!(
+        refused.status,
+        DeliveryStatus::Failed,
+        "never failed for it"
+    );
+    assert_eq!(
+        drain(&dispatcher).await,
+        0,
+        "a tripped campaign sends nothing"
+    );
 
     control::resume(&world.pool, world.tenant_id, campaign)
         .await
@@ -150,7 +169,10 @@ async fn given_a_gateway_halt_mid_campaign_then_it_pauses_with_the_reason_and_re
     accepted.dedup();
     assert_eq!(accepted.len(), 6);
     for p in &phones {
-        assert_eq!(world.delivery(campaign, p).await.status, DeliveryStatus::Sent);
+        assert_eq!(
+            world.delivery(campaign, p).await.status,
+            DeliveryStatus::Sent
+        );
     }
     assert_eq!(
         world.campaign_state(campaign).await.status,
@@ -175,7 +197,10 @@ async fn given_a_number_reported_logged_out_then_the_claim_pauses_its_campaign_w
     let dispatcher = world.dispatcher(500);
     drain(&dispatcher).await;
 
-    assert!(world.gateway.calls().is_empty(), "the gateway was not called");
+    assert!(
+        world.gateway.calls().is_empty(),
+        "the gateway was not called"
+    );
     assert_eq!(
         world.campaign_state(campaign).await.status,
         CampaignStatus::Paused
@@ -208,7 +233,11 @@ async fn given_20_permanent_failures_in_the_last_50_sends_then_the_campaign_paus
     let dispatcher = world.dispatcher(5);
     drain(&dispatcher).await;
 
-    assert_eq!(world.gateway.calls().len(), 20, "it stops at the 20th failure");
+    assert_eq!(
+        world.gateway.calls().len(),
+        20,
+        "it stops at the 20th failure"
+    );
     assert_eq!(
         world.campaign_state(campaign).await.status,
         CampaignStatus::Paused
@@ -228,8 +257,12 @@ async fn given_a_closed_window_then_recipients_wait_and_an_opened_window_sends_e
     let campaign = world.campaign(&refs).await;
     // a one-hour window that starts two hours from now (UTC), every day
     let now = Utc::now();
-    let start = (now + chrono::Duration::hours(2)).format("%H:00").to_string();
-    let end = (now + chrono::Duration::hours(3)).format("%H:00").to_string();
+    let start = (now + chrono::Duration::hours(2))
+        .format("%H:00")
+        .to_string();
+    let end = (now + chrono::Duration::hours(3))
+        .format("%H:00")
+        .to_string();
     let days: Vec<String> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
         .map(|d| d.to_string())
@@ -243,7 +276,10 @@ async fn given_a_closed_window_then_recipients_wait_and_an_opened_window_sends_e
 
     let dispatcher = world.dispatcher(500);
     drain(&dispatcher).await;
-    assert!(world.gateway.calls().is_empty(), "nothing outside the window");
+    assert!(
+        world.gateway.calls().is_empty(),
+        "nothing outside the window"
+    );
     let (queued, _, waiting_window) = queue_flags(&world, campaign).await;
     assert_eq!((queued, waiting_window), (4, 4));
     let shown = safe_sending::of_campaigns(&world.pool, &[(campaign, world.session_id)], now)
@@ -264,6 +300,56 @@ async fn given_a_closed_window_then_recipients_wait_and_an_opened_window_sends_e
     accepted.sort();
     accepted.dedup();
     assert_eq!(accepted.len(), 4, "each exactly once");
+    assert_eq!(
+        world.campaign_state(campaign).await.status,
+        CampaignStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn given_a_typing_number_then_each_paced_send_follows_typing_inside_the_interval() {
+    let world = World::new().await;
+    let mut conn = world.pool.acquire().await.unwrap();
+    let pace = herald_scheduler::pacing::Pacing {
+        min_interval_ms: 1_200,
+        max_interval_ms: 1_200,
+    };
+    herald_scheduler::pacing::set_session(&mut conn, world.session_id, world.tenant_id, pace)
+        .await
+        .unwrap();
+    let mut safety = NumberSafety::none(Utc::now().date_naive());
+    safety.typing = true;
+    safe_sending::set_session(&mut conn, world.session_id, world.tenant_id, &safety)
+        .await
+        .unwrap();
+    drop(conn);
+    let phones = phones(3);
+    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let campaign = world.campaign(&refs).await;
+    let dispatcher = world.dispatcher(500);
+    let started = std::time::Instant::now();
+    while world.accepted().len() < 3 && started.elapsed() < std::time::Duration::from_secs(15) {
+        dispatcher.run_once().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(world.accepted().len(), 3);
+    let timeline = world.gateway.timeline.lock().unwrap().clone();
+    assert_eq!(timeline.len(), 6, "{timeline:?}");
+    for pair in timeline.chunks(2) {
+        let (typing, send) = (&pair[0], &pair[1]);
+        let phone = send.0.trim_start_matches("send ");
+        assert_eq!(typing.0, format!("typing {phone}"), "{timeline:?}");
+        // "Halo Budi" is 9 characters: 3 s of typing, cut to the 1.2 s interval
+        let typed = send.1 - typing.1;
+        assert!(
+            typed >= std::time::Duration::from_millis(1_150),
+            "{typed:?}"
+        );
+        assert!(typed < std::time::Duration::from_millis(2_500), "{typed:?}");
+    }
+    // typing is inside the pace: the next typing starts about one interval after a send
+    let gap = timeline[2].1 - timeline[1].1;
+    assert!(gap < std::time::Duration::from_millis(1_000), "{gap:?}");
     assert_eq!(
         world.campaign_state(campaign).await.status,
         CampaignStatus::Completed

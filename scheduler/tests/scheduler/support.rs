@@ -38,6 +38,8 @@ pub struct FakeGateway {
     pub sent: Mutex<Vec<(String, String, String, String)>>,
     /// The phones of the sends it accepted.
     pub accepted: Mutex<Vec<String>>,
+    /// `typing <phone>` and `send <phone>`, in call order, with when.
+    pub timeline: Mutex<Vec<(String, std::time::Instant)>>,
     script: Mutex<HashMap<String, Vec<Answer>>>,
 }
 
@@ -61,6 +63,10 @@ impl Gateway for FakeGateway {
         token: &str,
         message: &OutboundMessage,
     ) -> Result<SendAccepted, GatewayError> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push((format!("send {}", message.phone), std::time::Instant::now()));
         let text = match &message.content {
             MessageContent::Text { body } => body.clone(),
             other => format!("{other:?}"),
@@ -100,6 +106,16 @@ impl Gateway for FakeGateway {
                 message: format!("halted: {}", reason.as_str()),
             }),
         }
+    }
+
+    async fn set_typing(&self, _: &str, phone: &str, composing: bool) -> Result<(), GatewayError> {
+        if composing {
+            self.timeline
+                .lock()
+                .unwrap()
+                .push((format!("typing {phone}"), std::time::Instant::now()));
+        }
+        Ok(())
     }
 
     async fn set_webhook(&self, _: &str, _: &str, _: &[&str]) -> Result<(), GatewayError> {

@@ -53,12 +53,11 @@ pub(crate) async fn trip(pool: &PgPool, trips: Vec<Trip>) -> anyhow::Result<usiz
 }
 
 async fn trip_one(pool: &PgPool, t: &Trip) -> anyhow::Result<usize> {
-    let mut campaigns: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE session_id = $1 AND status = 'running'",
-    )
-    .bind(t.session_id)
-    .fetch_all(pool)
-    .await?;
+    let mut campaigns: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM campaigns WHERE session_id = $1 AND status = 'running'")
+            .bind(t.session_id)
+            .fetch_all(pool)
+            .await?;
     campaigns.extend(&t.campaigns);
     campaigns.sort();
     campaigns.dedup();

@@ -26,7 +26,12 @@ pub const WARMUP: [(i64, i64); 3] = [(3, 20), (7, 50), (14, 150)];
 /// while it lasts (lowered to `daily_cap` when that is lower), then `daily_cap`. `None`: no cap.
 pub fn day_cap(warmup: bool, daily_cap: Option<i64>, day: i64) -> Option<i64> {
     let ramp = warmup
-        .then(|| WARMUP.iter().find(|(last, _)| day <= *last).map(|(_, n)| *n))
+        .then(|| {
+            WARMUP
+                .iter()
+                .find(|(last, _)| day <= *last)
+                .map(|(_, n)| *n)
+        })
         .flatten();
     match (ramp, daily_cap) {
         (Some(r), Some(c)) => Some(r.min(c)),
@@ -79,14 +84,7 @@ async fn caps_today(
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .and_then(|midnight| zone.resolve_local(midnight))
             .unwrap_or(now + Duration::days(1));
-        out.insert(
-            session,
-            Safety {
-                cap,
-                day,
-                next_day,
-            },
-        );
+        out.insert(session, Safety { cap, day, next_day });
     }
     Ok(out)
 }

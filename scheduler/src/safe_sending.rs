@@ -201,6 +201,13 @@ pub struct CampaignSafety {
     pub next_window_at: Option<DateTime<Utc>>,
 }
 
+/// A campaign, its own window and its number's.
+type WindowsRow = (
+    Uuid,
+    Option<Json<serde_json::Value>>,
+    Option<Json<serde_json::Value>>,
+);
+
 /// [`CampaignSafety`] of each campaign (`(campaign, its session)`), in three queries.
 pub async fn of_campaigns(
     pool: &PgPool,
@@ -218,11 +225,7 @@ pub async fn of_campaigns(
     .bind(&ids)
     .fetch_all(pool)
     .await?;
-    let windows: Vec<(
-        Uuid,
-        Option<Json<serde_json::Value>>,
-        Option<Json<serde_json::Value>>,
-    )> = sqlx::query_as(
+    let windows: Vec<WindowsRow> = sqlx::query_as(
         "SELECT k.c, w.send_window, s.send_window
                FROM UNNEST($1::uuid[], $2::uuid[]) AS k(c, s)
                LEFT JOIN campaign_send_windows w ON w.campaign_id = k.c

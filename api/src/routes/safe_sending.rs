@@ -1,23 +1,15 @@
 //! Safe sending in the API (docs/safe-sending.md): the `send_window` and `safety` shapes that
-//! campaigns and sessions take and show, and `PATCH /api/v1/campaigns/{id}` (name, window,
-//! pacing for what is not sent yet). The rules themselves live in the scheduler
+//! campaigns and sessions take and show (`PATCH /api/v1/campaigns/{id}` is in
+//! `campaign_patch.rs`). The rules themselves live in the scheduler
 //! (`herald_scheduler::safe_sending`, the claim's `dispatch/safety.rs`).
 
-use chrono::{NaiveDate, Utc};
-use herald_domain::campaign::{Campaign, CampaignCommand};
+use chrono::NaiveDate;
 use herald_domain::schedule::SendWindow;
-use herald_projections::campaigns as read;
-use herald_scheduler::safe_sending::{self, NumberSafety, MAX_DAILY_CAP};
-use salvo::oapi::extract::PathParam;
+use herald_scheduler::safe_sending::{NumberSafety, MAX_DAILY_CAP};
 use salvo::oapi::ToSchema;
-use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::campaigns::CampaignView;
-use super::sessions::PacingBody;
-use crate::auth::caller;
-use crate::error::{json_body, ApiError};
-use crate::state::AppState;
+use crate::error::ApiError;
 
 /// `{"days": ["mon", ...], "start": "09:00", "end": "18:00", "timezone"?}`: when sending is
 /// allowed. `start` later than `end` runs overnight (22:00–06:00 is from 22:00 on a listed day
@@ -168,74 +160,4 @@ impl From<&NumberSafety> for SessionSafetyView {
             send_window: s.send_window.as_ref().map(Into::into),
         }
     }
-}
-
-/// `{"name"?, "send_window"?, "pacing"?}`: changes what is not sent yet.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateCampaign {
-    name: Option<String>,
-    /// A send window, or `null` to follow the number's again.
-    #[salvo(schema(value_type = Option<SendWindowBody>))]
-    send_window: Option<serde_json::Value>,
-    pacing: Option<PacingBody>,
-}
-
-/// Changes a campaign's name, send window or pacing. The window and pacing apply to every
-/// recipient not sent yet (waiting ones are looked at again at once); nobody is sent twice.
-#[endpoint(tags("campaigns"), request_body = UpdateCampaign, status_codes(200, 400, 401, 404, 409, 422), security(["bearer" = []], ["api_key" = []]))]
-pub async fn update_campaign(
-    id: PathParam<String>,
-    req: &mut Request,
-    depot: &mut Depot,
-) -> Result<Json<CampaignView>, ApiError> {
-    let state = AppState::from_depot(depot)?;
-    let caller = caller(depot)?;
-    let raw_id = id.into_inner();
-    let id = super::parse_id(&raw_id)?;
-    let body: UpdateCampaign = json_body(req, 64 * 1024).await?;
-    let window = window_field(body.send_window, "send_window")?;
-    let pacing = body.pacing.map(|p| p.parse("pacing")).transpose()?;
-    let row = read::get(&state.pool, caller.tenant_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if matches!(row.status.as_str(), "completed" | "cancelled" | "failed")
-        && (window.is_some() || pacing.is_some())
-    {
-        return Err(ApiError::Conflict {
-            code: "invalid_state",
-            message: format!("a {} campaign has nothing left to send", row.status),
-        });
-    }
-    let mut tx = state.pool.begin().await?;
-    if let Some(name) = body.name {
-        let command = CampaignCommand::Rename {
-            tenant_id: caller.tenant_id,
-            name,
-            at: Utc::now(),
-        };
-        let mut outcomes = herald_domain::store::execute_batch::<Campaign>(
-            &mut tx,
-            vec![(id.to_string(), command)],
-            &(),
-        )
-        .await?;
-        if let Some(Err(e)) = outcomes.pop() {
-            return Err(e.into());
-        }
-    }
-    if let Some(w) = &window {
-        safe_sending::set_campaign_window(&mut tx, caller.tenant_id, id, w.as_ref()).await?;
-    }
-    if let Some(p) = pacing {
-        safe_sending::set_campaign_pacing(&mut tx, caller.tenant_id, id, row.session_id, p).await?;
-    }
-    tx.commit().await?;
-    state
-        .wait_projected(read::NAME, <Campaign as cqrs_es::Aggregate>::TYPE, &raw_id)
-        .await?;
-    let row = read::get(&state.pool, caller.tenant_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    super::campaigns::view_of(&state, row).await.map(Json)
 }

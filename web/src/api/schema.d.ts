@@ -199,7 +199,7 @@ export interface paths {
          * Changes a campaign's name, send window or pacing. The window and pacing apply to every
          *     recipient not sent yet (waiting ones are looked at again at once); nobody is sent twice.
          */
-        patch: operations["herald_api.routes.safe_sending.update_campaign"];
+        patch: operations["herald_api.routes.campaign_patch.update_campaign"];
         trace?: never;
     };
     "/api/v1/campaigns/{id}/cancel": {
@@ -1105,6 +1105,12 @@ export interface components {
             /** @description `basic`, `pro`, `max` or `unlimited`. */
             plan: string;
         };
+        /** @description `{"name"?, "send_window"?, "pacing"?}`: changes what is not sent yet. */
+        "herald_api.routes.campaign_patch.UpdateCampaign": {
+            name?: string | null;
+            pacing?: null | components["schemas"]["herald_api.routes.sessions.PacingBody"];
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
+        };
         "herald_api.routes.campaigns.CampaignCreatedView": {
             audience?: (null | components["schemas"]["herald_api.intake.AudienceSummary"]) & unknown;
             /** Format: uuid */
@@ -1477,12 +1483,6 @@ export interface components {
             end: string;
             start: string;
             timezone?: string | null;
-        };
-        /** @description `{"name"?, "send_window"?, "pacing"?}`: changes what is not sent yet. */
-        "herald_api.routes.safe_sending.UpdateCampaign": {
-            name?: string | null;
-            pacing?: null | components["schemas"]["herald_api.routes.sessions.PacingBody"];
-            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
         };
         "herald_api.routes.sessions.CreateSession": {
             /**
@@ -2415,7 +2415,7 @@ export interface operations {
             };
         };
     };
-    "herald_api.routes.safe_sending.update_campaign": {
+    "herald_api.routes.campaign_patch.update_campaign": {
         parameters: {
             query?: never;
             header?: never;
@@ -2427,7 +2427,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["herald_api.routes.safe_sending.UpdateCampaign"];
+                "application/json": components["schemas"]["herald_api.routes.campaign_patch.UpdateCampaign"];
             };
         };
         responses: {

@@ -4,11 +4,11 @@
 //! `typing` shows "typing…" before each paced send.
 
 use chrono::Utc;
+use herald_campaigns::control;
 use herald_domain::campaign::CampaignStatus;
 use herald_domain::delivery::DeliveryStatus;
 use herald_domain::schedule::SendWindow;
 use herald_gateway::HaltReason;
-use herald_scheduler::control;
 use herald_scheduler::dispatch::Dispatcher;
 use herald_scheduler::safe_sending::{self, NumberSafety};
 

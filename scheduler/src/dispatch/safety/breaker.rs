@@ -4,7 +4,7 @@
 //! (`spam_rate_limit`, `gateway_auth`).
 //!
 //! A trip is the user's pause with a reason, in one transaction per number: `CampaignPaused`,
-//! the `paused` hold, and the campaigns' ready rows parked (see `control.rs`). Nothing in flight
+//! the `paused` hold, and the campaigns' ready rows parked (like herald-campaigns' `control.rs`). Nothing in flight
 //! is lost: a recipient the gateway refused for a halt went back to the queue (never failed), a
 //! lease still out finishes and records as usual, and resuming (`POST .../resume`) makes the
 //! parked rows due again. A sent recipient has no queue row, so nothing is sent twice.

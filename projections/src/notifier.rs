@@ -524,9 +524,15 @@ impl ProgressTracker {
         .await?;
         let ids: Vec<Uuid> = snapshot.iter().map(|(id, _)| *id).collect();
         let rows = sqlx::query(
+            // recipients waiting for a send window or a daily cap are only in the queue
+            // (docs/safe-sending.md): counted there, on partial indexes
             "SELECT id, tenant_id, status, total_recipients, count_queued, count_sending, count_sent,
-                    count_delivered, count_read, count_failed, count_skipped, count_waiting_quota
-               FROM campaigns WHERE id = ANY($1)",
+                    count_delivered, count_read, count_failed, count_skipped, count_waiting_quota,
+                    (SELECT count(*) FROM dispatch_queue q
+                      WHERE q.campaign_id = c.id AND q.waiting_window) AS waiting_window,
+                    (SELECT count(*) FROM dispatch_queue q
+                      WHERE q.campaign_id = c.id AND q.waiting_cap) AS waiting_cap
+               FROM campaigns c WHERE id = ANY($1)",
         )
         .bind(&ids)
         .fetch_all(pool)
@@ -548,6 +554,8 @@ impl ProgressTracker {
                     "failed": r.try_get::<i64, _>("count_failed")?,
                     "skipped": r.try_get::<i64, _>("count_skipped")?,
                     "waiting_quota": r.try_get::<i64, _>("count_waiting_quota")?,
+                    "waiting_window": r.try_get::<i64, _>("waiting_window")?,
+                    "waiting_cap": r.try_get::<i64, _>("waiting_cap")?,
                 },
             });
             if last_sent.get(&id) == Some(&data) {

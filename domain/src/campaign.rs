@@ -96,6 +96,20 @@ pub enum CampaignCommand {
         tenant_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// `PATCH /campaigns/{id}`: a new name, for a campaign not finished yet.
+    Rename {
+        tenant_id: Uuid,
+        name: String,
+        at: DateTime<Utc>,
+    },
+    /// The circuit breaker (docs/safe-sending.md): the campaign's number stopped sending, so a
+    /// running campaign pauses with `reason` (`session_disconnected`, `failure_spike`,
+    /// `spam_rate_limit`, `gateway_auth`). Issued by Herald itself, never by a tenant; any other
+    /// status records nothing.
+    Trip {
+        reason: String,
+        at: DateTime<Utc>,
+    },
     Cancel {
         tenant_id: Uuid,
         at: DateTime<Utc>,
@@ -139,11 +153,18 @@ pub enum CampaignEvent {
     },
     CampaignPaused {
         at: DateTime<Utc>,
+        /// Set when the circuit breaker paused it; `None`: a user did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     CampaignResumed {
         at: DateTime<Utc>,
     },
     CampaignCancelled {
+        at: DateTime<Utc>,
+    },
+    CampaignRenamed {
+        name: String,
         at: DateTime<Utc>,
     },
     CampaignAudienceResolved {
@@ -163,6 +184,7 @@ impl DomainEvent for CampaignEvent {
             CampaignEvent::CampaignPaused { .. } => "CampaignPaused",
             CampaignEvent::CampaignResumed { .. } => "CampaignResumed",
             CampaignEvent::CampaignCancelled { .. } => "CampaignCancelled",
+            CampaignEvent::CampaignRenamed { .. } => "CampaignRenamed",
             CampaignEvent::CampaignAudienceResolved { .. } => "CampaignAudienceResolved",
         }
         .to_string()
@@ -287,12 +309,43 @@ impl Aggregate for Campaign {
                 self.require_owner(tenant_id)?;
                 match self.status {
                     CampaignStatus::Running => {
-                        sink.write(CampaignEvent::CampaignPaused { at }, self).await
+                        sink.write(CampaignEvent::CampaignPaused { at, reason: None }, self)
+                            .await
                     }
                     CampaignStatus::Paused => {}
                     other => return Err(cannot("pause", other)),
                 }
             }
+            CampaignCommand::Rename {
+                tenant_id,
+                name,
+                at,
+            } => {
+                self.require_owner(tenant_id)?;
+                let name = crate::template::validate_name(&name)?;
+                match self.status {
+                    _ if name == self.name => {}
+                    CampaignStatus::Scheduled
+                    | CampaignStatus::Running
+                    | CampaignStatus::Paused => {
+                        sink.write(CampaignEvent::CampaignRenamed { name, at }, self)
+                            .await
+                    }
+                    other => return Err(cannot("be renamed", other)),
+                }
+            }
+            CampaignCommand::Trip { reason, at } => match self.status {
+                CampaignStatus::Running => {
+                    let paused = CampaignEvent::CampaignPaused {
+                        at,
+                        reason: Some(reason),
+                    };
+                    sink.write(paused, self).await
+                }
+                _ if self.tenant_id.is_none() => return Err(DomainError::NotFound),
+                // paused already (by a user or an earlier trip), finished, or not started
+                _ => {}
+            },
             CampaignCommand::Resume { tenant_id, at } => {
                 self.require_owner(tenant_id)?;
                 match self.status {
@@ -361,6 +414,7 @@ impl Aggregate for Campaign {
             CampaignEvent::CampaignPaused { .. } => self.status = CampaignStatus::Paused,
             CampaignEvent::CampaignResumed { .. } => self.status = CampaignStatus::Running,
             CampaignEvent::CampaignCancelled { .. } => self.status = CampaignStatus::Cancelled,
+            CampaignEvent::CampaignRenamed { name, .. } => self.name = name,
             CampaignEvent::CampaignAudienceResolved {
                 total_recipients, ..
             } => self.total_recipients = total_recipients,
@@ -550,6 +604,73 @@ mod tests {
     }
 
     #[test]
+    fn given_a_running_campaign_when_the_breaker_trips_then_it_pauses_with_the_reason_once() {
+        let tripped = CampaignEvent::CampaignPaused {
+            at: later(),
+            reason: Some("session_disconnected".into()),
+        };
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Trip {
+                reason: "session_disconnected".into(),
+                at: later(),
+            })
+            .then_expect_events(vec![tripped.clone()]);
+        // a second trip, or a trip of a campaign a user paused, records nothing
+        let mut paused = running();
+        paused.push(tripped);
+        CampaignTest::with(())
+            .given(paused)
+            .when(CampaignCommand::Trip {
+                reason: "failure_spike".into(),
+                at: later(),
+            })
+            .then_expect_events(vec![]);
+        // and a user's resume is what continues it
+        let json = serde_json::json!({"CampaignPaused": {"at": "2026-11-21T10:00:00Z"}});
+        let old: CampaignEvent = serde_json::from_value(json).expect("an old pause reads");
+        assert!(matches!(
+            old,
+            CampaignEvent::CampaignPaused { reason: None, .. }
+        ));
+    }
+
+    #[test]
+    fn given_a_running_campaign_when_renamed_then_the_name_changes_and_a_finished_one_refuses() {
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Rename {
+                tenant_id: owner(),
+                name: "  Spring sale  ".into(),
+                at: later(),
+            })
+            .then_expect_events(vec![CampaignEvent::CampaignRenamed {
+                name: "Spring sale".into(),
+                at: later(),
+            }]);
+        let mut done = running();
+        done.push(CampaignEvent::CampaignCompleted { at: later() });
+        CampaignTest::with(())
+            .given(done)
+            .when(CampaignCommand::Rename {
+                tenant_id: owner(),
+                name: "late".into(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::Conflict(
+                "a completed campaign cannot be renamed".into(),
+            ));
+        CampaignTest::with(())
+            .given(running())
+            .when(CampaignCommand::Rename {
+                tenant_id: Uuid::from_u128(99),
+                name: "theirs".into(),
+                at: later(),
+            })
+            .then_expect_error(DomainError::NotFound);
+    }
+
+    #[test]
     fn a_running_campaign_pauses_resumes_and_pausing_twice_records_nothing() {
         CampaignTest::with(())
             .given(running())
@@ -557,9 +678,15 @@ mod tests {
                 tenant_id: owner(),
                 at: later(),
             })
-            .then_expect_events(vec![CampaignEvent::CampaignPaused { at: later() }]);
+            .then_expect_events(vec![CampaignEvent::CampaignPaused {
+                at: later(),
+                reason: None,
+            }]);
         let mut paused = running();
-        paused.push(CampaignEvent::CampaignPaused { at: later() });
+        paused.push(CampaignEvent::CampaignPaused {
+            at: later(),
+            reason: None,
+        });
         CampaignTest::with(())
             .given(paused.clone())
             .when(CampaignCommand::Pause {

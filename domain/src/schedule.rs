@@ -22,15 +22,18 @@
 //!   never more often than every [`MIN_RECURRENCE_MINUTES`] minutes.
 //!
 //! Where each lives: zones and DST resolution in `schedule/zone.rs`, the `send_at` formats in
-//! `schedule/send_at.rs`, the cron language and its search in `schedule/cron.rs`; the limits,
+//! `schedule/send_at.rs`, send windows (days and hours when sending is allowed) in
+//! `schedule/window.rs`, the cron language and its search in `schedule/cron.rs`; the limits,
 //! [`ScheduleError`] and the small text helpers they share stay here.
 
 mod cron;
 mod send_at;
+mod window;
 mod zone;
 
 pub use cron::{parse_recurrence, Recurrence};
 pub use send_at::{parse_send_at, SendAt};
+pub use window::{SendWindow, WindowError};
 pub use zone::Zone;
 
 use chrono::{DateTime, SecondsFormat, Utc};

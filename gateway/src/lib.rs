@@ -258,6 +258,18 @@ pub trait Gateway: Send + Sync + 'static {
     /// The linked phone's contact list (WuzAPI `GET /user/contacts`), in one call. Entries the
     /// gateway answers in a shape we cannot read are left out, never an error.
     async fn contacts(&self, token: &str) -> Result<Vec<GatewayContact>, GatewayError>;
+    /// Shows "typing…" (`composing: true`) or stops it in the chat with `phone`, before a paced
+    /// send (docs/safe-sending.md). The default, for gateways without chat presence (the Cloud
+    /// API), does nothing.
+    async fn set_typing(
+        &self,
+        _token: &str,
+        _phone: &str,
+        _composing: bool,
+    ) -> Result<(), GatewayError> {
+        Ok(())
+    }
+
     /// Connects the number, subscribing its webhook to `events`. The default (for gateways
     /// without a session lifecycle, like a hosted API) refuses.
     async fn connect(

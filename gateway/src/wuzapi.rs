@@ -225,6 +225,29 @@ impl WuzapiClient {
     }
 }
 
+/// `POST /chat/presence` (WUZAPI: `{"Phone", "State": "composing"|"paused", "Media": ""}`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PresenceRequest<'a> {
+    phone: &'a str,
+    state: &'static str,
+    media: &'static str,
+}
+
+/// A send refused because the number is not connected or not logged in (`no session`, `not
+/// connected`, `not logged in`) is no fault of the recipient: the number stopped, and the circuit
+/// breaker pauses its campaigns (docs/safe-sending.md).
+fn halt_if_disconnected(error: GatewayError) -> GatewayError {
+    if error.says("no session") || error.says("not connected") || error.says("not logged in") {
+        GatewayError::Halt {
+            reason: crate::HaltReason::SessionDisconnected,
+            message: error.message().to_string(),
+        }
+    } else {
+        error
+    }
+}
+
 #[async_trait::async_trait]
 impl Gateway for WuzapiClient {
     #[tracing::instrument(
@@ -256,7 +279,8 @@ impl Gateway for WuzapiClient {
         let result = self
             .call_data(request)
             .await
-            .map(|data| answer::send_accepted(&data, &message.message_id));
+            .map(|data| answer::send_accepted(&data, &message.message_id))
+            .map_err(halt_if_disconnected);
         if let Err(error) = &result {
             tracing::debug!(transient = error.is_transient(), error = %error, "send not accepted");
         }
@@ -302,6 +326,23 @@ impl Gateway for WuzapiClient {
             )));
         }
         answer::parse_contacts(&answer::envelope_data(body)?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_typing(
+        &self,
+        token: &str,
+        phone: &str,
+        composing: bool,
+    ) -> Result<(), GatewayError> {
+        let request = self
+            .user_request(Method::POST, "/chat/presence", token)?
+            .json(&PresenceRequest {
+                phone,
+                state: if composing { "composing" } else { "paused" },
+                media: "",
+            });
+        self.call_data(request).await.map(|_| ())
     }
 
     #[tracing::instrument(skip_all)]

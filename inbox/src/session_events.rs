@@ -9,6 +9,9 @@
 //! after `Connected`) changes nothing. Duplicates are harmless: the
 //! inbox stores a retried body once, and a repeated status records nothing. The stored QR only
 //! moves forward in receive time too.
+//!
+//! A `LoggedOut` or `Disconnected` that changed the status also halts the number for the circuit
+//! breaker (`session_halts`); a `Connected` lifts that (docs/safe-sending.md).
 
 use std::collections::HashMap;
 
@@ -103,6 +106,9 @@ pub(super) async fn apply(
             Ok(new) => {
                 let waiting = waiting_for_qr.contains(&c.session_id.to_string());
                 keep_qr(&mut *tx, c, &update.signal, waiting).await?;
+                if !new.is_empty() {
+                    halt_or_clear(&mut *tx, c.session_id, &update.signal).await?;
+                }
                 if new.is_empty() {
                     format!(
                         "session {status}: unchanged (same status, older than the last change, or a QR code for a connected number)"
@@ -120,6 +126,36 @@ pub(super) async fn apply(
     }
     metrics::counter!("herald_webhook_session_events_total").increment(ours.len() as u64);
     metrics::counter!("herald_session_status_changes_total").increment(changed);
+    Ok(())
+}
+
+/// The circuit breaker's signal (docs/safe-sending.md): a number that logged out or disconnected
+/// is recorded in `session_halts`, where the dispatcher's claim finds it and pauses the number's
+/// running campaigns; connecting again removes it (the campaigns stay paused until resumed).
+/// Only a change that was applied counts: a stale or repeated event records nothing.
+async fn halt_or_clear(
+    conn: &mut PgConnection,
+    session_id: uuid::Uuid,
+    signal: &SessionSignal,
+) -> sqlx::Result<()> {
+    match signal {
+        SessionSignal::LoggedOut | SessionSignal::Disconnected => {
+            sqlx::query(
+                "INSERT INTO session_halts (session_id, reason) VALUES ($1, 'session_disconnected')
+                 ON CONFLICT (session_id) DO UPDATE SET since = now()",
+            )
+            .bind(session_id)
+            .execute(conn)
+            .await?;
+        }
+        SessionSignal::Connected => {
+            sqlx::query("DELETE FROM session_halts WHERE session_id = $1")
+                .bind(session_id)
+                .execute(conn)
+                .await?;
+        }
+        SessionSignal::Qr(_) | SessionSignal::QrTimeout => {}
+    }
     Ok(())
 }
 

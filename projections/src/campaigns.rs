@@ -101,8 +101,28 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             .execute(&mut *conn)
             .await?;
         }
-        CampaignEvent::CampaignPaused { .. } => set_status(conn, id, "paused").await?,
-        CampaignEvent::CampaignResumed { .. } => set_status(conn, id, "running").await?,
+        CampaignEvent::CampaignPaused { reason, .. } => {
+            sqlx::query("UPDATE campaigns SET status = 'paused', pause_reason = $2 WHERE id = $1")
+                .bind(id)
+                .bind(reason)
+                .execute(&mut *conn)
+                .await?;
+        }
+        CampaignEvent::CampaignRenamed { name, .. } => {
+            sqlx::query("UPDATE campaigns SET name = $2 WHERE id = $1")
+                .bind(id)
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+        }
+        CampaignEvent::CampaignResumed { .. } => {
+            sqlx::query(
+                "UPDATE campaigns SET status = 'running', pause_reason = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
         CampaignEvent::CampaignAudienceResolved {
             total_recipients, ..
         } => {
@@ -122,15 +142,6 @@ async fn apply_campaign(conn: &mut PgConnection, e: &StoredEvent) -> anyhow::Res
             .await?;
         }
     }
-    Ok(())
-}
-
-async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE campaigns SET status = $2 WHERE id = $1")
-        .bind(id)
-        .bind(status)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -458,6 +469,9 @@ pub struct CampaignRow {
     pub parent_id: Option<Uuid>,
     pub recurrence: Option<String>,
     pub recurrence_timezone: Option<String>,
+    /// Why the circuit breaker paused it (docs/safe-sending.md); `None` when running or paused
+    /// by a user.
+    pub pause_reason: Option<String>,
 }
 
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {

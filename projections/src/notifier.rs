@@ -123,12 +123,18 @@ fn to_notification(e: &StoredEvent, parsed: &Parsed, tenant_id: Uuid) -> Option<
                            "scheduled_at": scheduled_at, "parent_id": parent_id}),
                 ),
                 CampaignEvent::CampaignStarted { at } => ("running", *at, json!({})),
-                CampaignEvent::CampaignPaused { at } => ("paused", *at, json!({})),
+                // the circuit breaker's reason (docs/safe-sending.md); a user's pause has none
+                CampaignEvent::CampaignPaused { at, reason } => match reason {
+                    Some(reason) => ("paused", *at, json!({"pause_reason": reason})),
+                    None => ("paused", *at, json!({})),
+                },
                 CampaignEvent::CampaignResumed { at } => ("running", *at, json!({})),
                 CampaignEvent::CampaignCompleted { at } => ("completed", *at, json!({})),
                 CampaignEvent::CampaignCancelled { at } => ("cancelled", *at, json!({})),
                 // not a status change; the progress notification shows the new total
                 CampaignEvent::CampaignAudienceResolved { .. } => return None,
+                // not a status change either
+                CampaignEvent::CampaignRenamed { .. } => return None,
             };
             let mut data = json!({"campaign_id": id, "status": status});
             merge(&mut data, extra);
@@ -543,9 +549,15 @@ impl ProgressTracker {
         .await?;
         let ids: Vec<Uuid> = snapshot.iter().map(|(id, _)| *id).collect();
         let rows = sqlx::query(
+            // recipients waiting for a send window or a daily cap are only in the queue
+            // (docs/safe-sending.md): counted there, on partial indexes
             "SELECT id, tenant_id, status, total_recipients, count_queued, count_sending, count_sent,
-                    count_delivered, count_read, count_failed, count_skipped, count_waiting_quota
-               FROM campaigns WHERE id = ANY($1)",
+                    count_delivered, count_read, count_failed, count_skipped, count_waiting_quota,
+                    (SELECT count(*) FROM dispatch_queue q
+                      WHERE q.campaign_id = c.id AND q.waiting_window) AS waiting_window,
+                    (SELECT count(*) FROM dispatch_queue q
+                      WHERE q.campaign_id = c.id AND q.waiting_cap) AS waiting_cap
+               FROM campaigns c WHERE id = ANY($1)",
         )
         .bind(&ids)
         .fetch_all(pool)
@@ -567,6 +579,8 @@ impl ProgressTracker {
                     "failed": r.try_get::<i64, _>("count_failed")?,
                     "skipped": r.try_get::<i64, _>("count_skipped")?,
                     "waiting_quota": r.try_get::<i64, _>("count_waiting_quota")?,
+                    "waiting_window": r.try_get::<i64, _>("waiting_window")?,
+                    "waiting_cap": r.try_get::<i64, _>("waiting_cap")?,
                 },
             });
             if last_sent.get(&id) == Some(&data) {
@@ -680,6 +694,16 @@ mod tests {
         let n = notify(&paused, tenant).expect("notified");
         assert_eq!(n.kind, Kind::CampaignStatus);
         assert_eq!(n.data, json!({"campaign_id": campaign, "status": "paused"}));
+        let tripped = stored(
+            "Campaign",
+            &campaign.to_string(),
+            json!({"CampaignPaused": {"at": "2026-11-21T10:00:00Z", "reason": "failure_spike"}}),
+        );
+        let n = notify(&tripped, tenant).expect("notified");
+        assert_eq!(
+            n.data,
+            json!({"campaign_id": campaign, "status": "paused", "pause_reason": "failure_spike"})
+        );
 
         let changed = SessionEvent::SessionStatusChanged {
             status: SessionStatus::QrPending,

@@ -14,6 +14,10 @@
 //!    outcome is stored, so at most `concurrency` calls per worker are ever in doubt.
 //! 4. Complete (`dispatch/record.rs`) campaigns that have nothing left in the queue.
 //!
+//! The claim also runs the safety checks (`dispatch/safety.rs`: halted numbers, send windows,
+//! daily caps), and the circuit breaker (`dispatch/safety/breaker.rs`) pauses a number's
+//! campaigns after a claim or a record that found it stopped.
+//!
 //! A worker that dies between 1 and 3 leaves leased rows; when the lease expires any worker takes
 //! them again as "in doubt" and resends with the SAME message id, so the gateway and the receipts
 //! can tell it is one message. Only the calls in flight were really sent twice (the rest of the
@@ -41,7 +45,9 @@ mod claim;
 mod pacing;
 mod record;
 mod render;
+pub mod safety;
 mod send;
+mod typing;
 
 pub use send::backoff;
 
@@ -120,6 +126,13 @@ struct Claimed {
     attempts: i32,
     in_doubt: bool,
     waiting_quota: bool,
+    /// Waiting for its send window or its number's daily cap (counted as such until it is sent).
+    waiting_window: bool,
+    waiting_cap: bool,
+    /// Its number shows "typing…" before this paced send (`dispatch/typing.rs`).
+    typing: bool,
+    /// The pacing interval drawn for this send at the claim (0: unpaced).
+    interval_ms: i32,
     /// A single send's own message (its quota was taken when it was accepted).
     content: Option<SingleContent>,
     pacing: Pacing,
@@ -150,6 +163,9 @@ enum Outcome {
     Retry(String, Duration),
     /// Never called (Herald is stopping): back in the queue, due at once, not in doubt.
     Release,
+    /// The gateway stopped the number (logged out, spam rate, credentials): the recipient goes
+    /// back to the queue like a retry and the circuit breaker pauses the number's campaigns.
+    Halt(herald_gateway::HaltReason, String),
 }
 
 impl Dispatcher {

@@ -11,9 +11,12 @@
 //!   instances, through the [`ticker::CampaignStarts`] port herald-campaigns implements.
 //! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
 //!   number.
+//! - [`safe_sending`]: send windows, number safety and what the campaign page shows of them; the
+//!   checks themselves run in the dispatcher's claim (`dispatch/safety.rs`).
 pub mod dispatch;
 pub mod pacing;
 pub mod quota;
+pub mod safe_sending;
 pub mod single_content;
 pub mod sweep;
 pub mod ticker;

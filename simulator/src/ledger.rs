@@ -33,6 +33,9 @@ pub struct SimStats {
     pub failed: u64,
     /// Sends answered 429; not delivered.
     pub rate_limited: u64,
+    /// `POST /chat/presence` calls that showed "typing…" (`State: composing`).
+    #[serde(default)]
+    pub composing: u64,
 }
 
 /// Which send route a message came through.
@@ -81,6 +84,7 @@ pub(crate) struct Ledger {
     full: AtomicBool,
     failed: AtomicU64,
     rate_limited: AtomicU64,
+    composing: AtomicU64,
 }
 
 #[derive(Default)]
@@ -124,6 +128,10 @@ impl Ledger {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_composing(&self) {
+        self.composing.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
@@ -136,6 +144,7 @@ impl Ledger {
             duplicate_ids: records.duplicates,
             failed: self.failed.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            composing: self.composing.load(Ordering::Relaxed),
         }
     }
 
@@ -168,6 +177,7 @@ impl Ledger {
         self.full.store(false, Ordering::Relaxed);
         self.failed.store(0, Ordering::Relaxed);
         self.rate_limited.store(0, Ordering::Relaxed);
+        self.composing.store(0, Ordering::Relaxed);
         // A million records take a while to free; do it after the lock is released.
         drop(old);
     }
@@ -248,7 +258,8 @@ mod tests {
                 unique_ids: 2,
                 duplicate_ids: 1,
                 failed: 1,
-                rate_limited: 1
+                rate_limited: 1,
+                composing: 0,
             }
         );
         let for_one = ledger.messages(Some("1"), None, 10);

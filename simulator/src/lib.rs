@@ -215,6 +215,7 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("session/qr").get(session(SessionOp::Qr)))
         .push(Router::with_path("session/hmac/config").post(session(SessionOp::HmacConfig)))
         .push(Router::with_path("user/contacts").get(session(SessionOp::Contacts)))
+        .push(Router::with_path("chat/presence").post(session(SessionOp::Presence)))
         .push(
             Router::with_path("webhook")
                 .post(session(SessionOp::SetWebhook))

@@ -36,6 +36,8 @@ pub(crate) enum SessionOp {
     SetWebhook,
     GetWebhook,
     HmacConfig,
+    /// `POST /chat/presence` `{"Phone", "State": "composing"|"paused"}`: "typing…" in a chat.
+    Presence,
 }
 
 #[derive(Deserialize, Default)]
@@ -83,14 +85,15 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
     };
     // Read the body (if the route takes one) before locking the users.
     let body = match op {
-        SessionOp::Connect | SessionOp::SetWebhook | SessionOp::HmacConfig => {
-            match req.payload_with_max_size(MAX_SETTINGS_PAYLOAD).await {
-                Ok(bytes) => Some(bytes.clone()),
-                Err(_) => {
-                    return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload")
-                }
+        SessionOp::Connect
+        | SessionOp::SetWebhook
+        | SessionOp::HmacConfig
+        | SessionOp::Presence => match req.payload_with_max_size(MAX_SETTINGS_PAYLOAD).await {
+            Ok(bytes) => Some(bytes.clone()),
+            Err(_) => {
+                return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload")
             }
-        }
+        },
         _ => None,
     };
     let body = body.as_deref().unwrap_or_default();
@@ -114,6 +117,7 @@ pub(crate) async fn handle(sim: &Sim, req: &mut Request, res: &mut Response, op:
             let prepared = sim.users.with(&token, |user| connect(user, payload, res));
             events::spawn(sim, prepared);
         }
+        SessionOp::Presence => presence(sim, &token, body, res),
         SessionOp::Disconnect => sim.users.with(&token, |user| {
             if !user.connected {
                 return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "no session");
@@ -277,4 +281,36 @@ fn contacts() -> serde_json::Value {
         "6281398765432@s.whatsapp.net": contact("", "", "Toko Maju", "Toko Maju Jaya"),
         "120363025246125888@lid": contact("", "", "Anonymous", ""),
     })
+}
+
+#[derive(Deserialize)]
+struct PresencePayload {
+    #[serde(rename = "Phone")]
+    phone: Option<String>,
+    #[serde(rename = "State")]
+    state: Option<String>,
+}
+
+/// `POST /chat/presence`: accepted for a connected, paired user; `composing` is counted in
+/// `/sim/stats` (`composing`), `paused` only accepted.
+fn presence(sim: &Sim, token: &str, body: &[u8], res: &mut Response) {
+    if !sim.users.with(token, |user| user.can_send()) {
+        return reply::error(res, StatusCode::INTERNAL_SERVER_ERROR, "no session");
+    }
+    let Ok(payload) = serde_json::from_slice::<PresencePayload>(body) else {
+        return reply::error(res, StatusCode::BAD_REQUEST, "could not decode Payload");
+    };
+    if !matches!(payload.phone.as_deref(), Some(p) if !p.is_empty()) {
+        return reply::error(res, StatusCode::BAD_REQUEST, "missing Phone in Payload");
+    }
+    match payload.state.as_deref() {
+        Some("composing") => sim.ledger.count_composing(),
+        Some("paused") => {}
+        _ => return reply::error(res, StatusCode::BAD_REQUEST, "invalid presence state"),
+    }
+    reply::ok(
+        res,
+        StatusCode::OK,
+        json!({"Details": "Chat presence set successfully"}),
+    );
 }

@@ -77,6 +77,10 @@ pub struct Counts {
     failed: i64,
     skipped: i64,
     waiting_quota: i64,
+    /// Due recipients waiting for the campaign's send window to open.
+    waiting_window: i64,
+    /// Recipients waiting for their number's next day (its daily cap or warm-up is reached).
+    waiting_cap: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -99,6 +103,13 @@ pub struct CampaignView {
     recurrence: Option<RecurrenceView>,
     /// The campaign's own pacing; `null`: its session's.
     pacing: Option<super::sessions::PacingView>,
+    /// Why the circuit breaker paused it (`session_disconnected`, `failure_spike`,
+    /// `spam_rate_limit`, `gateway_auth`); `null` when a user paused it or it is not paused.
+    pause_reason: Option<String>,
+    /// The campaign's own send window (`null`: its number's, if any).
+    send_window: Option<super::safe_sending::SendWindowView>,
+    /// While the send window that applies is closed: when it opens next.
+    next_window_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -125,6 +136,8 @@ impl From<CampaignRow> for CampaignView {
                 failed: r.count_failed,
                 skipped: r.count_skipped,
                 waiting_quota: r.count_waiting_quota,
+                waiting_window: 0,
+                waiting_cap: 0,
             },
             scheduled_at: r.scheduled_at,
             started_at: r.started_at,
@@ -136,6 +149,9 @@ impl From<CampaignRow> for CampaignView {
                 timezone: r.recurrence_timezone.unwrap_or_default(),
             }),
             pacing: None,
+            pause_reason: r.pause_reason,
+            send_window: None,
+            next_window_at: None,
         }
     }
 }
@@ -310,6 +326,10 @@ async fn live_counts(
 ) -> Result<Vec<CampaignView>, ApiError> {
     let ids: Vec<Uuid> = views.iter().map(|v| v.id).collect();
     let waiting = herald_scheduler::quota::waiting_counts(&state.pool, &ids).await?;
+    let pairs: Vec<(Uuid, Uuid)> = views.iter().map(|v| (v.id, v.session_id)).collect();
+    let mut safety =
+        herald_scheduler::safe_sending::of_campaigns(&state.pool, &pairs, chrono::Utc::now())
+            .await?;
     let pacing: Vec<(Uuid, i32, i32)> = sqlx::query_as(
         "SELECT campaign_id, min_interval_ms, max_interval_ms FROM campaign_pacing
           WHERE campaign_id = ANY($1)",
@@ -319,6 +339,13 @@ async fn live_counts(
     .await?;
     for v in &mut views {
         v.counts.waiting_quota = waiting.get(&v.id).copied().unwrap_or(0);
+        if let Some(s) = safety.remove(&v.id) {
+            v.counts.waiting_window = s.waiting_window;
+            v.counts.waiting_cap = s.waiting_cap;
+            let finished = matches!(v.status.as_str(), "completed" | "cancelled" | "failed");
+            v.send_window = s.own_window.as_ref().map(Into::into);
+            v.next_window_at = s.next_window_at.filter(|_| !finished);
+        }
         v.pacing = pacing
             .iter()
             .find(|(id, _, _)| *id == v.id)
@@ -328,6 +355,11 @@ async fn live_counts(
             });
     }
     Ok(views)
+}
+
+/// One campaign as the API shows it (with what only the queue knows).
+pub(crate) async fn view_of(state: &AppState, row: CampaignRow) -> Result<CampaignView, ApiError> {
+    one_view(state, row).await
 }
 
 async fn one_view(state: &AppState, row: CampaignRow) -> Result<CampaignView, ApiError> {

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod campaign_patch;
 pub mod campaigns;
 pub mod chats;
 pub mod contacts;
@@ -13,6 +14,7 @@ pub mod meta;
 pub mod openapi;
 pub mod password;
 pub mod reply;
+pub mod safe_sending;
 pub mod sessions;
 pub mod templates;
 pub mod webhook_endpoints;
@@ -150,6 +152,7 @@ fn api_router() -> Router {
                 .push(
                     Router::with_path("{id}")
                         .get(campaigns::get)
+                        .patch(campaign_patch::update_campaign)
                         .push(Router::with_path("recipients").get(campaigns::recipients))
                         .push(Router::with_path("recipients.csv").get(campaigns::recipients_csv))
                         .push(Router::with_path("pause").post(campaigns::pause))

@@ -19,6 +19,7 @@ use herald_domain::session::{Session, SessionCommand, SessionStatus};
 use herald_gateway::GatewayError;
 use herald_projections::sessions::{self as read, SessionRow};
 use herald_scheduler::pacing::Pacing;
+use herald_scheduler::safe_sending::{self, NumberSafety};
 use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -26,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::reply::{Created, NoContent};
+use super::safe_sending::{
+    apply_session_safety, SafetyBody, SafetyView, SendWindowBody, SendWindowView, SessionSafetyView,
+};
 use super::{parse_id, parse_limit, parse_time_cursor, ListOf};
 use crate::auth::caller;
 use crate::error::{json_body, ApiError};
@@ -58,6 +62,13 @@ pub struct CreateSession {
     meta_access_token: Option<String>,
     /// The interval between two sends of this number (default 3,000-8,000 ms; 0/0: none).
     pacing: Option<PacingBody>,
+    /// Daily cap, warm-up and typing (docs/safe-sending.md); default: none of them.
+    safety: Option<SafetyBody>,
+    /// The day the number started sending, `YYYY-MM-DD` (default: today): day 1 of its warm-up.
+    linked_since: Option<String>,
+    /// The default send window of the number's campaigns (`null` or absent: none).
+    #[salvo(schema(value_type = Option<SendWindowBody>))]
+    send_window: Option<serde_json::Value>,
 }
 
 /// `{"min_interval_ms", "max_interval_ms"}`: a random interval in this range between two sends
@@ -102,6 +113,12 @@ impl From<Pacing> for PacingView {
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
     pacing: Option<PacingBody>,
+    /// Replaces the number's safety settings (fields left out: off / no cap).
+    safety: Option<SafetyBody>,
+    linked_since: Option<String>,
+    /// A send window, or `null` to remove it.
+    #[salvo(schema(value_type = Option<SendWindowBody>))]
+    send_window: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -116,6 +133,12 @@ pub struct SessionView {
     meta_phone_number_id: Option<String>,
     /// The pace of sends through this number (0/0: none).
     pacing: PacingView,
+    /// Daily cap, warm-up and typing (docs/safe-sending.md).
+    safety: SafetyView,
+    /// The day the number started sending (day 1 of its warm-up).
+    linked_since: chrono::NaiveDate,
+    /// The default send window of its campaigns (`null`: none).
+    send_window: Option<SendWindowView>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -127,12 +150,23 @@ pub(super) async fn view_with_pacing(
 ) -> Result<SessionView, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let pacing = herald_scheduler::pacing::of_session(&mut conn, row.id).await?;
-    Ok(view(state, row, pacing))
+    let safety = safe_sending::of_session(&mut conn, row.id).await?;
+    Ok(view(state, row, pacing, safety.as_ref()))
 }
 
-fn view(state: &AppState, row: SessionRow, pacing: Option<Pacing>) -> SessionView {
+fn view(
+    state: &AppState,
+    row: SessionRow,
+    pacing: Option<Pacing>,
+    safety: Option<&NumberSafety>,
+) -> SessionView {
+    let none = NumberSafety::none(row.created_at.date_naive());
+    let shown: SessionSafetyView = safety.unwrap_or(&none).into();
     SessionView {
         pacing: pacing.unwrap_or(Pacing::NONE).into(),
+        safety: shown.safety,
+        linked_since: shown.linked_since,
+        send_window: shown.send_window,
         webhook_url: webhook_url(state, row.id),
         id: row.id,
         name: row.name,
@@ -346,6 +380,15 @@ pub async fn create(
         Some(p) => p.parse("pacing")?,
         None => herald_scheduler::pacing::DEFAULT,
     };
+    let asked_safety =
+        body.safety.is_some() || body.linked_since.is_some() || body.send_window.is_some();
+    let mut safety = NumberSafety::none(Utc::now().date_naive());
+    apply_session_safety(
+        &mut safety,
+        body.safety,
+        body.linked_since,
+        body.send_window,
+    )?;
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
     let max_sessions = plan.plan.limits().sessions;
     // checked before the gateway is asked, and again where the session is stored
@@ -401,6 +444,10 @@ pub async fn create(
             return Err(e);
         }
     };
+    if asked_safety {
+        let mut conn = state.pool.acquire().await?;
+        safe_sending::set_session(&mut conn, id, caller.tenant_id, &safety).await?;
+    }
     let now = Utc::now();
     state
         .sessions
@@ -435,7 +482,8 @@ pub async fn create(
             updated_at: now,
         },
     };
-    Ok(Created(view(&state, row, Some(pacing))))
+    let safety = asked_safety.then_some(&safety);
+    Ok(Created(view(&state, row, Some(pacing), safety)))
 }
 
 /// Sets the number up on the gateway and stores its credentials (with the plan's session limit
@@ -541,14 +589,27 @@ pub async fn update(
     let row = read::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let pacing = body.pacing.map(|p| p.parse("pacing")).transpose()?;
     let mut tx = state.pool.begin().await?;
-    if let Some(p) = body.pacing {
-        let pacing = p.parse("pacing")?;
+    let mut safety = safe_sending::of_session(&mut tx, id)
+        .await?
+        .unwrap_or_else(|| NumberSafety::none(row.created_at.date_naive()));
+    if body.safety.is_some() || body.linked_since.is_some() || body.send_window.is_some() {
+        apply_session_safety(
+            &mut safety,
+            body.safety,
+            body.linked_since,
+            body.send_window,
+        )?;
+        safe_sending::set_session(&mut tx, id, caller.tenant_id, &safety).await?;
+    }
+    if let Some(pacing) = pacing {
         herald_scheduler::pacing::set_session(&mut tx, id, caller.tenant_id, pacing).await?;
     }
     let pacing = herald_scheduler::pacing::of_session(&mut tx, id).await?;
+    let safety = safe_sending::of_session(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(view(&state, row, pacing)))
+    Ok(Json(view(&state, row, pacing, safety.as_ref())))
 }
 
 /// This tenant's linked numbers, newest first.
@@ -565,13 +626,15 @@ pub async fn list(
     let page = read::list(&state.pool, caller.tenant_id, limit, cursor).await?;
     let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
     let pacing = herald_scheduler::pacing::of_sessions(&state.pool, &ids).await?;
+    let safety = safe_sending::of_sessions(&state.pool, &ids).await?;
     Ok(Json(ListOf {
         items: page
             .items
             .into_iter()
             .map(|r| {
                 let p = pacing.get(&r.id).copied();
-                view(&state, r, p)
+                let s = safety.get(&r.id);
+                view(&state, r, p, s)
             })
             .collect(),
         next_cursor: page.next_cursor,
@@ -589,7 +652,8 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
         .ok_or(ApiError::NotFound)?;
     let mut conn = state.pool.acquire().await?;
     let pacing = herald_scheduler::pacing::of_session(&mut conn, id).await?;
-    Ok(Json(view(&state, row, pacing)))
+    let safety = safe_sending::of_session(&mut conn, id).await?;
+    Ok(Json(view(&state, row, pacing, safety.as_ref())))
 }
 
 /// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if

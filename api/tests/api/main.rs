@@ -36,6 +36,7 @@ mod quotas;
 mod real_server;
 mod recurrence;
 mod roles_apart;
+mod safe_sending;
 mod schedule;
 mod session_lifecycle;
 mod sessions;

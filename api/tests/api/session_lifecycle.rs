@@ -92,7 +92,10 @@ async fn processed_inbox(app: &TestApp, at_least: usize) -> Vec<(String, String)
     }
 }
 
-async fn credentials(app: &TestApp, id: &str) -> (String, Option<String>, Option<String>) {
+pub(crate) async fn credentials(
+    app: &TestApp,
+    id: &str,
+) -> (String, Option<String>, Option<String>) {
     sqlx::query_as(
         "SELECT gateway_token, gateway_user_id, hmac_key FROM session_credentials WHERE session_id = $1",
     )
@@ -102,7 +105,12 @@ async fn credentials(app: &TestApp, id: &str) -> (String, Option<String>, Option
     .expect("credentials")
 }
 
-async fn post_event(app: &TestApp, id: &str, event: &Value, key: Option<&str>) -> StatusCode {
+pub(crate) async fn post_event(
+    app: &TestApp,
+    id: &str,
+    event: &Value,
+    key: Option<&str>,
+) -> StatusCode {
     let post = webhook::encode_post(event, Encoding::Form, "1", "main number", key);
     let mut request = app
         .client

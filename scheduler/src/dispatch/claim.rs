@@ -11,12 +11,13 @@ use crate::single_content::SingleContent;
 use uuid::Uuid;
 
 use super::pacing::reserve_pacing;
+use super::safety;
 use super::*;
 
 /// What the claim statements return.
 const CLAIM_RETURNING: &str = "RETURNING q.campaign_id, q.phone, q.tenant_id, q.session_id,
     q.message_id, q.vars, q.attempts, q.in_doubt, q.waiting_quota, q.content, q.pace_min_ms,
-    q.pace_max_ms";
+    q.pace_max_ms, q.waiting_window, q.waiting_cap";
 
 impl Dispatcher {
     /// Step 1: claim and lease, with `DeliveryDispatched` appended in the same transaction.
@@ -103,10 +104,19 @@ impl Dispatcher {
                 claimed.push(claimed_from(&r)?);
             }
         }
-        let (claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
-        reserve_pacing(&mut tx, &claimed, self.config.lease).await?;
+        // Safety (docs/decisions/0064), one set-based check per line; the recipients they hold
+        // go back to the queue. Halted numbers trip the breaker once this commits.
+        let mut trips = Vec::new();
+        let claimed = safety::halts::check(&mut tx, claimed, &mut trips).await?;
+        let claimed = safety::window::check(&mut tx, claimed).await?;
+        let claimed = safety::caps::check(&mut tx, claimed).await?;
+        let (mut claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
+        safety::clear_waiting(&mut tx, &claimed).await?;
+        reserve_pacing(&mut tx, &mut claimed, self.config.lease).await?;
+        super::typing::mark(&mut tx, &mut claimed).await?;
         if claimed.is_empty() {
             tx.commit().await?;
+            self.trip(trips).await;
             return Ok(claimed);
         }
         let in_doubt = claimed.iter().filter(|c| c.in_doubt).count();
@@ -157,6 +167,7 @@ impl Dispatcher {
         // called, so it is always there before any receipt can be.
         index_messages(&mut tx, &keep).await?;
         tx.commit().await?;
+        self.trip(trips).await;
         if !unlimited.is_empty() {
             let (window_start, _) = self.config.quota_window.around(Utc::now());
             for (tenant, n) in unlimited {
@@ -197,6 +208,10 @@ fn claimed_from(r: &sqlx::postgres::PgRow) -> anyhow::Result<Claimed> {
         attempts: r.try_get("attempts")?,
         in_doubt: r.try_get("in_doubt")?,
         waiting_quota: r.try_get("waiting_quota")?,
+        waiting_window: r.try_get("waiting_window")?,
+        waiting_cap: r.try_get("waiting_cap")?,
+        typing: false,
+        interval_ms: 0,
         content,
         pacing: Pacing {
             min_interval_ms: r.try_get("pace_min_ms")?,

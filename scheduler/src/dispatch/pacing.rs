@@ -139,18 +139,19 @@ impl Dispatcher {
 /// (the session's row is locked by the claim).
 pub(super) async fn reserve_pacing(
     tx: &mut PgConnection,
-    claimed: &[Claimed],
+    claimed: &mut [Claimed],
     lease: Duration,
 ) -> sqlx::Result<()> {
     let mut sessions = Vec::new();
     let mut intervals = Vec::new();
-    for c in claimed.iter().filter(|c| c.pacing.is_paced()) {
+    for c in claimed.iter_mut().filter(|c| c.pacing.is_paced()) {
         let (min, max) = (c.pacing.min_interval_ms, c.pacing.max_interval_ms);
         let ms = if max > min {
             min + (rand::random::<u32>() % ((max - min) as u32 + 1)) as i32
         } else {
             max
         };
+        c.interval_ms = ms;
         sessions.push(c.session_id);
         intervals.push(ms);
     }

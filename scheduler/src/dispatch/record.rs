@@ -16,6 +16,7 @@ use herald_domain::store;
 
 use uuid::Uuid;
 
+use super::safety::breaker::{self, Trip};
 use super::*;
 
 /// One finished call, holding its slot until its outcome is stored.
@@ -27,6 +28,10 @@ pub(super) struct Finished<'a> {
 
 /// Outcomes written in one transaction at most (a group is usually far smaller).
 const GROUP_MAX: usize = 512;
+
+/// When a recipient the gateway refused for a halt is due again: the breaker parks it until the
+/// campaign is resumed; this only matters for a single send or an already paused campaign.
+const HALT_RETRY: Duration = Duration::from_secs(30);
 
 /// What step 3 writes: final outcomes (events, queue rows deleted), retries (rows due again)
 /// and releases (rows never called, back as they were).
@@ -41,6 +46,8 @@ pub(super) struct OutcomeBatch {
     retry_error: Vec<String>,
     release_c: Vec<Uuid>,
     release_p: Vec<String>,
+    /// Campaign sends in order, by number: (session, failed permanently), for the failure spike.
+    health: Vec<(Uuid, bool)>,
 }
 
 impl Dispatcher {
@@ -91,11 +98,36 @@ impl Dispatcher {
         let mut batch = OutcomeBatch::default();
         let mut campaigns: Vec<Uuid> = Vec::new();
         let (mut sent, mut failed) = (0u64, 0u64);
+        let mut trips: Vec<Trip> = Vec::new();
+        // (session, campaign) of the group's campaign recipients, for the failure spike's trip
+        let mut batch_campaigns: Vec<(Uuid, Uuid)> = Vec::new();
         for (c, outcome) in sends {
             if c.is_campaign() {
                 campaigns.push(c.campaign_id);
+                batch_campaigns.push((c.session_id, c.campaign_id));
+                match &outcome {
+                    Outcome::Sent(_) => batch.health.push((c.session_id, false)),
+                    Outcome::Failed(_) => batch.health.push((c.session_id, true)),
+                    Outcome::Retry(..) | Outcome::Halt(..) | Outcome::Release => {}
+                }
             }
             let command = match outcome {
+                Outcome::Halt(reason, message) => {
+                    trips.push(Trip {
+                        session_id: c.session_id,
+                        reason: reason.as_str().to_string(),
+                        campaigns: if c.is_campaign() {
+                            vec![c.campaign_id]
+                        } else {
+                            vec![]
+                        },
+                    });
+                    batch.retry_c.push(c.campaign_id);
+                    batch.retry_p.push(c.phone);
+                    batch.retry_after.push(HALT_RETRY.as_secs_f64());
+                    batch.retry_error.push(message);
+                    continue;
+                }
                 Outcome::Sent(at) => {
                     sent += 1;
                     DeliveryCommand::RecordSent {
@@ -131,10 +163,10 @@ impl Dispatcher {
         let mut attempt = 0;
         let started = tokio::time::Instant::now();
         let patience = (self.config.lease / 2).min(Duration::from_secs(30));
-        loop {
+        let spiked = loop {
             attempt += 1;
             match self.write_outcomes(&batch).await {
-                Ok(()) => break,
+                Ok(spiked) => break spiked,
                 Err(e) if attempt < 5 && (e.is_retryable() || lost_a_lock_race(&e)) => {
                     tracing::debug!(attempt, error = %e, "outcome batch raced a younger writer; again");
                     tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
@@ -146,7 +178,22 @@ impl Dispatcher {
                 }
                 Err(e) => return Err(e.into()),
             }
+        };
+        for session_id in spiked {
+            let mut on_it: Vec<Uuid> = batch_campaigns
+                .iter()
+                .filter(|(s, _)| *s == session_id)
+                .map(|(_, c)| *c)
+                .collect();
+            on_it.sort();
+            on_it.dedup();
+            trips.push(Trip {
+                session_id,
+                reason: "failure_spike".to_string(),
+                campaigns: on_it,
+            });
         }
+        self.trip(trips).await;
         metrics::counter!("herald_dispatch_sent_total").increment(sent);
         metrics::counter!("herald_dispatch_failed_total").increment(failed);
         metrics::counter!("herald_dispatch_retried_total").increment(batch.retry_c.len() as u64);
@@ -156,11 +203,11 @@ impl Dispatcher {
         self.complete_finished(&campaigns).await
     }
 
-    /// The transaction of step 3.
+    /// The transaction of step 3. Returns the numbers whose last sends reached the failure spike.
     pub(super) async fn write_outcomes(
         &self,
         batch: &OutcomeBatch,
-    ) -> Result<(), store::StoreError> {
+    ) -> Result<Vec<Uuid>, store::StoreError> {
         let mut tx = self.pool.begin().await?;
         store::plan_as_key_lookups(&mut tx).await?;
         let outcomes =
@@ -196,8 +243,9 @@ impl Dispatcher {
             .execute(&mut *tx)
             .await?;
         }
+        let spiked = breaker::record_outcomes(&mut tx, &batch.health).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(spiked)
     }
 
     /// Step 4: a campaign whose queue is empty has every recipient final.

@@ -138,6 +138,10 @@ mod tests {
             attempts: 1,
             in_doubt: false,
             waiting_quota: false,
+            waiting_window: false,
+            waiting_cap: false,
+            typing: false,
+            interval_ms: 0,
             content: None,
             pacing: Pacing {
                 min_interval_ms: 0,

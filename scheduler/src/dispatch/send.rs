@@ -36,17 +36,29 @@ impl Dispatcher {
 
     /// Step 2b: one gateway call, classified.
     pub(super) async fn send(&self, c: &Claimed, prepared: Prepared) -> Outcome {
+        // "typing…" first, inside the pacing interval (dispatch/typing.rs)
+        let typed = match (&prepared, c.typing) {
+            (Prepared::Campaign { text, .. }, true) => {
+                self.show_typing(c, text.as_deref().unwrap_or_default())
+                    .await
+            }
+            _ => Duration::ZERO,
+        };
         let outcome = self.send_once(c, prepared).await;
         if c.pacing.is_paced() {
             // The interval drawn at the claim runs from the end of this call, so the gateway
-            // never sees two sends of the session closer than it, however slow the call was.
-            // (Until now the session was busy: next_at was the lease's end.)
+            // never sees two sends of the session closer than it, however slow the call was
+            // (less the time it showed "typing…" before it). (Until now the session was busy:
+            // next_at was the lease's end.)
+            let typed_ms = i32::try_from(typed.as_millis()).unwrap_or(i32::MAX);
             if let Err(e) = sqlx::query(
                 "UPDATE session_pacing
-                    SET next_at = clock_timestamp() + make_interval(secs => last_interval_ms / 1000.0)
+                    SET next_at = clock_timestamp()
+                                  + make_interval(secs => greatest(0, last_interval_ms - $2) / 1000.0)
                   WHERE session_id = $1",
             )
             .bind(c.session_id)
+            .bind(typed_ms)
             .execute(&self.pool)
             .await
             {
@@ -145,11 +157,9 @@ impl Dispatcher {
         match result {
             Ok(_) => Outcome::Sent(Utc::now()),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
-            // Not the recipient's fault: it stays queued and is tried again later, never
-            // failed for it. Pausing the number's campaigns is the circuit breaker's part.
-            Err(GatewayError::Halt { message, .. }) => {
-                Outcome::Retry(message, Duration::from_secs(30))
-            }
+            // Not the recipient's fault: it stays queued, never failed for it, and the circuit
+            // breaker pauses the number's campaigns (dispatch/safety/breaker.rs).
+            Err(GatewayError::Halt { reason, message }) => Outcome::Halt(reason, message),
             Err(GatewayError::Transient {
                 message,
                 retry_after,

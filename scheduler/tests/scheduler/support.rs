@@ -28,12 +28,18 @@ pub enum Answer {
     Accept,
     Transient(&'static str),
     Permanent(&'static str),
+    /// The gateway stopped the number (logged out, spam rate, credentials).
+    Halt(herald_gateway::HaltReason),
 }
 
 /// Records every send (token, phone, message id, text) and answers as scripted per phone.
 #[derive(Default)]
 pub struct FakeGateway {
     pub sent: Mutex<Vec<(String, String, String, String)>>,
+    /// The phones of the sends it accepted.
+    pub accepted: Mutex<Vec<String>>,
+    /// `typing <phone>` and `send <phone>`, in call order, with when.
+    pub timeline: Mutex<Vec<(String, std::time::Instant)>>,
     script: Mutex<HashMap<String, Vec<Answer>>>,
 }
 
@@ -57,6 +63,10 @@ impl Gateway for FakeGateway {
         token: &str,
         message: &OutboundMessage,
     ) -> Result<SendAccepted, GatewayError> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push((format!("send {}", message.phone), std::time::Instant::now()));
         let text = match &message.content {
             MessageContent::Text { body } => body.clone(),
             other => format!("{other:?}"),
@@ -75,6 +85,9 @@ impl Gateway for FakeGateway {
                 None => Answer::Accept,
             }
         };
+        if matches!(answer, Answer::Accept) {
+            self.accepted.lock().unwrap().push(message.phone.clone());
+        }
         match answer {
             Answer::Accept => Ok(SendAccepted {
                 message_id: message.message_id.clone(),
@@ -88,7 +101,21 @@ impl Gateway for FakeGateway {
             Answer::Permanent(m) => Err(GatewayError::Permanent {
                 message: m.to_string(),
             }),
+            Answer::Halt(reason) => Err(GatewayError::Halt {
+                reason,
+                message: format!("halted: {}", reason.as_str()),
+            }),
         }
+    }
+
+    async fn set_typing(&self, _: &str, phone: &str, composing: bool) -> Result<(), GatewayError> {
+        if composing {
+            self.timeline
+                .lock()
+                .unwrap()
+                .push((format!("typing {phone}"), std::time::Instant::now()));
+        }
+        Ok(())
     }
 
     async fn set_webhook(&self, _: &str, _: &str, _: &[&str]) -> Result<(), GatewayError> {
@@ -232,6 +259,27 @@ impl World {
             .iter()
             .filter_map(|p| p["DeliveryFailed"]["reason"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// The `reason` of each `CampaignPaused` of a campaign, oldest first (`None`: a user's pause).
+    pub async fn pause_reasons(&self, campaign_id: Uuid) -> Vec<Option<String>> {
+        let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT payload::jsonb FROM events
+              WHERE aggregate_id = $1 AND event_type = 'CampaignPaused' ORDER BY sequence",
+        )
+        .bind(campaign_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        payloads
+            .iter()
+            .map(|p| p["CampaignPaused"]["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The phones the gateway accepted, in order (a refused call is not a send).
+    pub fn accepted(&self) -> Vec<String> {
+        self.gateway.accepted.lock().unwrap().clone()
     }
 
     pub async fn queued_rows(&self, campaign_id: Uuid) -> i64 {

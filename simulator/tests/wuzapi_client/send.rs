@@ -99,6 +99,7 @@ async fn a_repeated_id_is_counted_as_a_duplicate() {
         duplicate_ids: 1,
         failed: 0,
         rate_limited: 0,
+        composing: 0,
     };
     assert_eq!(t.stats().await, expected);
     assert_eq!(t.sim.stats(), expected);

@@ -195,7 +195,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Changes a campaign's name, send window or pacing. The window and pacing apply to every
+         *     recipient not sent yet (waiting ones are looked at again at once); nobody is sent twice.
+         */
+        patch: operations["herald_api.routes.campaign_patch.update_campaign"];
         trace?: never;
     };
     "/api/v1/campaigns/{id}/cancel": {
@@ -1222,6 +1226,12 @@ export interface components {
             /** @description `basic`, `pro`, `max` or `unlimited`. */
             plan: string;
         };
+        /** @description `{"name"?, "send_window"?, "pacing"?}`: changes what is not sent yet. */
+        "herald_api.routes.campaign_patch.UpdateCampaign": {
+            name?: string | null;
+            pacing?: null | components["schemas"]["herald_api.routes.sessions.PacingBody"];
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
+        };
         "herald_api.routes.campaigns.CampaignCreatedView": {
             audience?: (null | components["schemas"]["herald_api.intake.AudienceSummary"]) & unknown;
             /** Format: uuid */
@@ -1245,15 +1255,26 @@ export interface components {
             /** Format: uuid */
             id: string;
             name: string;
+            /**
+             * Format: date-time
+             * @description While the send window that applies is closed: when it opens next.
+             */
+            next_window_at?: string | null;
             pacing?: (null | components["schemas"]["herald_api.routes.sessions.PacingView"]) & unknown;
             /**
              * Format: uuid
              * @description The recurring campaign this is a run of.
              */
             parent_id?: string | null;
+            /**
+             * @description Why the circuit breaker paused it (`session_disconnected`, `failure_spike`,
+             *     `spam_rate_limit`, `gateway_auth`); `null` when a user paused it or it is not paused.
+             */
+            pause_reason?: string | null;
             recurrence?: (null | components["schemas"]["herald_api.routes.campaigns.RecurrenceView"]) & unknown;
             /** Format: date-time */
             scheduled_at?: string | null;
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowView"]) & unknown;
             /** Format: uuid */
             session_id: string;
             /** Format: date-time */
@@ -1280,8 +1301,18 @@ export interface components {
             sent: number;
             /** Format: int64 */
             skipped: number;
+            /**
+             * Format: int64
+             * @description Recipients waiting for their number's next day (its daily cap or warm-up is reached).
+             */
+            waiting_cap: number;
             /** Format: int64 */
             waiting_quota: number;
+            /**
+             * Format: int64
+             * @description Due recipients waiting for the campaign's send window to open.
+             */
+            waiting_window: number;
         };
         "herald_api.routes.campaigns.CreateCampaign": {
             /**
@@ -1534,6 +1565,46 @@ export interface components {
             /** @description At least 8 characters, at most 1,024 bytes. */
             new_password: string;
         };
+        /** @description `{"daily_cap": n|null, "warmup": bool, "typing": bool}`: a number's safety settings. */
+        "herald_api.routes.safe_sending.SafetyBody": {
+            /**
+             * Format: int64
+             * @description Campaign messages a day at most (none when null or absent).
+             */
+            daily_cap?: number | null;
+            /** @description WuzAPI numbers: show "typing…" before each paced send. */
+            typing?: boolean | null;
+            /** @description Warm a new number up: 20 messages a day on days 1–3, 50 on days 4–7, 150 on days 8–14. */
+            warmup?: boolean | null;
+        };
+        "herald_api.routes.safe_sending.SafetyView": {
+            /** Format: int32 */
+            daily_cap?: number | null;
+            typing: boolean;
+            warmup: boolean;
+        };
+        /**
+         * @description `{"days": ["mon", ...], "start": "09:00", "end": "18:00", "timezone"?}`: when sending is
+         *     allowed. `start` later than `end` runs overnight (22:00–06:00 is from 22:00 on a listed day
+         *     to 06:00 the next morning); `00:00`–`24:00` is the whole day. Without `timezone`, UTC.
+         */
+        "herald_api.routes.safe_sending.SendWindowBody": {
+            /** @description `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun` (at least one). */
+            days: string[];
+            /** @description `HH:MM` (`24:00` for the end of the day), local time in `timezone`. */
+            end: string;
+            /** @description `HH:MM`, local time in `timezone`. */
+            start: string;
+            /** @description An IANA zone (`Asia/Jakarta`) or an offset (`+07:00`). */
+            timezone?: string | null;
+        };
+        /** @description A send window as stored (days in week order, times as `HH:MM`, the zone's canonical name). */
+        "herald_api.routes.safe_sending.SendWindowView": {
+            days: string[];
+            end: string;
+            start: string;
+            timezone?: string | null;
+        };
         "herald_api.routes.sessions.CreateSession": {
             /**
              * @description The token of an existing WuzAPI user. Herald points that user's webhook at itself.
@@ -1541,6 +1612,8 @@ export interface components {
              *     (needs `HERALD_WUZAPI_ADMIN_TOKEN`; otherwise 422 naming this field).
              */
             gateway_token?: string | null;
+            /** @description The day the number started sending, `YYYY-MM-DD` (default: today): day 1 of its warm-up. */
+            linked_since?: string | null;
             /**
              * @description A Meta access token that may use `meta_phone_number_id`: Herald asks Meta's Graph API
              *     (`GET /{phone_number_id}`) and links the id only when Meta answers with it. Stored like
@@ -1554,6 +1627,8 @@ export interface components {
             meta_phone_number_id?: string | null;
             name: string;
             pacing?: (null | components["schemas"]["herald_api.routes.sessions.PacingBody"]) & unknown;
+            safety?: (null | components["schemas"]["herald_api.routes.safe_sending.SafetyBody"]) & unknown;
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
         };
         /**
          * @description `{"min_interval_ms", "max_interval_ms"}`: a random interval in this range between two sends
@@ -1576,10 +1651,17 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: date
+             * @description The day the number started sending (day 1 of its warm-up).
+             */
+            linked_since: string;
             /** @description The WhatsApp Cloud API phone number id, when set. */
             meta_phone_number_id?: string | null;
             name: string;
             pacing: components["schemas"]["herald_api.routes.sessions.PacingView"] & unknown;
+            safety: components["schemas"]["herald_api.routes.safe_sending.SafetyView"] & unknown;
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowView"]) & unknown;
             /** @description `disconnected`, `qr_pending`, `connected` or `logged_out`. */
             status: string;
             /** Format: date-time */
@@ -1588,7 +1670,10 @@ export interface components {
             webhook_url: string;
         };
         "herald_api.routes.sessions.UpdateSession": {
+            linked_since?: string | null;
             pacing?: null | components["schemas"]["herald_api.routes.sessions.PacingBody"];
+            safety?: (null | components["schemas"]["herald_api.routes.safe_sending.SafetyBody"]) & unknown;
+            send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
         };
         "herald_api.routes.sessions.pairing.LiveStatusView": {
             /** @description The gateway holds a connection to WhatsApp. */
@@ -2525,6 +2610,96 @@ export interface operations {
             };
             /** @description not found, or another tenant's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.campaign_patch.update_campaign": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `id` from request url path. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.campaign_patch.UpdateCampaign"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.campaigns.CampaignView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -145,6 +145,13 @@ export const en = {
   bulkPasted: "{n} phones pasted (too many to show line by line).",
   clearList: "Clear the list",
   noRunsYet: "No runs yet: the first starts at the next time the schedule names.",
+  pausedBecause: "Herald paused this campaign: {reason}. Nothing was lost; fix the cause, then resume.",
+  reason_session_disconnected: "the number is logged out or disconnected",
+  reason_failure_spike: "20 of the number's last 50 sends failed",
+  reason_spam_rate_limit: "WhatsApp is limiting the number for spam",
+  reason_gateway_auth: "the number's access token was refused",
+  waitingForWindow: "{n} recipients wait for the send window, which opens {at}.",
+  waitingForCap: "{n} recipients wait for tomorrow: the number reached its daily cap.",
 } as const;
 
 export type Key = keyof typeof en;
@@ -295,6 +302,13 @@ export const id: Record<Key, string> = {
   bulkPasted: "{n} nomor ditempel (terlalu banyak untuk ditampilkan per baris).",
   clearList: "Kosongkan daftar",
   noRunsYet: "Belum ada putaran: yang pertama mulai pada waktu berikutnya sesuai jadwal.",
+  pausedBecause: "Herald menjeda kampanye ini: {reason}. Tidak ada yang hilang; perbaiki penyebabnya, lalu lanjutkan.",
+  reason_session_disconnected: "nomor keluar atau terputus",
+  reason_failure_spike: "20 dari 50 pengiriman terakhir nomor ini gagal",
+  reason_spam_rate_limit: "WhatsApp membatasi nomor ini karena spam",
+  reason_gateway_auth: "token akses nomor ini ditolak",
+  waitingForWindow: "{n} penerima menunggu jendela kirim, yang dibuka {at}.",
+  waitingForCap: "{n} penerima menunggu besok: nomor ini mencapai batas hariannya.",
 };
 
 /** The words for the API's status values (campaigns, recipients, numbers, templates, runs). */

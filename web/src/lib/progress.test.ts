@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { applyNotification, percent, type Progress } from "./progress";
 
-const counts = { queued: 10, sending: 0, sent: 0, delivered: 0, read: 0, failed: 0, skipped: 0, waiting_quota: 0 };
+const counts = { queued: 10, sending: 0, sent: 0, delivered: 0, read: 0, failed: 0, skipped: 0, waiting_quota: 0, waiting_window: 0, waiting_cap: 0 };
 const start: Progress = { campaign_id: "c1", status: "running", total_recipients: 10, counts, at: "2026-12-04T10:00:00.000Z" };
 const progress = (at: string, c: Partial<typeof counts>, status = "running") => ({
   id: `c1@${at}`,

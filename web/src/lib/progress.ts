@@ -10,6 +10,10 @@ export interface Counts {
   failed: number;
   skipped: number;
   waiting_quota: number;
+  /** Due recipients waiting for the send window (docs/safe-sending.md). */
+  waiting_window: number;
+  /** Recipients waiting for their number's next day (daily cap or warm-up). */
+  waiting_cap: number;
   [other: string]: number;
 }
 

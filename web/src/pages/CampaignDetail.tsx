@@ -132,6 +132,26 @@ function PacingLine({ c }: { c: Campaign }) {
   );
 }
 
+/** Why Herald paused the campaign, and recipients waiting for the send window or a daily cap. */
+function SafeSendingNotes({ c }: { c: Campaign }) {
+  const { t } = useT();
+  const reasons = ["session_disconnected", "failure_spike", "spam_rate_limit", "gateway_auth"] as const;
+  const reason = reasons.find((r) => r === c.pause_reason);
+  return (
+    <>
+      {c.status === "paused" && c.pause_reason && (
+        <Alert color="red" data-pause-reason={c.pause_reason}>
+          {t("pausedBecause", { reason: reason ? t(`reason_${reason}`) : c.pause_reason })}
+        </Alert>
+      )}
+      {c.counts.waiting_window > 0 && c.next_window_at && (
+        <Alert color="blue">{t("waitingForWindow", { n: c.counts.waiting_window, at: when(c.next_window_at) })}</Alert>
+      )}
+      {c.counts.waiting_cap > 0 && <Alert color="blue">{t("waitingForCap", { n: c.counts.waiting_cap })}</Alert>}
+    </>
+  );
+}
+
 export function CampaignDetailPage({ id }: { id: string }) {
   const { t } = useT();
   const word = useStatusWord();
@@ -160,6 +180,8 @@ export function CampaignDetailPage({ id }: { id: string }) {
     setData((c) => (c ? liveCampaign(c, n) : c));
     if (n.kind === "campaign.status") {
       soonAndAgain(refreshTable);
+      // a pause may carry the circuit breaker's reason: read the campaign again
+      if (n.data.status === "paused") reload();
       // the last counts may come after the final status (progress is coalesced): read them
       if (FINAL_STATUSES.includes(String(n.data.status))) {
         soonAndAgain(() => {
@@ -198,6 +220,7 @@ export function CampaignDetailPage({ id }: { id: string }) {
         <StatusBadge status={c.status} />
       </Group>
       {rejected && <Alert color="yellow">{t("rejectedInputs", { n: rejected })}</Alert>}
+      <SafeSendingNotes c={c} />
       <CampaignProgress progress={c} label={t("progress")} />
       <SimpleGrid cols={{ base: 2, sm: 4 }} aria-label={t("status")}>
         {Object.entries(c.counts).map(([k, v]) => (

@@ -325,6 +325,18 @@ impl From<herald_scheduler::Error> for ApiError {
     }
 }
 
+impl From<herald_optouts::Error> for ApiError {
+    fn from(e: herald_optouts::Error) -> Self {
+        use herald_optouts::Error as E;
+        match e {
+            E::NotFound => ApiError::NotFound,
+            E::Invalid(d) => d.into(),
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+        }
+    }
+}
+
 impl From<cqrs_es::AggregateError<herald_domain::DomainError>> for ApiError {
     fn from(e: cqrs_es::AggregateError<herald_domain::DomainError>) -> Self {
         match e {

@@ -9,7 +9,8 @@
 //!
 //! - `Campaign` events → `campaign.status`; `Delivery` events → `delivery.status` (except
 //!   `DeliveryQueued`: the campaign's progress says how many are queued); `Session` events →
-//!   `session.status` (never a QR code or a token: no event holds one).
+//!   `session.status` (never a QR code or a token: no event holds one); `ContactOptedOut` →
+//!   `contact.opted_out` (the contact's stream id names its tenant).
 //! - Both campaign and delivery events mark the campaign for `campaign.progress`: the
 //!   [`ProgressTracker`] reads the counts from the `campaigns` read model at most every
 //!   [`PROGRESS_INTERVAL`] per campaign (latest counts win) and keeps a campaign marked until the
@@ -27,6 +28,8 @@ use std::time::Duration;
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use herald_domain::campaign::{Campaign, CampaignEvent};
+use herald_domain::contact::{Contact, ContactEvent};
+use herald_domain::opt_out::OptOutSource;
 use herald_domain::conversation::{ChatMessage, Conversation, ConversationEvent};
 use herald_domain::delivery::{message_id_for, Delivery, DeliveryEvent};
 use herald_domain::phone::Phone;
@@ -64,6 +67,13 @@ enum Parsed {
         is_group: bool,
         message: ChatMessage,
     },
+    /// A contact opted out of campaigns (`ContactOptedOut`).
+    OptedOut {
+        tenant_id: Uuid,
+        phone: String,
+        source: OptOutSource,
+        at: chrono::DateTime<Utc>,
+    },
 }
 
 /// Parses the events the notifier publishes; everything else is `None`. A new aggregate whose
@@ -98,6 +108,21 @@ fn parse(e: &StoredEvent) -> anyhow::Result<Option<Parsed>> {
                 is_group,
                 message,
             },
+            _ => return Ok(None),
+        },
+        Contact::TYPE => match e.parse()? {
+            ContactEvent::ContactOptedOut { source, at } => {
+                let (tenant, phone) = e
+                    .aggregate_id
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("bad contact id {}", e.aggregate_id))?;
+                Parsed::OptedOut {
+                    tenant_id: tenant.parse()?,
+                    phone: phone.to_string(),
+                    source,
+                    at,
+                }
+            }
             _ => return Ok(None),
         },
         _ => return Ok(None),
@@ -210,6 +235,14 @@ fn to_notification(e: &StoredEvent, parsed: &Parsed, tenant_id: Uuid) -> Option<
                    "message_id": message.message_id, "sender": message.sender,
                    "sender_name": message.sender_name, "text": message.text,
                    "type": message.kind, "timestamp": message.at}),
+        ),
+        Parsed::OptedOut {
+            phone, source, at, ..
+        } => (
+            Kind::ContactOptedOut,
+            phone.clone(),
+            *at,
+            json!({"phone": phone, "source": source.as_str(), "opted_out_at": at}),
         ),
     };
     Some(Notification {
@@ -330,6 +363,7 @@ impl Projector for Notifier {
             Delivery::TYPE,
             Session::TYPE,
             Conversation::TYPE,
+            Contact::TYPE,
         ])
     }
 
@@ -380,7 +414,7 @@ impl Projector for Notifier {
                             missing_sessions.insert(*id);
                         }
                     }
-                    Parsed::Message { .. } => {}
+                    Parsed::Message { .. } | Parsed::OptedOut { .. } => {}
                 }
             }
         }
@@ -412,7 +446,9 @@ impl Projector for Notifier {
                         campaign_id: id, ..
                     } => owners.campaigns.get(id),
                     Parsed::Session(id, _) => owners.sessions.get(id),
-                    Parsed::Message { tenant_id, .. } => Some(tenant_id),
+                    Parsed::Message { tenant_id, .. } | Parsed::OptedOut { tenant_id, .. } => {
+                        Some(tenant_id)
+                    }
                 };
                 let Some(&tenant) = tenant else {
                     tracing::warn!(aggregate = %e.aggregate_id, "no owner found; not notified");

@@ -10,10 +10,12 @@
 //!   re-encoding, the `media` table and the dispatcher's per-process image cache.
 //! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
 //!   number; [`single`]: one message sent through the campaign path.
+//! - [`frequency_cap`]: a tenant's cap on campaign messages per contact, enforced at claim time.
 pub mod audience;
 pub mod campaigns;
 pub mod control;
 pub mod dispatch;
+pub mod frequency_cap;
 pub mod media;
 pub mod pacing;
 pub mod quota;

@@ -103,10 +103,13 @@ impl Dispatcher {
                 claimed.push(claimed_from(&r)?);
             }
         }
+        // opt-outs and the frequency cap (screen.rs): skipped before they take quota or pace
+        let (claimed, mut stale_done) = super::screen::screen(&mut tx, claimed).await?;
         let (claimed, unlimited) = self.apply_quota(&mut tx, claimed).await?;
         reserve_pacing(&mut tx, &claimed, self.config.lease).await?;
         if claimed.is_empty() {
             tx.commit().await?;
+            self.complete_dropped(stale_done).await;
             return Ok(claimed);
         }
         let in_doubt = claimed.iter().filter(|c| c.in_doubt).count();
@@ -136,7 +139,6 @@ impl Dispatcher {
         let mut keep = Vec::with_capacity(claimed.len());
         let mut stale_c: Vec<Uuid> = Vec::new();
         let mut stale_p = Vec::new();
-        let mut stale_done = Vec::new();
         for (c, outcome) in claimed.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) => keep.push(c),
@@ -165,17 +167,22 @@ impl Dispatcher {
                 }
             }
         }
-        if !stale_done.is_empty() {
-            // A dropped row may have been its campaign's last (e.g. a receipt proved a retried
-            // message delivered): such a campaign is finished now.
-            // Never fatal here: the kept rows are leased already and must be sent now.
-            stale_done.sort();
-            stale_done.dedup();
-            if let Err(e) = self.complete_finished(&stale_done).await {
-                tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
-            }
-        }
+        self.complete_dropped(stale_done).await;
         Ok(keep)
+    }
+
+    /// A dropped row may have been its campaign's last (e.g. a receipt proved a retried message
+    /// delivered, or it was screened out): such a campaign is finished now. Never fatal: the
+    /// kept rows are leased already and must be sent now.
+    async fn complete_dropped(&self, mut campaigns: Vec<Uuid>) {
+        if campaigns.is_empty() {
+            return;
+        }
+        campaigns.sort();
+        campaigns.dedup();
+        if let Err(e) = self.complete_finished(&campaigns).await {
+            tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
+        }
     }
 }
 

@@ -3,4 +3,5 @@
 
 mod cancel;
 mod dispatch;
+mod safe_sending;
 mod support;

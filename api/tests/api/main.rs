@@ -27,6 +27,7 @@ mod messages;
 mod meta;
 mod number_ownership;
 mod openapi;
+mod opt_outs;
 mod pacing;
 mod quotas;
 mod recurrence;

@@ -714,6 +714,39 @@ mod tests {
     }
 
     #[test]
+    fn an_opt_out_becomes_contact_opted_out_for_the_tenant_its_stream_names() {
+        let tenant = Uuid::new_v4();
+        let id = format!("{tenant}:6281234567890");
+        let e = stored(
+            "Contact",
+            &id,
+            json!({"ContactOptedOut": {"source": "keyword", "at": "2026-12-04T10:00:00Z"}}),
+        );
+        let Some(Parsed::OptedOut { tenant_id, .. }) = parse(&e).expect("parses") else {
+            panic!("an opt-out is published");
+        };
+        assert_eq!(tenant_id, tenant);
+        let n = notify(&e, tenant).expect("notified");
+        assert_eq!(n.kind, Kind::ContactOptedOut);
+        assert_eq!(
+            n.data,
+            json!({"phone": "6281234567890", "source": "keyword",
+                   "opted_out_at": "2026-12-04T10:00:00Z"})
+        );
+        assert_eq!(
+            n.subject(),
+            format!("herald.{tenant}.contact.opted_out.6281234567890")
+        );
+        // other contact events are not announced
+        let renamed = stored(
+            "Contact",
+            &id,
+            json!({"ContactFavorited": {"favorite": true, "at": "2026-12-04T10:00:00Z"}}),
+        );
+        assert!(parse(&renamed).expect("parses").is_none());
+    }
+
+    #[test]
     fn other_aggregates_are_not_published() {
         let e = stored(
             "Template",

@@ -184,7 +184,11 @@ impl OptOutSettings {
 
     pub fn matcher(&self) -> Matcher {
         Matcher {
-            stop: self.stop_keywords.iter().filter_map(|k| normalise(k)).collect(),
+            stop: self
+                .stop_keywords
+                .iter()
+                .filter_map(|k| normalise(k))
+                .collect(),
             start: self
                 .start_keywords
                 .iter()

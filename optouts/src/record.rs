@@ -253,7 +253,10 @@ mod tests {
         assert!(!opt_out(&pool, a, p.clone(), OptOutSource::Manual)
             .await
             .expect("again"));
-        assert_eq!(rows(&pool).await, vec![(a, p.as_str().into(), "keyword".into())]);
+        assert_eq!(
+            rows(&pool).await,
+            vec![(a, p.as_str().into(), "keyword".into())]
+        );
         let mut conn = pool.acquire().await.expect("conn");
         let phones = vec![p.as_str().to_string(), "6289999999999".to_string()];
         assert_eq!(
@@ -261,7 +264,10 @@ mod tests {
             vec![p.as_str().to_string()]
         );
         // another tenant's same phone is not opted out, and cannot opt in from nothing
-        assert_eq!(opted_out(&mut conn, b, &phones).await.expect("read"), Vec::<String>::new());
+        assert_eq!(
+            opted_out(&mut conn, b, &phones).await.expect("read"),
+            Vec::<String>::new()
+        );
         assert!(matches!(
             opt_in(&pool, b, p.clone(), OptOutSource::Manual).await,
             Err(Error::NotFound)

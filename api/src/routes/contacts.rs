@@ -132,7 +132,11 @@ async fn default_region(state: &AppState, tenant_id: Uuid) -> Result<String, Api
 
 /// A path's contact: a phone in any common form, or a `<digits>@lid` id. Anything else names no
 /// contact (404).
-pub(super) async fn path_key(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<ContactKey, ApiError> {
+pub(super) async fn path_key(
+    state: &AppState,
+    tenant_id: Uuid,
+    raw: &str,
+) -> Result<ContactKey, ApiError> {
     if raw.trim().ends_with("@lid") {
         return ContactKey::lid(raw).ok_or(ApiError::NotFound);
     }
@@ -142,7 +146,11 @@ pub(super) async fn path_key(state: &AppState, tenant_id: Uuid, raw: &str) -> Re
         .map_err(|_| ApiError::NotFound)
 }
 
-pub(super) async fn projected(state: &AppState, tenant_id: Uuid, key: &ContactKey) -> Result<(), ApiError> {
+pub(super) async fn projected(
+    state: &AppState,
+    tenant_id: Uuid,
+    key: &ContactKey,
+) -> Result<(), ApiError> {
     state
         .wait_projected(read::NAME, Contact::TYPE, &contact_id(tenant_id, key))
         .await

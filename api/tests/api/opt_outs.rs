@@ -58,7 +58,9 @@ pub(crate) async fn finished(app: &TestApp, account: &Account, id: &str) -> Valu
 async fn keyword_settings_have_multilingual_defaults_and_are_validated() {
     let app = spawn_app().await;
     let account = app.register("keywords@b.co").await;
-    let got = app.get_json("/api/v1/settings/opt-out", &account.token).await;
+    let got = app
+        .get_json("/api/v1/settings/opt-out", &account.token)
+        .await;
     assert_eq!(
         got,
         json!({"stop_keywords": ["stop", "unsubscribe", "berhenti", "baja", "parar", "sair"],
@@ -73,7 +75,9 @@ async fn keyword_settings_have_multilingual_defaults_and_are_validated() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let got = app.get_json("/api/v1/settings/opt-out", &account.token).await;
+    let got = app
+        .get_json("/api/v1/settings/opt-out", &account.token)
+        .await;
     assert_eq!(got["stop_keywords"], json!(["stop", "hentikan"]));
     assert_eq!(
         got["confirmation_text"],
@@ -108,12 +112,22 @@ async fn keyword_settings_have_multilingual_defaults_and_are_validated() {
         json!({"frequency_cap": null})
     );
     let cap = json!({"frequency_cap": {"messages": 2, "hours": 24}});
-    assert_eq!(put(&app, path, &account, &cap).await.status(), StatusCode::OK);
+    assert_eq!(
+        put(&app, path, &account, &cap).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.get_json(path, &account.token).await, cap);
     let bad = json!({"frequency_cap": {"messages": 0, "hours": 24}});
-    error_code(put(&app, path, &account, &bad).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    error_code(
+        put(&app, path, &account, &bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     let none = json!({"frequency_cap": null});
-    assert_eq!(put(&app, path, &account, &none).await.status(), StatusCode::OK);
+    assert_eq!(
+        put(&app, path, &account, &none).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.get_json(path, &account.token).await, none);
     app.stop().await;
 }
@@ -138,7 +152,9 @@ async fn a_manual_opt_out_makes_a_contact_skipped_by_campaigns_and_only_for_its_
         .await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["items"][0]["phone"], out);
-    let none = app.get_json("/api/v1/contacts?opted_out=true", &b.token).await;
+    let none = app
+        .get_json("/api/v1/contacts?opted_out=true", &b.token)
+        .await;
     assert_eq!(none["items"], json!([]), "tenant B sees no opt-out");
     let res = app.get("/api/v1/contacts?opted_out=maybe", &a.token).await;
     error_code(res, StatusCode::BAD_REQUEST).await;
@@ -162,7 +178,10 @@ async fn a_manual_opt_out_makes_a_contact_skipped_by_campaigns_and_only_for_its_
     assert_eq!(done["counts"]["skipped"], 1, "{done}");
     assert_eq!(done["counts"]["sent"], 1, "{done}");
     let r = recipients(&app, &a, &id_a).await;
-    assert_eq!(r[out], ("skipped".to_string(), Some("opted_out".to_string())));
+    assert_eq!(
+        r[out],
+        ("skipped".to_string(), Some("opted_out".to_string()))
+    );
     let done_b = finished(&app, &b, &id_b).await;
     assert_eq!(done_b["counts"]["sent"], 1, "{done_b}");
     let texts: Vec<(String, String)> = app
@@ -171,8 +190,14 @@ async fn a_manual_opt_out_makes_a_contact_skipped_by_campaigns_and_only_for_its_
         .into_iter()
         .map(|(p, t, _)| (p, t))
         .collect();
-    assert!(!texts.contains(&(out.to_string(), "Halo".to_string())), "{texts:?}");
-    assert!(texts.contains(&(out.to_string(), "Hai".to_string())), "{texts:?}");
+    assert!(
+        !texts.contains(&(out.to_string(), "Halo".to_string())),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&(out.to_string(), "Hai".to_string())),
+        "{texts:?}"
+    );
 
     // opted back in, A's next campaign reaches it; a stranger cannot opt in (404)
     let res = app
@@ -204,7 +229,9 @@ async fn over_the_frequency_cap_a_campaign_recipient_is_skipped() {
     let (a, session, template) = app.ready_tenant("capped@b.co", "Promo").await;
     let cap = json!({"frequency_cap": {"messages": 1, "hours": 24}});
     assert_eq!(
-        put(&app, "/api/v1/settings/sending", &a, &cap).await.status(),
+        put(&app, "/api/v1/settings/sending", &a, &cap)
+            .await
+            .status(),
         StatusCode::OK
     );
     let (p, q) = ("6281200000001", "6281200000002");
@@ -226,7 +253,10 @@ async fn over_the_frequency_cap_a_campaign_recipient_is_skipped() {
     let done = finished(&app, &a, &second).await;
     assert_eq!(done["counts"]["skipped"], 1, "{done}");
     let r = recipients(&app, &a, &second).await;
-    assert_eq!(r[p], ("skipped".to_string(), Some("frequency_cap".to_string())));
+    assert_eq!(
+        r[p],
+        ("skipped".to_string(), Some("frequency_cap".to_string()))
+    );
     assert_eq!(r[q].0, "sent");
     // a single send is not a campaign message: never capped
     let res = app

@@ -39,7 +39,9 @@ pub fn parse_marketing_preferences(change: &Value) -> Vec<MarketingPreference> {
                 .get("wa_id")
                 .and_then(Value::as_str)
                 .map(str::trim)
-                .filter(|w| !w.is_empty() && w.len() <= 32 && w.bytes().all(|b| b.is_ascii_digit()))?;
+                .filter(|w| {
+                    !w.is_empty() && w.len() <= 32 && w.bytes().all(|b| b.is_ascii_digit())
+                })?;
             let stop = match e.get("value").and_then(Value::as_str) {
                 Some("stop") => true,
                 Some("resume") => false,
@@ -62,16 +64,16 @@ mod tests {
     #[test]
     fn a_marketing_stop_and_resume_are_read_and_other_entries_left_out() {
         let change = json!({"field": "user_preferences", "value": {
-            "messaging_product": "whatsapp",
-            "user_preferences": [
-                {"wa_id": "6281234567890", "category": "marketing_messages", "value": "stop",
-                 "detail": "User requested to stop marketing messages", "timestamp": 1731705721},
-                {"wa_id": "6281234567891", "category": "marketing_messages", "value": "resume",
-                 "timestamp": "1731705722"},
-                {"wa_id": "6281234567892", "category": "something_else", "value": "stop"},
-                {"wa_id": "not digits", "category": "marketing_messages", "value": "stop"},
-                {"category": "marketing_messages", "value": "stop"}
-            ]}});
+        "messaging_product": "whatsapp",
+        "user_preferences": [
+            {"wa_id": "6281234567890", "category": "marketing_messages", "value": "stop",
+             "detail": "User requested to stop marketing messages", "timestamp": 1731705721},
+            {"wa_id": "6281234567891", "category": "marketing_messages", "value": "resume",
+             "timestamp": "1731705722"},
+            {"wa_id": "6281234567892", "category": "something_else", "value": "stop"},
+            {"wa_id": "not digits", "category": "marketing_messages", "value": "stop"},
+            {"category": "marketing_messages", "value": "stop"}
+        ]}});
         let prefs = parse_marketing_preferences(&change);
         assert_eq!(prefs.len(), 2);
         assert_eq!(prefs[0].wa_id, "6281234567890");

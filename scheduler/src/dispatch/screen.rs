@@ -118,7 +118,12 @@ async fn over_cap(
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|r| Ok((r.try_get("tenant_id")?, (r.try_get("messages")?, r.try_get("hours")?))))
+    .map(|r| {
+        Ok((
+            r.try_get("tenant_id")?,
+            (r.try_get("messages")?, r.try_get("hours")?),
+        ))
+    })
     .collect::<sqlx::Result<_>>()?;
     if caps.is_empty() {
         return Ok(HashSet::new());
@@ -166,9 +171,7 @@ async fn over_cap(
             continue;
         };
         let since = now - Duration::hours(i64::from(hours));
-        let times = sends
-            .entry((c.tenant_id, c.phone.clone()))
-            .or_default();
+        let times = sends.entry((c.tenant_id, c.phone.clone())).or_default();
         times.retain(|t| *t > since);
         if times.len() >= usize::try_from(messages).unwrap_or(0) {
             over.insert((c.campaign_id, c.phone.clone()));

@@ -48,16 +48,23 @@ async fn an_opt_out_between_two_claims_skips_that_recipient_and_the_campaign_com
         .filter(|p| !first.contains(&phone(p).as_str().to_string()))
         .collect();
     let out = still[0];
-    assert!(
-        herald_optouts::opt_out(&world.pool, world.tenant_id, phone(out), OptOutSource::Manual)
-            .await
-            .unwrap()
-    );
+    assert!(herald_optouts::opt_out(
+        &world.pool,
+        world.tenant_id,
+        phone(out),
+        OptOutSource::Manual
+    )
+    .await
+    .unwrap());
     for _ in 0..5 {
         dispatcher.run_once().await.unwrap();
     }
     let sent = sent_to(&world);
-    assert_eq!(sent.len(), 2, "the opted-out recipient was never sent: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        2,
+        "the opted-out recipient was never sent: {sent:?}"
+    );
     assert!(!sent.contains(&phone(out).as_str().to_string()));
     assert_eq!(
         world.delivery(campaign, out).await.status,
@@ -78,9 +85,14 @@ async fn an_opt_out_between_two_claims_skips_that_recipient_and_the_campaign_com
         world.campaign_state(next).await.status,
         CampaignStatus::Completed
     );
-    herald_optouts::opt_in(&world.pool, world.tenant_id, phone(out), OptOutSource::Keyword)
-        .await
-        .unwrap();
+    herald_optouts::opt_in(
+        &world.pool,
+        world.tenant_id,
+        phone(out),
+        OptOutSource::Keyword,
+    )
+    .await
+    .unwrap();
     let again = world.campaign(&[out]).await;
     dispatcher.run_once().await.unwrap();
     assert_eq!(
@@ -93,9 +105,14 @@ async fn an_opt_out_between_two_claims_skips_that_recipient_and_the_campaign_com
 async fn another_tenants_opt_out_of_the_same_phone_changes_nothing() {
     let world = World::new().await;
     let p = "+6281200000009";
-    herald_optouts::opt_out(&world.pool, uuid::Uuid::new_v4(), phone(p), OptOutSource::Keyword)
-        .await
-        .unwrap();
+    herald_optouts::opt_out(
+        &world.pool,
+        uuid::Uuid::new_v4(),
+        phone(p),
+        OptOutSource::Keyword,
+    )
+    .await
+    .unwrap();
     let campaign = world.campaign(&[p]).await;
     world.dispatcher(10).run_once().await.unwrap();
     assert_eq!(

@@ -134,7 +134,7 @@ async fn over_the_frequency_cap_a_recipient_is_skipped_and_retries_do_not_count(
     let (a, b) = ("+6281200000001", "+6281200000002");
     // a's first message needs a retry: it is one message, counted once
     world.gateway.script(
-        &phone(a).as_str().to_string(),
+        phone(a).as_str(),
         vec![
             crate::support::Answer::Transient("busy"),
             crate::support::Answer::Accept,

@@ -105,7 +105,7 @@ pub fn normalise(text: &str) -> Option<String> {
 pub struct OptOutSettings {
     pub stop_keywords: Vec<String>,
     pub start_keywords: Vec<String>,
-    /// Sent once to a phone that has just opted out (by keyword); `None`: nothing is sent.
+    /// To be sent once to a phone that has just opted out by keyword (not sent yet); `None`: none.
     pub confirmation_text: Option<String>,
 }
 

@@ -5,8 +5,8 @@
 //! Applied in the processor's batch transaction, after its chat messages: one look at the batch's
 //! texts (a message too long to be a keyword is passed over by its length alone), one query for
 //! the settings of the tenants that wrote a short text, then one batch through
-//! `herald_optouts::record::apply`. A phone that opted out just now is returned with its
-//! tenant's confirmation text, for the caller to send once.
+//! `herald_optouts::record::apply`. (The tenant's confirmation text is not sent yet: the inbox
+//! may not use the single-send flow, and no port for it exists; docs/safe-sending.md.)
 
 use std::collections::HashMap;
 
@@ -18,16 +18,7 @@ use herald_optouts::record::{self, Change, Outcome};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Action, Claimed};
-
-/// A phone that has just opted out by keyword and the text to confirm it with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Confirmation {
-    pub tenant_id: Uuid,
-    pub session_id: Uuid,
-    pub phone: Phone,
-    pub text: String,
-}
+use crate::parse::{Action, Claimed};
 
 /// The phone of a direct chat's JID (`<digits>@s.whatsapp.net`); `None` for groups, lids, ...
 fn phone_of(jid: &str) -> Option<Phone> {
@@ -48,15 +39,16 @@ fn candidate(m: &InboundMessage) -> Option<(Phone, &str)> {
     Some((phone_of(&m.chat)?, text))
 }
 
-/// Finds and applies the batch's opt-outs and opt-ins; returns the confirmations to send.
-pub(crate) async fn apply(
-    tx: &mut PgConnection,
-    claimed: &[Claimed],
-) -> anyhow::Result<Vec<Confirmation>> {
-    // (tenant, session, phone, text, at) of every short direct message
-    let mut texts: Vec<(Uuid, Uuid, Phone, &str, DateTime<Utc>)> = Vec::new();
-    let mut changes: Vec<(Change, Uuid)> = Vec::new();
+/// Finds and applies the batch's opt-outs and opt-ins; returns how many changed a contact.
+pub(crate) async fn apply(tx: &mut PgConnection, claimed: &[Claimed]) -> anyhow::Result<usize> {
+    // (tenant, phone, text, at) of every short direct message
+    let mut texts: Vec<(Uuid, Phone, &str, DateTime<Utc>)> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     for c in claimed {
+        // a post of a number no tenant holds any more names no tenant: nothing to opt out of
+        let Some(tenant_id) = c.tenant_id else {
+            continue;
+        };
         let (messages, preferences) = match &c.action {
             Action::Message(m) => (std::slice::from_ref(m), &[][..]),
             Action::Meta(v) => (&v.messages[..], &v.preferences[..]),
@@ -65,7 +57,7 @@ pub(crate) async fn apply(
         for m in messages {
             if let Some((phone, text)) = candidate(m) {
                 let at = m.timestamp.unwrap_or(c.received_at);
-                texts.push((c.tenant_id, c.session_id, phone, text, at));
+                texts.push((tenant_id, phone, text, at));
             }
         }
         for p in preferences {
@@ -73,23 +65,22 @@ pub(crate) async fn apply(
                 continue;
             };
             let change = Change {
-                tenant_id: c.tenant_id,
+                tenant_id,
                 phone,
                 intent: if p.stop { Intent::Stop } else { Intent::Start },
                 source: OptOutSource::CloudApi,
                 at: p.timestamp.unwrap_or(c.received_at),
             };
-            changes.push((change, c.session_id));
+            changes.push(change);
         }
     }
-    let mut settings = HashMap::new();
     if !texts.is_empty() {
         let mut tenants: Vec<Uuid> = texts.iter().map(|t| t.0).collect();
         tenants.sort();
         tenants.dedup();
-        settings = herald_optouts::settings::load_many(&mut *tx, &tenants).await?;
+        let settings = herald_optouts::settings::load_many(&mut *tx, &tenants).await?;
         let mut matchers: HashMap<Uuid, Matcher> = HashMap::new();
-        for (tenant, session, phone, text, at) in texts {
+        for (tenant, phone, text, at) in texts {
             let matcher = matchers
                 .entry(tenant)
                 .or_insert_with(|| settings.get(&tenant).cloned().unwrap_or_default().matcher());
@@ -101,28 +92,27 @@ pub(crate) async fn apply(
                     source: OptOutSource::Keyword,
                     at,
                 };
-                changes.push((change, session));
+                changes.push(change);
             }
         }
     }
     if changes.is_empty() {
-        return Ok(vec![]);
+        return Ok(0);
     }
     // one phone's changes in the batch apply in order: keep the last of each phone
     let mut last: HashMap<(Uuid, Phone), usize> = HashMap::new();
-    for (i, (c, _)) in changes.iter().enumerate() {
+    for (i, c) in changes.iter().enumerate() {
         last.insert((c.tenant_id, c.phone.clone()), i);
     }
-    let changes: Vec<(Change, Uuid)> = changes
+    let changes: Vec<Change> = changes
         .into_iter()
         .enumerate()
-        .filter(|(i, (c, _))| last.get(&(c.tenant_id, c.phone.clone())) == Some(i))
+        .filter(|(i, c)| last.get(&(c.tenant_id, c.phone.clone())) == Some(i))
         .map(|(_, c)| c)
         .collect();
-    let just: Vec<Change> = changes.iter().map(|(c, _)| c.clone()).collect();
-    let outcomes = record::apply(&mut *tx, &just).await?;
-    let mut confirmations = Vec::new();
-    for ((change, session), outcome) in changes.into_iter().zip(outcomes) {
+    let outcomes = record::apply(&mut *tx, &changes).await?;
+    let mut applied = 0;
+    for (change, outcome) in changes.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Applied { changed: true } => {
                 tracing::info!(tenant = %change.tenant_id, source = change.source.as_str(),
@@ -130,26 +120,14 @@ pub(crate) async fn apply(
                 metrics::counter!("herald_opt_outs_total", "source" => change.source.as_str(),
                     "intent" => if change.intent == Intent::Stop { "stop" } else { "start" })
                 .increment(1);
-                let text = settings
-                    .get(&change.tenant_id)
-                    .and_then(|s| s.confirmation_text.clone());
-                if let (Intent::Stop, OptOutSource::Keyword, Some(text)) =
-                    (change.intent, change.source, text)
-                {
-                    confirmations.push(Confirmation {
-                        tenant_id: change.tenant_id,
-                        session_id: session,
-                        phone: change.phone,
-                        text,
-                    });
-                }
+                applied += 1;
             }
             Outcome::Applied { changed: false } => {}
             // a start from a phone that is no contact: nothing to opt in from
             Outcome::Refused(reason) => tracing::debug!(%reason, "opt-in not applied"),
         }
     }
-    Ok(confirmations)
+    Ok(applied)
 }
 
 #[cfg(test)]

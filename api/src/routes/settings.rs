@@ -21,7 +21,8 @@ pub struct OptOutSettingsView {
     stop_keywords: Vec<String>,
     /// One of these opts it back in.
     start_keywords: Vec<String>,
-    /// Sent once to a phone that has just opted out by keyword; `null`: nothing is sent.
+    /// To be sent once to a phone that has just opted out by keyword (stored; not sent yet, see
+    /// docs/safe-sending.md); `null`: none.
     #[serde(default)]
     confirmation_text: Option<String>,
 }

@@ -34,6 +34,7 @@ mod recurrence;
 mod schedule;
 mod session_lifecycle;
 mod sessions;
+mod stop_during_a_paced_run;
 mod template_bombs;
 mod templates;
 mod text_properties;

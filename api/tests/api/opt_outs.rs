@@ -269,3 +269,31 @@ async fn over_the_frequency_cap_a_campaign_recipient_is_skipped() {
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_opted_out_column_in_an_import_opts_phones_out_and_back_in() {
+    let app = spawn_app().await;
+    let a = app.register("import-optout@b.co").await;
+    let csv = "phone,name,opted_out\n6281200000001,Sari,yes\n6281200000002,Budi,\n6281200000003,Ani,maybe\n";
+    let res = crate::contacts_import::import(&app, &a.token, csv.to_string()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let report: Value = res.json().await.expect("json");
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["rejected"][0]["row"], 4, "{report}");
+    app.wait_projected("contacts").await;
+    let listed = app
+        .get_json("/api/v1/contacts?opted_out=true", &a.token)
+        .await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["items"][0]["phone"], "6281200000001");
+    assert_eq!(listed["items"][0]["opt_out_source"], "import");
+    let csv = "phone,opted_out\n6281200000001,false\n";
+    let res = crate::contacts_import::import(&app, &a.token, csv.to_string()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.wait_projected("contacts").await;
+    let listed = app
+        .get_json("/api/v1/contacts?opted_out=true", &a.token)
+        .await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+    app.stop().await;
+}

@@ -284,7 +284,11 @@ async fn an_opted_out_column_in_an_import_opts_phones_out_and_back_in() {
     let listed = app
         .get_json("/api/v1/contacts?opted_out=true", &a.token)
         .await;
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     assert_eq!(listed["items"][0]["phone"], "6281200000001");
     assert_eq!(listed["items"][0]["opt_out_source"], "import");
     let csv = "phone,opted_out\n6281200000001,false\n";

@@ -70,7 +70,14 @@ async fn stop_during_a_paced_run_stops_every_campaign_of_the_tenant_until_start(
         .find(|p| sent_to(&sent, p, "Promo") == 0)
         .expect("an unsent recipient")
         .clone();
-    let res = post_event(&app, &session, &key, &text_from(&target, "STOP1", "Stop!"), Encoding::Json).await;
+    let res = post_event(
+        &app,
+        &session,
+        &key,
+        &text_from(&target, "STOP1", "Stop!"),
+        Encoding::Json,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     processed(&app).await;
     let c = contact(&app, &a, &target).await;
@@ -81,7 +88,10 @@ async fn stop_during_a_paced_run_stops_every_campaign_of_the_tenant_until_start(
     assert_eq!(done["counts"]["sent"], 2, "{done}");
     assert_eq!(done["counts"]["skipped"], 1, "{done}");
     let r = recipients(&app, &a, &id).await;
-    assert_eq!(r[&target], ("skipped".to_string(), Some("opted_out".to_string())));
+    assert_eq!(
+        r[&target],
+        ("skipped".to_string(), Some("opted_out".to_string()))
+    );
     assert_eq!(sent_to(&app.sim_messages().await, &target, "Promo"), 0);
 
     // another campaign of the tenant skips them; another tenant's reaches them
@@ -111,7 +121,14 @@ async fn stop_during_a_paced_run_stops_every_campaign_of_the_tenant_until_start(
     assert_eq!(theirs_contact.status(), StatusCode::NOT_FOUND);
 
     // "start" lets them back in
-    let res = post_event(&app, &session, &key, &text_from(&target, "START1", "start"), Encoding::Json).await;
+    let res = post_event(
+        &app,
+        &session,
+        &key,
+        &text_from(&target, "START1", "start"),
+        Encoding::Json,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     processed(&app).await;
     let back = eventually(Duration::from_secs(10), || async {

@@ -1600,7 +1600,10 @@ export interface components {
             messages: number;
         };
         "herald_api.routes.settings.OptOutSettingsView": {
-            /** @description Sent once to a phone that has just opted out by keyword; `null`: nothing is sent. */
+            /**
+             * @description To be sent once to a phone that has just opted out by keyword (stored; not sent yet, see
+             *     docs/safe-sending.md); `null`: none.
+             */
             confirmation_text?: string | null;
             /** @description One of these opts it back in. */
             start_keywords: string[];

@@ -7,6 +7,8 @@
 //!   spreadsheet in a comma-decimal locale writes). Quoted cells may hold delimiters, quotes
 //!   (`""`) and line breaks; lines end in LF or CRLF.
 //! - `name` and `tags` columns are the contact's name and tags (`tags` split on `;` or `,`).
+//! - An `opted_out` column opts the phone out (`true`, `yes`, `1`) or back in (`false`, `no`,
+//!   `0`) of campaigns; empty leaves it as it is (docs/safe-sending.md).
 //! - Every other column is kept as a field, its header turned into a template variable name
 //!   (`First Name` → `first_name`). Empty cells leave a field as it is.
 //! - A row that cannot be a contact (bad phone, overlong value, bad tag, broken UTF-8, wrong
@@ -58,6 +60,8 @@ pub struct Pending {
     pub input: String,
     /// Rows merged into this upsert (1 when the phone appears once in the batch).
     pub rows: usize,
+    /// The `opted_out` cell of its last row that had one.
+    pub opted_out: Option<bool>,
 }
 
 /// Rows read since the previous batch.
@@ -104,6 +108,7 @@ enum Column {
     Phone,
     Name,
     Tags,
+    OptedOut,
     Field(String),
 }
 
@@ -113,6 +118,7 @@ impl Column {
             Column::Phone => "phone",
             Column::Name => "name",
             Column::Tags => "tags",
+            Column::OptedOut => "opted_out",
             Column::Field(key) => key,
         }
     }
@@ -139,6 +145,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ContactsErro
             "phone" => Column::Phone,
             "name" => Column::Name,
             "tags" => Column::Tags,
+            _ if field_key_from_header(text).as_deref() == Some("opted_out") => Column::OptedOut,
             _ => {
                 let key = field_key_from_header(text).ok_or_else(|| {
                     ContactsError::invalid(
@@ -156,6 +163,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ContactsErro
             Column::Phone => "phone".to_string(),
             Column::Name => "name".to_string(),
             Column::Tags => "tags".to_string(),
+            Column::OptedOut => "opted_out".to_string(),
             Column::Field(k) => k.clone(),
         };
         if let Some(previous) = seen.insert(key.clone(), text.to_string()) {
@@ -464,11 +472,14 @@ pub fn read_batches(
         batch.rows += 1;
         batch.last_line = line;
         match read_row(&record, &columns, tenant_id, region, at) {
-            Ok(upsert) => match by_key.get(&upsert.key) {
+            Ok((upsert, opted_out)) => match by_key.get(&upsert.key) {
                 Some(&i) => {
                     let pending = &mut batch.contacts[i];
                     match merge(&mut pending.upsert, upsert) {
-                        Ok(()) => pending.rows += 1,
+                        Ok(()) => {
+                            pending.rows += 1;
+                            pending.opted_out = opted_out.or(pending.opted_out);
+                        }
                         Err(reason) => batch.rejected.push(RejectedRow {
                             row: line,
                             input: pending.input.clone(),
@@ -484,6 +495,7 @@ pub fn read_batches(
                         line,
                         input,
                         rows: 1,
+                        opted_out,
                     });
                 }
             },
@@ -524,7 +536,7 @@ fn read_row(
     tenant_id: Uuid,
     region: &str,
     at: DateTime<Utc>,
-) -> Result<Upsert, (String, String)> {
+) -> Result<(Upsert, Option<bool>), (String, String)> {
     let whole = || {
         let cells: Vec<String> = record
             .iter()
@@ -564,8 +576,21 @@ fn read_row(
     let mut name = None;
     let mut tags = None;
     let mut fields = Fields::new();
+    let mut opted_out = None;
     for (column, cell) in columns.iter().zip(&cells) {
         match column {
+            Column::OptedOut if !cell.is_empty() => {
+                opted_out = Some(match cell.to_lowercase().as_str() {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => {
+                        return Err((
+                            echo(phone.unwrap_or_default()),
+                            format!("opted_out is {cell:?}: use true or false"),
+                        ))
+                    }
+                });
+            }
             Column::Phone => phone = Some(*cell),
             Column::Name if !cell.is_empty() => name = Some(cell.to_string()),
             Column::Tags if !cell.is_empty() => {
@@ -594,7 +619,7 @@ fn read_row(
         .transpose()
         .map_err(|e| (input(), e.to_string()))?;
     validate_fields(&fields).map_err(|e| (input(), e.to_string()))?;
-    Ok(Upsert {
+    let upsert = Upsert {
         tenant_id,
         key: ContactKey::Phone(phone),
         name,
@@ -603,7 +628,8 @@ fn read_row(
         fields: (!fields.is_empty()).then_some(fields),
         source: ContactSource::Import,
         at,
-    })
+    };
+    Ok((upsert, opted_out))
 }
 
 /// A later row for the same phone: its name wins, its tags add, its fields overwrite. A row

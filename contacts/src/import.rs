@@ -13,6 +13,7 @@
 //! [`ContactsError::Stopped`] says through which line. Applying a row twice changes nothing
 //! (merges by phone are idempotent), so re-running the same file is safe.
 
+use herald_domain::opt_out::{Intent, OptOutSource};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -97,11 +98,35 @@ async fn apply(pool: &PgPool, batch: Batch, totals: &mut Totals) -> Result<(), C
     let (upserts, pending): (Vec<_>, Vec<_>) = batch
         .contacts
         .into_iter()
-        .map(|p| (p.upsert, (p.line, p.input, p.rows)))
+        .map(|p| (p.upsert, (p.line, p.input, p.rows, p.opted_out)))
         .unzip();
     let applied = book::upsert_each(pool, &upserts).await?;
+    // the `opted_out` column, for the contacts written: after them, in a transaction of its own
+    let mut changes = Vec::new();
+    for ((outcome, upsert), (.., opted_out)) in applied.iter().zip(&upserts).zip(&pending) {
+        if let (Some(stop), Some(phone), false) = (
+            opted_out,
+            upsert.key.phone(),
+            matches!(outcome, Applied::Refused(_)),
+        ) {
+            changes.push(herald_optouts::Change {
+                tenant_id: upsert.tenant_id,
+                phone: phone.clone(),
+                intent: if *stop { Intent::Stop } else { Intent::Start },
+                source: OptOutSource::Import,
+                at: upsert.at,
+            });
+        }
+    }
+    if !changes.is_empty() {
+        let mut tx = pool.begin().await?;
+        herald_optouts::record::apply(&mut tx, &changes)
+            .await
+            .map_err(|e| ContactsError::Internal(anyhow::anyhow!("opt-outs of the batch: {e}")))?;
+        tx.commit().await?;
+    }
     let mut rejected = batch.rejected;
-    for (outcome, (line, input, rows)) in applied.into_iter().zip(pending) {
+    for (outcome, (line, input, rows, _)) in applied.into_iter().zip(pending) {
         match outcome {
             Applied::Created => {
                 totals.report.imported += 1;

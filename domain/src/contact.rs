@@ -8,6 +8,11 @@
 //! Each change is its own small event carrying the new value (the full tag set, the full field
 //! map), so a projector sets rather than diffs, and a command that changes nothing appends nothing
 //! (a second identical contact sync writes no events).
+//!
+//! Opting out and back in are events of the contact too ([`consent`], docs/safe-sending.md); an
+//! opt-out outlives the contact: deleted and created again, it is still opted out.
+
+mod consent;
 
 use std::collections::BTreeSet;
 
@@ -18,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::opt_out::OptOutSource;
 use crate::phone::Phone;
 use crate::DomainError;
 
@@ -91,6 +97,8 @@ pub enum ContactSource {
     Api,
     Import,
     Sync,
+    /// Created because the phone wrote to a linked number (an opt-out by keyword).
+    Inbox,
 }
 
 impl ContactSource {
@@ -99,6 +107,7 @@ impl ContactSource {
             ContactSource::Api => "api",
             ContactSource::Import => "import",
             ContactSource::Sync => "sync",
+            ContactSource::Inbox => "inbox",
         }
     }
 }
@@ -140,6 +149,19 @@ pub enum ContactCommand {
         tenant_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// No more campaigns to this phone; creates the contact when there is none.
+    OptOut {
+        tenant_id: Uuid,
+        key: ContactKey,
+        source: OptOutSource,
+        at: DateTime<Utc>,
+    },
+    /// Campaigns may reach this phone again.
+    OptIn {
+        tenant_id: Uuid,
+        source: OptOutSource,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +201,14 @@ pub enum ContactEvent {
     ContactDeleted {
         at: DateTime<Utc>,
     },
+    ContactOptedOut {
+        source: OptOutSource,
+        at: DateTime<Utc>,
+    },
+    ContactOptedIn {
+        source: OptOutSource,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ContactEvent {
@@ -190,6 +220,8 @@ impl DomainEvent for ContactEvent {
             ContactEvent::ContactFieldsChanged { .. } => "ContactFieldsChanged",
             ContactEvent::ContactFavorited { .. } => "ContactFavorited",
             ContactEvent::ContactDeleted { .. } => "ContactDeleted",
+            ContactEvent::ContactOptedOut { .. } => "ContactOptedOut",
+            ContactEvent::ContactOptedIn { .. } => "ContactOptedIn",
         }
         .to_string()
     }
@@ -208,6 +240,9 @@ pub struct Contact {
     pub tags: Vec<String>,
     pub fields: Fields,
     pub favorite: bool,
+    /// Since when and how it opted out; kept through a delete (see the module doc).
+    #[serde(default)]
+    pub opted_out: Option<(OptOutSource, DateTime<Utc>)>,
 }
 
 impl Contact {
@@ -356,6 +391,7 @@ impl Aggregate for Contact {
                     validate_fields(fields)?;
                 }
                 if !self.exists {
+                    let opted_out = self.opted_out;
                     let event = ContactEvent::ContactCreated {
                         tenant_id: u.tenant_id,
                         key: u.key.as_str().to_string(),
@@ -366,6 +402,11 @@ impl Aggregate for Contact {
                         at: u.at,
                     };
                     sink.write(event, self).await;
+                    // a contact that comes back is still opted out, and its read model says so
+                    if let Some((source, at)) = opted_out {
+                        sink.write(ContactEvent::ContactOptedOut { source, at }, self)
+                            .await;
+                    }
                     return Ok(());
                 }
                 // a person's name is not replaced by the phone's contact list
@@ -445,6 +486,17 @@ impl Aggregate for Contact {
                 }
                 sink.write(ContactEvent::ContactDeleted { at }, self).await;
             }
+            ContactCommand::OptOut {
+                tenant_id,
+                key,
+                source,
+                at,
+            } => self.opt_out(tenant_id, key, source, at, sink).await?,
+            ContactCommand::OptIn {
+                tenant_id,
+                source,
+                at,
+            } => self.opt_in(tenant_id, source, at, sink).await?,
         }
         Ok(())
     }
@@ -467,6 +519,7 @@ impl Aggregate for Contact {
                     tags,
                     fields,
                     favorite: false,
+                    opted_out: self.opted_out,
                 };
             }
             ContactEvent::ContactRenamed { name, source, .. } => {
@@ -477,6 +530,8 @@ impl Aggregate for Contact {
             ContactEvent::ContactFieldsChanged { fields, .. } => self.fields = fields,
             ContactEvent::ContactFavorited { favorite, .. } => self.favorite = favorite,
             ContactEvent::ContactDeleted { .. } => self.exists = false,
+            ContactEvent::ContactOptedOut { source, at } => self.opted_out = Some((source, at)),
+            ContactEvent::ContactOptedIn { .. } => self.opted_out = None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`conversation`]: one chat of a linked number (session + chat JID), built from webhooks.
 //! - [`text`]: the one character Postgres cannot store (NUL): found, or removed.
 //! - [`store`]: cqrs-es on Herald's `events` table, and the batch paths (multi-row inserts).
+//! - [`opt_out`]: where an opt-out came from, a tenant's keywords and the whole-message matcher.
 //! - [`failure`]: whether a failure is passing (retry) or the data's own (park).
 pub mod campaign;
 pub mod contact;
@@ -18,6 +19,7 @@ pub mod delivery;
 mod error;
 pub mod failure;
 pub mod fair_pool;
+pub mod opt_out;
 pub mod phone;
 pub mod schedule;
 pub mod session;

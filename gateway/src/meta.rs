@@ -15,6 +15,8 @@ use sha2::Sha256;
 use crate::webhook::message::{clean_name, clean_text, message_id, InboundMessage};
 use crate::webhook::Malformed;
 
+pub mod preferences;
+
 /// The header Meta signs notifications in: `sha256=<hex HMAC-SHA256(app secret, raw body)>`.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
@@ -125,6 +127,8 @@ pub struct Status {
 pub struct MessagesValue {
     pub statuses: Vec<Status>,
     pub messages: Vec<InboundMessage>,
+    /// A `user_preferences` change's marketing stops and resumes ([`preferences`]).
+    pub preferences: Vec<preferences::MarketingPreference>,
     /// Status values Herald does not track (e.g. `deleted`, `warning`), counted for the note.
     pub ignored: usize,
 }

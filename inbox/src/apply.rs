@@ -187,6 +187,8 @@ pub(crate) async fn apply(
             }
         }
     }
+    // 5. stop and start keywords, Cloud API marketing stops: opt-outs (docs/safe-sending.md)
+    crate::opt_outs::apply(&mut *tx, claimed).await?;
 
     if !unmatched_rows.is_empty() {
         metrics::counter!("herald_webhook_receipts_unmatched_total")

@@ -109,13 +109,26 @@ pub(super) fn classify_message(event: &str) -> Action {
 
 /// A stored Cloud API change (`event_type` `meta:<field>`).
 pub(super) fn classify_meta(event_type: &str, event: &str) -> Action {
-    if event_type != META_MESSAGES {
+    if event_type != META_MESSAGES && event_type != META_USER_PREFERENCES {
         return Action::Done(format!("ignored: {event_type}"));
     }
     let value = match herald_gateway::webhook::parse_event(event.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Action::Done(format!("malformed {event_type}: {e}")),
     };
+    if event_type == META_USER_PREFERENCES {
+        // marketing stops and resumes: opt-outs (see `opt_outs`)
+        let preferences = meta::preferences::parse_marketing_preferences(&value);
+        if preferences.is_empty() {
+            return Action::Done(format!(
+                "ignored: {event_type} without a marketing stop or resume"
+            ));
+        }
+        return Action::Meta(meta::MessagesValue {
+            preferences,
+            ..Default::default()
+        });
+    }
     match meta::parse_messages_value(&value) {
         Ok(value) if value.statuses.is_empty() && value.messages.is_empty() => Action::Done(
             format!("ignored: {event_type} without statuses or messages"),
@@ -127,6 +140,8 @@ pub(super) fn classify_meta(event_type: &str, event: &str) -> Action {
 
 /// The `event_type` of a Cloud API `messages` change in the inbox.
 pub const META_MESSAGES: &str = "meta:messages";
+/// The `event_type` of a Cloud API `user_preferences` change (marketing stops).
+pub const META_USER_PREFERENCES: &str = "meta:user_preferences";
 
 /// What a row's messages amount to, for its note (`None`: it has none).
 pub(super) fn messages_note(action: &Action) -> Option<String> {

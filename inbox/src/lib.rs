@@ -39,6 +39,7 @@ mod apply;
 mod claim;
 mod conversations;
 mod cursor;
+mod opt_outs;
 mod parking;
 mod parse;
 mod record;

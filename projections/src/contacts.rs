@@ -65,6 +65,8 @@ struct Folded {
     favorite: bool,
     fields: serde_json::Value,
     source: String,
+    /// When and how it opted out (docs/safe-sending.md).
+    opted_out: Option<(DateTime<Utc>, String)>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -75,7 +77,7 @@ async fn load(conn: &mut PgConnection, keys: &[(Uuid, String)]) -> anyhow::Resul
     let (tenants, ks): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
     let loaded = sqlx::query(
         "SELECT c.tenant_id, c.key::text AS key, c.name, c.tags, c.favorite, c.fields, c.source,
-                c.created_at, c.updated_at
+                c.opted_out_at, c.opt_out_source, c.created_at, c.updated_at
            FROM contacts c JOIN UNNEST($1::uuid[], $2::text[]) AS k(t, k)
              ON c.tenant_id = k.t AND c.key = k.k",
     )
@@ -85,6 +87,8 @@ async fn load(conn: &mut PgConnection, keys: &[(Uuid, String)]) -> anyhow::Resul
     .await?;
     let mut rows = Rows::with_capacity(keys.len());
     for r in loaded {
+        let opted_out_at: Option<DateTime<Utc>> = r.try_get("opted_out_at")?;
+        let opt_out_source: Option<String> = r.try_get("opt_out_source")?;
         rows.insert(
             (r.try_get("tenant_id")?, r.try_get("key")?),
             Some(Folded {
@@ -93,6 +97,7 @@ async fn load(conn: &mut PgConnection, keys: &[(Uuid, String)]) -> anyhow::Resul
                 favorite: r.try_get("favorite")?,
                 fields: r.try_get("fields")?,
                 source: r.try_get("source")?,
+                opted_out: opted_out_at.zip(opt_out_source),
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
             }),
@@ -117,6 +122,7 @@ fn fold(rows: &mut Rows, key: (Uuid, String), event: ContactEvent) {
             favorite: false,
             fields: serde_json::Value::Object(fields),
             source: source.as_str().to_string(),
+            opted_out: None,
             created_at: at,
             updated_at: at,
         };
@@ -146,6 +152,14 @@ fn fold(rows: &mut Rows, key: (Uuid, String), event: ContactEvent) {
         }
         ContactEvent::ContactFavorited { favorite, at } => {
             row.favorite = favorite;
+            row.updated_at = at;
+        }
+        ContactEvent::ContactOptedOut { source, at } => {
+            row.opted_out = Some((at, source.as_str().to_string()));
+            row.updated_at = row.updated_at.max(at);
+        }
+        ContactEvent::ContactOptedIn { at, .. } => {
+            row.opted_out = None;
             row.updated_at = at;
         }
         ContactEvent::ContactCreated { .. } | ContactEvent::ContactDeleted { .. } => {}
@@ -210,6 +224,7 @@ async fn write(conn: &mut PgConnection, rows: Rows) -> anyhow::Result<()> {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let (mut out_at, mut out_source) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for ((tenant, key), row) in chunk {
             let is_lid = key.ends_with("@lid");
             t.push(*tenant);
@@ -225,21 +240,25 @@ async fn write(conn: &mut PgConnection, rows: Rows) -> anyhow::Result<()> {
             sort.push(sort_name(row.name.as_deref()));
             created.push(row.created_at);
             updated.push(row.updated_at);
+            out_at.push(row.opted_out.as_ref().map(|(at, _)| *at));
+            out_source.push(row.opted_out.as_ref().map(|(_, s)| s.as_str()));
         }
         sqlx::query(
             "INSERT INTO contacts (tenant_id, key, phone, lid, name, tags, favorite, fields, source,
-                                   rank, sort_name, created_at, updated_at)
+                                   rank, sort_name, created_at, updated_at, opted_out_at,
+                                   opt_out_source)
              SELECT t, k, p, l, n, ARRAY(SELECT jsonb_array_elements_text(g::jsonb)), f, d::jsonb, s,
-                    r, o, c, u
+                    r, o, c, u, oa, os
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                            $7::bool[], $8::text[], $9::text[], $10::int2[], $11::text[],
-                           $12::timestamptz[], $13::timestamptz[])
-                 AS x(t, k, p, l, n, g, f, d, s, r, o, c, u)
+                           $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::text[])
+                 AS x(t, k, p, l, n, g, f, d, s, r, o, c, u, oa, os)
              ON CONFLICT (tenant_id, key) DO UPDATE SET
                 name = EXCLUDED.name, tags = EXCLUDED.tags, favorite = EXCLUDED.favorite,
                 fields = EXCLUDED.fields, source = EXCLUDED.source, rank = EXCLUDED.rank,
                 sort_name = EXCLUDED.sort_name, created_at = EXCLUDED.created_at,
-                updated_at = EXCLUDED.updated_at",
+                updated_at = EXCLUDED.updated_at, opted_out_at = EXCLUDED.opted_out_at,
+                opt_out_source = EXCLUDED.opt_out_source",
         )
         .bind(&t)
         .bind(&k)
@@ -254,6 +273,8 @@ async fn write(conn: &mut PgConnection, rows: Rows) -> anyhow::Result<()> {
         .bind(&sort)
         .bind(&created)
         .bind(&updated)
+        .bind(&out_at)
+        .bind(&out_source)
         .execute(&mut *conn)
         .await?;
     }
@@ -275,11 +296,15 @@ pub struct ContactRow {
     pub sort_name: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub opted_out_at: Option<DateTime<Utc>>,
+    /// `keyword`, `cloud_api`, `manual` or `import`, with `opted_out_at`.
+    pub opt_out_source: Option<String>,
 }
 
 const COLUMNS: &str =
     "tenant_id, key::text AS key, phone, lid, name, tags, favorite, fields, source,
-                       rank, sort_name::text AS sort_name, created_at, updated_at";
+                       rank, sort_name::text AS sort_name, created_at, updated_at, opted_out_at,
+                       opt_out_source";
 
 pub async fn get(pool: &PgPool, tenant_id: Uuid, key: &str) -> sqlx::Result<Option<ContactRow>> {
     sqlx::query_as(&format!(
@@ -299,6 +324,8 @@ pub struct Filter {
     /// Part of the name (any case) or of the key.
     pub q: Option<String>,
     pub favorite: Option<bool>,
+    /// `Some(true)`: only opted-out contacts; `Some(false)`: only those who did not opt out.
+    pub opted_out: Option<bool>,
 }
 
 /// The position of a row in the list order, as an opaque cursor: `<rank>.<hex sort_name>.<key>`.
@@ -359,6 +386,7 @@ pub async fn list(
             AND ($3::text IS NULL OR name ILIKE $3 OR key LIKE $3)
             AND ($4::bool IS NULL OR favorite = $4)
             AND ($5::int2 IS NULL OR (rank, sort_name, key) > ($5, $6::text COLLATE \"C\", $7::text COLLATE \"C\"))
+            AND ($9::bool IS NULL OR (opted_out_at IS NOT NULL) = $9)
           ORDER BY rank, sort_name, key LIMIT $8"
     ))
     .bind(tenant_id)
@@ -369,6 +397,7 @@ pub async fn list(
     .bind(sort)
     .bind(key)
     .bind(limit + 1)
+    .bind(filter.opted_out)
     .fetch_all(pool)
     .await?;
     Ok(Page::from_rows(rows, limit, cursor_of))
@@ -394,6 +423,8 @@ mod tests {
             sort_name: "sári. o'neil".into(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            opted_out_at: None,
+            opt_out_source: None,
         };
         let cursor = cursor_of(&row);
         assert_eq!(

@@ -9,7 +9,8 @@
 //!
 //! - `Campaign` events → `campaign.status`; `Delivery` events → `delivery.status` (except
 //!   `DeliveryQueued`: the campaign's progress says how many are queued); `Session` events →
-//!   `session.status` (never a QR code or a token: no event holds one).
+//!   `session.status` (never a QR code or a token: no event holds one); `ContactOptedOut` →
+//!   `contact.opted_out` (the contact's stream id names its tenant).
 //! - Both campaign and delivery events mark the campaign for `campaign.progress`: the
 //!   [`ProgressTracker`] reads the counts from the `campaigns` read model at most every
 //!   [`PROGRESS_INTERVAL`] per campaign (latest counts win) and keeps a campaign marked until the
@@ -27,8 +28,10 @@ use std::time::Duration;
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use herald_domain::campaign::{Campaign, CampaignEvent};
+use herald_domain::contact::{Contact, ContactEvent};
 use herald_domain::conversation::{ChatMessage, Conversation, ConversationEvent};
 use herald_domain::delivery::{message_id_for, Delivery, DeliveryEvent};
+use herald_domain::opt_out::OptOutSource;
 use herald_domain::phone::Phone;
 use herald_domain::session::{Session, SessionEvent};
 use serde_json::json;
@@ -64,6 +67,13 @@ enum Parsed {
         is_group: bool,
         message: ChatMessage,
     },
+    /// A contact opted out of campaigns (`ContactOptedOut`).
+    OptedOut {
+        tenant_id: Uuid,
+        phone: String,
+        source: OptOutSource,
+        at: chrono::DateTime<Utc>,
+    },
 }
 
 /// Parses the events the notifier publishes; everything else is `None`. A new aggregate whose
@@ -98,6 +108,21 @@ fn parse(e: &StoredEvent) -> anyhow::Result<Option<Parsed>> {
                 is_group,
                 message,
             },
+            _ => return Ok(None),
+        },
+        Contact::TYPE => match e.parse()? {
+            ContactEvent::ContactOptedOut { source, at } => {
+                let (tenant, phone) = e
+                    .aggregate_id
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("bad contact id {}", e.aggregate_id))?;
+                Parsed::OptedOut {
+                    tenant_id: tenant.parse()?,
+                    phone: phone.to_string(),
+                    source,
+                    at,
+                }
+            }
             _ => return Ok(None),
         },
         _ => return Ok(None),
@@ -216,6 +241,14 @@ fn to_notification(e: &StoredEvent, parsed: &Parsed, tenant_id: Uuid) -> Option<
                    "message_id": message.message_id, "sender": message.sender,
                    "sender_name": message.sender_name, "text": message.text,
                    "type": message.kind, "timestamp": message.at}),
+        ),
+        Parsed::OptedOut {
+            phone, source, at, ..
+        } => (
+            Kind::ContactOptedOut,
+            phone.clone(),
+            *at,
+            json!({"phone": phone, "source": source.as_str(), "opted_out_at": at}),
         ),
     };
     Some(Notification {
@@ -364,6 +397,7 @@ impl NotificationMapper {
         Delivery::TYPE,
         Session::TYPE,
         Conversation::TYPE,
+        Contact::TYPE,
     ];
 
     /// The notifications of `events` (of [`Self::AGGREGATE_TYPES`]; others are skipped), with
@@ -419,7 +453,7 @@ impl NotificationMapper {
                             missing_sessions.insert(*id);
                         }
                     }
-                    Parsed::Message { .. } => {}
+                    Parsed::Message { .. } | Parsed::OptedOut { .. } => {}
                 }
             }
         }
@@ -451,7 +485,9 @@ impl NotificationMapper {
                         campaign_id: id, ..
                     } => owners.campaigns.get(id),
                     Parsed::Session(id, _) => owners.sessions.get(id),
-                    Parsed::Message { tenant_id, .. } => Some(tenant_id),
+                    Parsed::Message { tenant_id, .. } | Parsed::OptedOut { tenant_id, .. } => {
+                        Some(tenant_id)
+                    }
                 };
                 let Some(&tenant) = tenant else {
                     tracing::warn!(aggregate = %e.aggregate_id, "no owner found; not notified");
@@ -724,6 +760,39 @@ mod tests {
             n.subject(),
             format!("herald.{tenant}.session.status.{session}")
         );
+    }
+
+    #[test]
+    fn an_opt_out_becomes_contact_opted_out_for_the_tenant_its_stream_names() {
+        let tenant = Uuid::new_v4();
+        let id = format!("{tenant}:6281234567890");
+        let e = stored(
+            "Contact",
+            &id,
+            json!({"ContactOptedOut": {"source": "keyword", "at": "2026-12-04T10:00:00Z"}}),
+        );
+        let Some(Parsed::OptedOut { tenant_id, .. }) = parse(&e).expect("parses") else {
+            panic!("an opt-out is published");
+        };
+        assert_eq!(tenant_id, tenant);
+        let n = notify(&e, tenant).expect("notified");
+        assert_eq!(n.kind, Kind::ContactOptedOut);
+        assert_eq!(
+            n.data,
+            json!({"phone": "6281234567890", "source": "keyword",
+                   "opted_out_at": "2026-12-04T10:00:00Z"})
+        );
+        assert_eq!(
+            n.subject(),
+            format!("herald.{tenant}.contact.opted_out.6281234567890")
+        );
+        // other contact events are not announced
+        let renamed = stored(
+            "Contact",
+            &id,
+            json!({"ContactFavorited": {"favorite": true, "at": "2026-12-04T10:00:00Z"}}),
+        );
+        assert!(parse(&renamed).expect("parses").is_none());
     }
 
     #[test]

@@ -36,15 +36,18 @@ pub enum Kind {
     MessageReceived,
     #[serde(rename = "session.status")]
     SessionStatus,
+    #[serde(rename = "contact.opted_out")]
+    ContactOptedOut,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::CampaignProgress,
         Kind::CampaignStatus,
         Kind::DeliveryStatus,
         Kind::MessageReceived,
         Kind::SessionStatus,
+        Kind::ContactOptedOut,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -54,6 +57,7 @@ impl Kind {
             Kind::DeliveryStatus => "delivery.status",
             Kind::MessageReceived => "message.received",
             Kind::SessionStatus => "session.status",
+            Kind::ContactOptedOut => "contact.opted_out",
         }
     }
 

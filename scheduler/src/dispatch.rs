@@ -1,7 +1,8 @@
 //! Dispatch workers (docs/decisions/0053): the write-ahead path from `dispatch_queue` to the gateway.
 //!
 //! 1. Claim (`dispatch/claim.rs`): a batch with `FOR UPDATE SKIP LOCKED`, mark it leased
-//!    (attempt + 1, lease deadline), pass the quota and pacing gates (`dispatch/pacing.rs`),
+//!    (attempt + 1, lease deadline), skip opted-out and over-cap recipients
+//!    (`dispatch/screen.rs`), pass the quota and pacing gates (`dispatch/pacing.rs`),
 //!    append each recipient's `DeliveryDispatched` with its deterministic message id (indexed in
 //!    `message_index`, where webhook receipts find their delivery), COMMIT.
 //! 2. Send (`dispatch/render.rs`, `dispatch/send.rs`): render the batch's messages in one
@@ -46,6 +47,7 @@ mod pacing;
 mod record;
 mod render;
 pub mod safety;
+mod screen;
 mod send;
 mod typing;
 

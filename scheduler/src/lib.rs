@@ -13,7 +13,9 @@
 //!   number.
 //! - [`safe_sending`]: send windows, number safety and what the campaign page shows of them; the
 //!   checks themselves run in the dispatcher's claim (`dispatch/safety.rs`).
+//! - [`frequency_cap`]: a tenant's cap on campaign messages per contact, enforced at claim time.
 pub mod dispatch;
+pub mod frequency_cap;
 pub mod pacing;
 pub mod quota;
 pub mod safe_sending;

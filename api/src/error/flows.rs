@@ -235,3 +235,15 @@ impl From<herald_contacts::ContactsError> for ApiError {
         }
     }
 }
+
+impl From<herald_optouts::Error> for ApiError {
+    fn from(e: herald_optouts::Error) -> Self {
+        use herald_optouts::Error as E;
+        match e {
+            E::NotFound => ApiError::NotFound,
+            E::Invalid(d) => d.into(),
+            E::Store(s) => s.into(),
+            E::Database(d) => d.into(),
+        }
+    }
+}

@@ -80,10 +80,16 @@ pub struct ContactView {
     favorite: bool,
     #[salvo(schema(value_type = Object))]
     fields: serde_json::Value,
-    /// `api`, `import` or `sync`: where the contact was first created.
+    /// `api`, `import`, `sync` or `inbox` (it opted out by writing): where the contact was
+    /// first created.
     source: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Campaigns never send to an opted-out contact (docs/safe-sending.md).
+    opted_out: bool,
+    opted_out_at: Option<DateTime<Utc>>,
+    /// `keyword`, `cloud_api`, `manual` or `import`; `null` when not opted out.
+    opt_out_source: Option<String>,
 }
 
 impl From<ContactRow> for ContactView {
@@ -98,6 +104,9 @@ impl From<ContactRow> for ContactView {
             source: r.source,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            opted_out: r.opted_out_at.is_some(),
+            opted_out_at: r.opted_out_at,
+            opt_out_source: r.opt_out_source,
         }
     }
 }
@@ -123,7 +132,11 @@ async fn default_region(state: &AppState, tenant_id: Uuid) -> Result<String, Api
 
 /// A path's contact: a phone in any common form, or a `<digits>@lid` id. Anything else names no
 /// contact (404).
-async fn path_key(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<ContactKey, ApiError> {
+pub(super) async fn path_key(
+    state: &AppState,
+    tenant_id: Uuid,
+    raw: &str,
+) -> Result<ContactKey, ApiError> {
     if raw.trim().ends_with("@lid") {
         return ContactKey::lid(raw).ok_or(ApiError::NotFound);
     }
@@ -133,13 +146,17 @@ async fn path_key(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<Contac
         .map_err(|_| ApiError::NotFound)
 }
 
-async fn projected(state: &AppState, tenant_id: Uuid, key: &ContactKey) -> Result<(), ApiError> {
+pub(super) async fn projected(
+    state: &AppState,
+    tenant_id: Uuid,
+    key: &ContactKey,
+) -> Result<(), ApiError> {
     state
         .wait_projected(read::NAME, Contact::TYPE, &contact_id(tenant_id, key))
         .await
 }
 
-async fn view_of(
+pub(super) async fn view_of(
     state: &AppState,
     tenant_id: Uuid,
     key: &ContactKey,
@@ -213,6 +230,11 @@ async fn stored_view(
         favorite: contact.favorite,
         fields: serde_json::Value::Object(contact.fields),
         source: contact.name_source.as_str().to_string(),
+        opted_out: contact.opted_out.is_some(),
+        opted_out_at: contact.opted_out.map(|(_, at)| at),
+        opt_out_source: contact
+            .opted_out
+            .map(|(source, _)| source.as_str().to_string()),
         created_at: at,
         updated_at: at,
     })
@@ -273,12 +295,14 @@ fn bad_query(message: impl Into<String>) -> ApiError {
 }
 
 /// This tenant's contacts: favourites first, then by name (unnamed last, by phone). Filters:
-/// `tag` (one tag), `q` (part of the name, any case, or of the phone), `favorite` (`true`/`false`).
+/// `tag` (one tag), `q` (part of the name, any case, or of the phone), `favorite` (`true`/`false`),
+/// `opted_out` (`true`/`false`).
 #[endpoint(tags("contacts"), status_codes(200, 400, 401, 429), security(["bearer" = []], ["api_key" = []]))]
 pub async fn list(
     tag: QueryParam<String, false>,
     q: QueryParam<String, false>,
     favorite: QueryParam<String, false>,
+    opted_out: QueryParam<String, false>,
     limit: QueryParam<String, false>,
     cursor: QueryParam<String, false>,
     depot: &mut Depot,
@@ -302,6 +326,12 @@ pub async fn list(
         Some("false") => Some(false),
         Some(_) => return Err(bad_query("favorite must be true or false")),
     };
+    let opted_out = match opted_out.as_deref() {
+        None | Some("") => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(bad_query("opted_out must be true or false")),
+    };
     let limit = parse_limit(limit.as_deref())?;
     let after = match cursor.as_deref() {
         None | Some("") => None,
@@ -309,7 +339,12 @@ pub async fn list(
             ApiError::bad_request("invalid_cursor", "cursor is not one Herald gave out")
         })?),
     };
-    let filter = Filter { tag, q, favorite };
+    let filter = Filter {
+        tag,
+        q,
+        favorite,
+        opted_out,
+    };
     let page = read::list(&state.pool, caller.tenant_id, &filter, limit, after).await?;
     Ok(Json(ListOf {
         items: page.items.into_iter().map(Into::into).collect(),

@@ -12,10 +12,12 @@ pub mod health;
 pub mod messages;
 pub mod meta;
 pub mod openapi;
+pub mod opt_outs;
 pub mod password;
 pub mod reply;
 pub mod safe_sending;
 pub mod sessions;
+pub mod settings;
 pub mod templates;
 pub mod webhook_endpoints;
 pub mod webhooks;
@@ -171,7 +173,22 @@ fn api_router() -> Router {
                     Router::with_path("{phone}")
                         .get(contacts::get)
                         .patch(contacts::patch)
-                        .delete(contacts::delete),
+                        .delete(contacts::delete)
+                        .push(Router::with_path("opt-out").post(opt_outs::opt_out))
+                        .push(Router::with_path("opt-in").post(opt_outs::opt_in)),
+                ),
+        )
+        .push(
+            Router::with_path("settings")
+                .push(
+                    Router::with_path("opt-out")
+                        .get(settings::get_opt_out)
+                        .put(settings::put_opt_out),
+                )
+                .push(
+                    Router::with_path("sending")
+                        .get(settings::get_sending)
+                        .put(settings::put_sending),
                 ),
         )
         .push(

@@ -105,8 +105,10 @@ impl Dispatcher {
             }
         }
         // Safety (docs/decisions/0064), one set-based check per line; the recipients they hold
-        // go back to the queue. Halted numbers trip the breaker once this commits.
+        // go back to the queue. Halted numbers trip the breaker once this commits. Opt-outs and
+        // the frequency cap come first (screen.rs): who is skipped never waits for a window.
         let mut trips = Vec::new();
+        let (claimed, mut stale_done) = super::screen::screen(&mut tx, claimed).await?;
         let claimed = safety::halts::check(&mut tx, claimed, &mut trips).await?;
         let claimed = safety::window::check(&mut tx, claimed).await?;
         let claimed = safety::caps::check(&mut tx, claimed).await?;
@@ -117,6 +119,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             tx.commit().await?;
             self.trip(trips).await;
+            self.complete_dropped(stale_done).await;
             return Ok(claimed);
         }
         let in_doubt = claimed.iter().filter(|c| c.in_doubt).count();
@@ -146,7 +149,6 @@ impl Dispatcher {
         let mut keep = Vec::with_capacity(claimed.len());
         let mut stale_c: Vec<Uuid> = Vec::new();
         let mut stale_p = Vec::new();
-        let mut stale_done = Vec::new();
         for (c, outcome) in claimed.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) => keep.push(c),
@@ -176,17 +178,22 @@ impl Dispatcher {
                 }
             }
         }
-        if !stale_done.is_empty() {
-            // A dropped row may have been its campaign's last (e.g. a receipt proved a retried
-            // message delivered): such a campaign is finished now.
-            // Never fatal here: the kept rows are leased already and must be sent now.
-            stale_done.sort();
-            stale_done.dedup();
-            if let Err(e) = self.complete_finished(&stale_done).await {
-                tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
-            }
-        }
+        self.complete_dropped(stale_done).await;
         Ok(keep)
+    }
+
+    /// A dropped row may have been its campaign's last (e.g. a receipt proved a retried message
+    /// delivered, or it was screened out): such a campaign is finished now. Never fatal: the
+    /// kept rows are leased already and must be sent now.
+    async fn complete_dropped(&self, mut campaigns: Vec<Uuid>) {
+        if campaigns.is_empty() {
+            return;
+        }
+        campaigns.sort();
+        campaigns.dedup();
+        if let Err(e) = self.complete_finished(&campaigns).await {
+            tracing::error!(error = %format!("{e:#}"), "completing campaigns whose last queued recipients were dropped failed");
+        }
     }
 }
 

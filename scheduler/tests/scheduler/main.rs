@@ -3,5 +3,6 @@
 
 mod cancel;
 mod dispatch;
+mod opt_outs;
 mod safe_sending;
 mod support;

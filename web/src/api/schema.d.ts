@@ -387,7 +387,8 @@ export interface paths {
         };
         /**
          * This tenant's contacts: favourites first, then by name (unnamed last, by phone). Filters:
-         *     `tag` (one tag), `q` (part of the name, any case, or of the phone), `favorite` (`true`/`false`).
+         *     `tag` (one tag), `q` (part of the name, any case, or of the phone), `favorite` (`true`/`false`),
+         *     `opted_out` (`true`/`false`).
          */
         get: operations["herald_api.routes.contacts.list"];
         put?: never;
@@ -463,6 +464,44 @@ export interface paths {
         head?: never;
         /** Changes a contact's name, tags (the whole set) or favourite flag. */
         patch: operations["herald_api.routes.contacts.patch"];
+        trace?: never;
+    };
+    "/api/v1/contacts/{phone}/opt-in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Lets campaigns reach this contact again. A phone that is no contact is 404. */
+        post: operations["herald_api.routes.opt_outs.opt_in"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/contacts/{phone}/opt-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Opts a phone out of every campaign of this tenant (it becomes a contact if it was none). Its
+         *     recipients not yet sent are skipped with `error: "opted_out"`. Single sends and chat replies
+         *     stay allowed. Opting out again changes nothing.
+         */
+        post: operations["herald_api.routes.opt_outs.opt_out"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/events": {
@@ -722,6 +761,51 @@ export interface paths {
          */
         get: operations["herald_api.routes.sessions.pairing.live_status"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/opt-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The keywords that opt a phone out of campaigns and back in; the defaults cover English,
+         *     Indonesian, Spanish and Portuguese.
+         */
+        get: operations["herald_api.routes.settings.get_opt_out"];
+        /**
+         * Replaces the keywords and the confirmation text (at most 50 keywords a list, 32 characters
+         *     each; a word cannot be both a stop and a start keyword).
+         */
+        put: operations["herald_api.routes.settings.put_opt_out"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/sending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's sending settings: the frequency cap. */
+        get: operations["herald_api.routes.settings.get_sending"];
+        /**
+         * Sets or removes (`null`) the frequency cap. It counts campaign messages sent while a cap is
+         *     set; removing it forgets the counts.
+         */
+        put: operations["herald_api.routes.settings.put_sending"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1450,9 +1534,18 @@ export interface components {
             /** @description WhatsApp privacy id (`<digits>@lid`) of a contact synced without a phone number. */
             lid?: string | null;
             name?: string | null;
+            /** @description `keyword`, `cloud_api`, `manual` or `import`; `null` when not opted out. */
+            opt_out_source?: string | null;
+            /** @description Campaigns never send to an opted-out contact (docs/safe-sending.md). */
+            opted_out: boolean;
+            /** Format: date-time */
+            opted_out_at?: string | null;
             /** @description E.164 digits; `null` for a lid contact. */
             phone?: string | null;
-            /** @description `api`, `import` or `sync`: where the contact was first created. */
+            /**
+             * @description `api`, `import`, `sync` or `inbox` (it opted out by writing): where the contact was
+             *     first created.
+             */
             source: string;
             tags: string[];
             /** Format: date-time */
@@ -1699,6 +1792,35 @@ export interface components {
              * @description When Herald got this code (from the gateway's `QR` webhook or from the gateway itself).
              */
             received_at: string;
+        };
+        "herald_api.routes.settings.FrequencyCapView": {
+            /**
+             * Format: int32
+             * @description ...within this many hours (1 to 720).
+             */
+            hours: number;
+            /**
+             * Format: int32
+             * @description At most this many campaign messages per contact...
+             */
+            messages: number;
+        };
+        "herald_api.routes.settings.OptOutSettingsView": {
+            /**
+             * @description To be sent once to a phone that has just opted out by keyword (stored; not sent yet, see
+             *     docs/safe-sending.md); `null`: none.
+             */
+            confirmation_text?: string | null;
+            /** @description One of these opts it back in. */
+            start_keywords: string[];
+            /**
+             * @description An incoming message that is one of these (whole, trimmed, any case, without accents or
+             *     trailing punctuation) opts its phone out. Stored normalised (lowercase, no accents).
+             */
+            stop_keywords: string[];
+        };
+        "herald_api.routes.settings.SendingSettingsView": {
+            frequency_cap?: (null | components["schemas"]["herald_api.routes.settings.FrequencyCapView"]) & unknown;
         };
         "herald_api.routes.templates.CreateTemplate": {
             /** @description Text templates: text with variables: `{{ name }}`, `{{ phone }}`, any recipient variable. */
@@ -3328,6 +3450,8 @@ export interface operations {
                 q?: string;
                 /** @description Get parameter `favorite` from request url query. */
                 favorite?: string;
+                /** @description Get parameter `opted_out` from request url query. */
+                opted_out?: string;
                 /** @description Get parameter `limit` from request url query. */
                 limit?: string;
                 /** @description Get parameter `cursor` from request url query. */
@@ -3804,6 +3928,142 @@ export interface operations {
             };
             /** @description the request body is too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.opt_outs.opt_in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `phone` from request url path. */
+                phone: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.opt_outs.opt_out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Get parameter `phone` from request url path. */
+                phone: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.contacts.ContactView"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4810,6 +5070,220 @@ export interface operations {
             };
             /** @description the WhatsApp gateway refused or could not be reached */
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.settings.get_opt_out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.settings.OptOutSettingsView"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.settings.put_opt_out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.settings.OptOutSettingsView"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.settings.OptOutSettingsView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.settings.get_sending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.settings.SendingSettingsView"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.settings.put_sending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["herald_api.routes.settings.SendingSettingsView"];
+            };
+        };
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.settings.SendingSettingsView"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description an invalid field, named in details */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1028,7 +1028,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: Postgres answers within 2 s, and NATS too when `NATS_URL` is set (503 otherwise). */
+        /**
+         * Readiness: Postgres answers within 2 s, and NATS is connected when `NATS_URL` is set
+         *     (503 otherwise, saying which is down).
+         */
         get: operations["herald_api.routes.health.ready"];
         put?: never;
         post?: never;

@@ -252,6 +252,11 @@ impl Gateway for WuzapiClient {
                     caption: caption.as_deref(),
                     id: &message.message_id,
                 }),
+            MessageContent::Template { .. } => {
+                return Err(GatewayError::permanent(
+                    "WuzAPI cannot send Cloud API templates: use a text or image template",
+                ))
+            }
         };
         let result = self
             .call_data(request)
@@ -398,11 +403,12 @@ fn content_kind(content: &MessageContent) -> &'static str {
     match content {
         MessageContent::Text { .. } => "text",
         MessageContent::Image { .. } => "image",
+        MessageContent::Template { .. } => "template",
     }
 }
 
 /// A header value marked sensitive, so hyper and any debug output redact it.
-fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
+pub(crate) fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
     let mut value = HeaderValue::from_str(secret)
         // Retrying cannot fix a token with characters HTTP headers cannot carry. The token
         // itself stays out of the message.
@@ -414,7 +420,7 @@ fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
 }
 
 /// Connection failures, timeouts and broken bodies: the gateway may be back later.
-fn transport_error(error: reqwest::Error) -> GatewayError {
+pub(crate) fn transport_error(error: reqwest::Error) -> GatewayError {
     let [timed_out, unreachable, failed] = TRANSPORT_FAILURES;
     let what = if error.is_timeout() {
         timed_out

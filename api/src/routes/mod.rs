@@ -210,6 +210,12 @@ fn api_router() -> Router {
                 .get(meta::verify)
                 .post(meta::notify),
         )
+        // one Cloud API session's own callback: its verify token and app secret
+        .push(
+            Router::with_path("webhooks/meta/{session_id}")
+                .get(meta::verify_session)
+                .post(meta::notify_session),
+        )
         .push(admin)
         // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)
         .push(Router::with_path("events").get(events::stream_events))

@@ -22,6 +22,11 @@ pub(super) struct OutcomeBatch {
     retry_p: Vec<String>,
     retry_after: Vec<f64>,
     retry_error: Vec<String>,
+    /// Gateway-chosen message ids (the Cloud API's wamids) to index beside Herald's own.
+    index_id: Vec<String>,
+    index_delivery: Vec<String>,
+    index_tenant: Vec<Uuid>,
+    index_session: Vec<Uuid>,
 }
 
 impl Dispatcher {
@@ -36,12 +41,19 @@ impl Dispatcher {
                 campaigns.push(c.campaign_id);
             }
             let command = match outcome {
-                Outcome::Sent(at) => {
+                Outcome::Sent(at, gateway_id) => {
                     sent += 1;
-                    DeliveryCommand::RecordSent {
-                        message_id: c.message_id.clone(),
-                        at,
-                    }
+                    let message_id = match gateway_id {
+                        Some(id) => {
+                            batch.index_id.push(id.clone());
+                            batch.index_delivery.push(c.delivery_id());
+                            batch.index_tenant.push(c.tenant_id);
+                            batch.index_session.push(c.session_id);
+                            id
+                        }
+                        None => c.message_id.clone(),
+                    };
+                    DeliveryCommand::RecordSent { message_id, at }
                 }
                 Outcome::Failed(reason) => {
                     failed += 1;
@@ -97,6 +109,20 @@ impl Dispatcher {
             }
         }
         delete_rows(&mut tx, &batch.done_c, &batch.done_p).await?;
+        if !batch.index_id.is_empty() {
+            // statuses name the gateway's id: found in message_index like Herald's own
+            sqlx::query(
+                "INSERT INTO message_index (message_id, delivery_id, tenant_id, session_id)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::uuid[])
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(&batch.index_id)
+            .bind(&batch.index_delivery)
+            .bind(&batch.index_tenant)
+            .bind(&batch.index_session)
+            .execute(&mut *tx)
+            .await?;
+        }
         if !batch.retry_c.is_empty() {
             sqlx::query(
                 "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,

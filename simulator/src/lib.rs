@@ -24,11 +24,15 @@
 //! - `POST /sim/incoming` `{"token", "from", "text"}` plays someone writing to the user's number:
 //!   a `Message` webhook (simulator/incoming.rs).
 //!
+//! - the WhatsApp Cloud API's messages and media endpoints under `/cloud/{version}`, with
+//!   statuses posted back signed with the number's app secret (simulator/cloud.rs).
+//!
 //! Built for throughput (Herald's benchmark pushes thousands of sends a second through it): the
 //! fault knobs are atomics, random draws are lock-free, the ledger and the users each take one
 //! short mutex per send, and nothing is logged per request.
 //!
 mod admin;
+mod cloud;
 mod config;
 mod events;
 mod incoming;
@@ -58,6 +62,7 @@ pub use ledger::SimStats;
 pub use receipts::{ReceiptSettings, ReceiptStats};
 
 use admin::AdminOp;
+use cloud::CloudOp;
 use ledger::Kind;
 use ops::OpsOp;
 use pairing::PairingOp;
@@ -169,6 +174,7 @@ enum Route {
     Ops(OpsOp),
     Pairing(PairingOp),
     Incoming,
+    Cloud(CloudOp),
 }
 
 /// One handler type for all routes: it holds the shared state directly, so no per-request
@@ -194,6 +200,7 @@ impl Handler for Endpoint {
             Route::Ops(op) => ops::handle(&self.sim, req, res, op).await,
             Route::Pairing(op) => pairing::handle(&self.sim, req, res, op).await,
             Route::Incoming => incoming::handle(&self.sim, req, res).await,
+            Route::Cloud(op) => cloud::handle(&self.sim, req, res, op).await,
         }
     }
 }
@@ -239,4 +246,16 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("sim/scan").post(at(Route::Pairing(PairingOp::Scan))))
         .push(Router::with_path("sim/drop").post(at(Route::Pairing(PairingOp::Drop))))
         .push(Router::with_path("sim/incoming").post(at(Route::Incoming)))
+        // the WhatsApp Cloud API surface (simulator/cloud.rs)
+        .push(
+            Router::with_path("cloud/{version}/{number}")
+                .get(at(Route::Cloud(CloudOp::Number)))
+                .push(Router::with_path("media").post(at(Route::Cloud(CloudOp::Media))))
+                .push(Router::with_path("messages").post(at(Route::Cloud(CloudOp::Messages)))),
+        )
+        .push(
+            Router::with_path("sim/cloud/numbers/{number}")
+                .put(at(Route::Cloud(CloudOp::Register))),
+        )
+        .push(Router::with_path("sim/cloud/messages").get(at(Route::Cloud(CloudOp::List))))
 }

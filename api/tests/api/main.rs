@@ -8,6 +8,7 @@ mod audiences;
 mod bad_input;
 mod campaigns;
 mod chats;
+mod cloud_api;
 mod contacts;
 mod contacts_import;
 mod control;

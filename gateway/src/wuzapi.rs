@@ -146,6 +146,11 @@ impl WuzapiClient {
         &self.base_url
     }
 
+    /// The shared connection pool (the pass-through's requests use it too).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn admin_request(&self, method: Method, path: &str) -> Result<RequestBuilder, GatewayError> {
         let admin = self
             .admin_token
@@ -372,6 +377,14 @@ impl Gateway for WuzapiClient {
         let answer = self.execute(request).await?;
         let body = answer::success_body(answer.status, answer.retry_after, &answer.body)?;
         answer::created_user_id(body)
+    }
+
+    async fn forward(
+        &self,
+        token: &str,
+        request: crate::passthrough::ForwardRequest,
+    ) -> Result<crate::passthrough::Forwarded, GatewayError> {
+        self.forward_request(token, request).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]

@@ -35,6 +35,7 @@ mod admin;
 mod cloud;
 mod config;
 mod events;
+mod groups;
 mod incoming;
 mod ledger;
 mod lock;
@@ -175,6 +176,7 @@ enum Route {
     Pairing(PairingOp),
     Incoming,
     Cloud(CloudOp),
+    Groups,
 }
 
 /// One handler type for all routes: it holds the shared state directly, so no per-request
@@ -201,6 +203,7 @@ impl Handler for Endpoint {
             Route::Pairing(op) => pairing::handle(&self.sim, req, res, op).await,
             Route::Incoming => incoming::handle(&self.sim, req, res).await,
             Route::Cloud(op) => cloud::handle(&self.sim, req, res, op).await,
+            Route::Groups => groups::list(req, res),
         }
     }
 }
@@ -222,6 +225,7 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("session/qr").get(session(SessionOp::Qr)))
         .push(Router::with_path("session/hmac/config").post(session(SessionOp::HmacConfig)))
         .push(Router::with_path("user/contacts").get(session(SessionOp::Contacts)))
+        .push(Router::with_path("group/list").get(at(Route::Groups)))
         .push(
             Router::with_path("webhook")
                 .post(session(SessionOp::SetWebhook))

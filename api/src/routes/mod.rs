@@ -128,7 +128,15 @@ fn api_router() -> Router {
                         .push(Router::with_path("connect").post(sessions::connect))
                         .push(Router::with_path("qr").get(sessions::qr))
                         .push(Router::with_path("status").get(sessions::live_status))
-                        .push(Router::with_path("logout").post(sessions::logout)),
+                        .push(Router::with_path("logout").post(sessions::logout))
+                        // WuzAPI features Herald has no endpoint for, with the session's token
+                        .push(
+                            Router::with_path("gateway/{**path}")
+                                .get(sessions::forward)
+                                .post(sessions::forward)
+                                .put(sessions::forward)
+                                .delete(sessions::forward),
+                        ),
                 ),
         )
         .push(

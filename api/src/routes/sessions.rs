@@ -11,10 +11,12 @@
 mod cloud;
 mod ownership;
 mod pairing;
+mod passthrough;
 
 pub(crate) use cloud::{wuzapi_only, Provider, ProviderInfo};
 pub(crate) use ownership::phone_number_id_taken;
 pub use pairing::{connect, live_status, logout, qr};
+pub use passthrough::forward;
 
 use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};

@@ -165,6 +165,17 @@ async fn a_cloud_api_session_shows_its_callback_and_verify_token_but_never_its_s
         error_code(res, StatusCode::CONFLICT).await.0,
         "not_a_wuzapi_session"
     );
+    // nor a WuzAPI to pass requests to: its access token never goes there
+    let res = app
+        .get(
+            &format!("/api/v1/sessions/{id}/gateway/group/list"),
+            &account.token,
+        )
+        .await;
+    assert_eq!(
+        error_code(res, StatusCode::CONFLICT).await.0,
+        "not_a_wuzapi_session"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod edge_text;
 mod events;
 mod fair_sharing;
 mod fake_graph;
+mod gateway_passthrough;
 mod health;
 mod helpers;
 mod images;

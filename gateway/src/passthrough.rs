@@ -138,7 +138,7 @@ impl WuzapiClient {
         let mut url = format!("{}{path}", self.base_url());
         if !query.is_empty() {
             url.push('?');
-            url.push_str(query);
+            url.push_str(&query);
         }
         let mut request = self
             .http()

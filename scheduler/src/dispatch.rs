@@ -37,6 +37,7 @@ mod pacing;
 mod record;
 mod render;
 mod send;
+mod window;
 
 pub use send::backoff;
 

@@ -90,6 +90,55 @@ async fn graph_messages(app: &TestApp, graph: &RunningSimulator) -> Value {
         .expect("json")
 }
 
+/// Each of `phones` writes to the number (a signed notification with their messages, as Meta
+/// posts it), which opens their 24-hour window; returns once their chats show it.
+async fn customers_write(app: &TestApp, session: &str, phones: &[String]) {
+    let now = chrono::Utc::now().timestamp().to_string();
+    let messages: Vec<Value> = phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"from": p, "id": format!("wamid.IN{i}{p}"), "timestamp": now,
+                             "type": "text", "text": {"body": "hi"}})
+        })
+        .collect();
+    let contacts: Vec<Value> = phones
+        .iter()
+        .map(|p| json!({"profile": {"name": "Customer"}, "wa_id": p}))
+        .collect();
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100", "phone_number_id": NUMBER_ID},
+            "contacts": contacts, "messages": messages}}]}]})
+    .to_string();
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/webhooks/meta/{session}")))
+        .header("content-type", "application/json")
+        .header(
+            meta::SIGNATURE_HEADER,
+            meta::sign(APP_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::OK);
+    let written = eventually(Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM chat_messages m JOIN chats c ON c.id = m.chat_id
+              WHERE c.session_id = $1::uuid AND m.direction = 'incoming'",
+        )
+        .bind(session)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+        n >= phones.len() as i64
+    })
+    .await;
+    assert!(written, "the customers' messages never reached their chats");
+}
+
 async fn campaign(app: &TestApp, account: &Account, session: &str, to: &[String]) -> String {
     let template = app.create_template(account, "Hello {{ phone }}").await;
     app.create_campaign(
@@ -183,6 +232,8 @@ async fn a_cloud_api_campaign_goes_out_through_meta_and_its_statuses_come_back_r
     let (app, graph) = cloud_app().await;
     let (account, session, _) = cloud_tenant(&app, &graph, "send@cloud.co", json!({})).await;
     let to = phones(5);
+    // free-form text needs each customer's 24-hour window open
+    customers_write(&app, &session, &to).await;
     let id = campaign(&app, &account, &session, &to).await;
     let read = eventually(Duration::from_secs(30), || async {
         let all = recipients(&app, &account, &id).await;
@@ -224,6 +275,7 @@ async fn metas_error_codes_fail_retry_or_hold_a_recipient_as_api_md_says() {
     errors.insert(to[2].clone(), json!([131026]));
     let errors = Value::Object(errors);
     let (account, session, _) = cloud_tenant(&app, &graph, "errors@cloud.co", errors).await;
+    customers_write(&app, &session, &to).await;
     let id = campaign(&app, &account, &session, &to).await;
     let settled = eventually(Duration::from_secs(40), || async {
         let all = recipients(&app, &account, &id).await;
@@ -244,6 +296,29 @@ async fn metas_error_codes_fail_retry_or_hold_a_recipient_as_api_md_says() {
     );
     let sent = graph_messages(&app, &graph).await;
     assert_eq!(sent["messages"].as_array().map(Vec::len), Some(1), "{sent}");
+}
+
+#[tokio::test]
+async fn free_form_sends_outside_the_24_hour_window_fail_without_calling_meta() {
+    let (app, graph) = cloud_app().await;
+    let (account, session, _) = cloud_tenant(&app, &graph, "window@cloud.co", json!({})).await;
+    let to = phones(2);
+    // only the first wrote to the number
+    customers_write(&app, &session, &to[..1]).await;
+    let id = campaign(&app, &account, &session, &to).await;
+    let settled = eventually(Duration::from_secs(30), || async {
+        let all = recipients(&app, &account, &id).await;
+        all.get(&to[0]).is_some_and(|r| r["status"] == "read")
+            && all.get(&to[1]).is_some_and(|r| r["status"] == "failed")
+    })
+    .await;
+    let all = recipients(&app, &account, &id).await;
+    assert!(settled, "{all:?}");
+    assert_eq!(all[&to[1]]["error"], "outside_customer_service_window");
+    let sent = graph_messages(&app, &graph).await;
+    let messages = sent["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{sent}");
+    assert_eq!(messages[0]["to"], to[0].as_str());
 }
 
 #[tokio::test]

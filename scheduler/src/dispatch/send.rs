@@ -115,6 +115,15 @@ impl Dispatcher {
         outbound: &OutboundMessage,
     ) -> Outcome {
         let gateway = if session.cloud {
+            if window::needs_window(&outbound.content) {
+                match window::is_open(&self.pool, c.session_id, &c.phone).await {
+                    Ok(true) => {}
+                    Ok(false) => return Outcome::Failed(window::OUTSIDE.into()),
+                    Err(e) => {
+                        return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1))
+                    }
+                }
+            }
             &self.cloud
         } else {
             &self.gateway

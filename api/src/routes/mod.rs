@@ -132,7 +132,7 @@ fn api_router() -> Router {
                         // WuzAPI features Herald has no endpoint for, with the session's token
                         .push(
                             Router::with_path("gateway/{**path}")
-                                .get(sessions::forward)
+                                .get(sessions::forward_get)
                                 .post(sessions::forward)
                                 .put(sessions::forward)
                                 .delete(sessions::forward),

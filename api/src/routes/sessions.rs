@@ -16,7 +16,7 @@ mod passthrough;
 pub(crate) use cloud::{wuzapi_only, Provider, ProviderInfo};
 pub(crate) use ownership::phone_number_id_taken;
 pub use pairing::{connect, live_status, logout, qr};
-pub use passthrough::forward;
+pub use passthrough::{forward, forward_get};
 
 use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};

@@ -668,14 +668,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * Forwards the request to the session's WuzAPI user and answers what WuzAPI answered. 403
-         *     `gateway_path_forbidden` for a path outside `chat/`, `user/`, `group/`, `newsletter/` and
-         *     `session/status`, or one that could leave its prefix; 409 `not_a_wuzapi_session` for a
-         *     Cloud API session; 429 `quota_exceeded` when a `chat/send/...` is over the hourly quota;
-         *     502 when WuzAPI cannot be reached.
-         */
-        get: operations["herald_api.routes.sessions.passthrough.forward"];
+        /** [`forward`] for `GET` (which has no body to be too large). */
+        get: operations["herald_api.routes.sessions.passthrough.forward_get"];
         /**
          * Forwards the request to the session's WuzAPI user and answers what WuzAPI answered. 403
          *     `gateway_path_forbidden` for a path outside `chat/`, `user/`, `group/`, `newsletter/` and
@@ -4322,7 +4316,7 @@ export interface operations {
             };
         };
     };
-    "herald_api.routes.sessions.passthrough.forward": {
+    "herald_api.routes.sessions.passthrough.forward_get": {
         parameters: {
             query?: never;
             header?: never;
@@ -4381,15 +4375,6 @@ export interface operations {
             };
             /** @description conflicts with the object's state or another request */
             409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
-                };
-            };
-            /** @description the request body is too large */
-            413: {
                 headers: {
                     [name: string]: unknown;
                 };

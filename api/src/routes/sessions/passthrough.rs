@@ -40,6 +40,29 @@ pub async fn forward(
     depot: &mut Depot,
     res: &mut Response,
 ) -> Result<(), ApiError> {
+    pass(req, depot, res).await
+}
+
+/// [`forward`] for `GET` (which has no body to be too large).
+#[endpoint(
+    tags("sessions"),
+    status_codes(200, 400, 401, 403, 404, 409, 429, 502),
+    parameters(
+        ("id" = String, Path, description = "the session"),
+        ("path" = String, Path, description = "the WuzAPI path, e.g. `user/info` or `group/list`"),
+    ),
+    responses((status_code = 200, description = "WuzAPI's own status and body, passed back as they came")),
+    security(["bearer" = []], ["api_key" = []])
+)]
+pub async fn forward_get(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<(), ApiError> {
+    pass(req, depot, res).await
+}
+
+async fn pass(req: &mut Request, depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let raw_id = req.param::<String>("id").unwrap_or_default();

@@ -469,19 +469,19 @@ async fn link_wuzapi(
     }
     if token.is_some() || meta_phone_number_id.is_some() {
         // what a guesser would try: counted before Meta or the gateway is asked
-        ownership::count_attempt(&state, req, caller.tenant_id).await?;
+        ownership::count_attempt(state, req, caller.tenant_id).await?;
     }
     if let Some(n) = &meta_phone_number_id {
         // proof first, so the 409 below tells only the number's owner that it is linked
-        ownership::prove_phone_number_id(&state, n, meta_access_token.as_deref()).await?;
-        ownership::phone_number_id_free(&state, n).await?;
+        ownership::prove_phone_number_id(state, n, meta_access_token.as_deref()).await?;
+        ownership::phone_number_id_free(state, n).await?;
     }
     if let Some(t) = &token {
         // before the gateway is asked: a refused linker never moves the holder's webhook
-        ownership::claim_token(&state, caller.tenant_id, id, t).await?;
+        ownership::claim_token(state, caller.tenant_id, id, t).await?;
     }
     match store_link(
-        &state,
+        state,
         caller,
         id,
         token,
@@ -494,7 +494,7 @@ async fn link_wuzapi(
     {
         Ok(status) => Ok(status),
         Err(e) => {
-            if let Err(release) = ownership::release(&state, id).await {
+            if let Err(release) = ownership::release(state, id).await {
                 tracing::warn!(session_id = %id, error = %release, "could not release the token claim of a failed link");
             }
             Err(e)

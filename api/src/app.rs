@@ -132,9 +132,9 @@ impl Application {
                 herald_inbox::InboxConfig::default(),
                 shutdown_rx.clone(),
             ));
-            tasks.push(herald_scheduler::media::gc::spawn(
+            tasks.push(herald_media::gc::spawn(
                 pool.clone(),
-                herald_scheduler::media::gc::GcConfig {
+                herald_media::gc::GcConfig {
                     every: Duration::from_secs(settings.media_gc_interval_secs),
                     grace: Duration::from_secs(settings.media_grace_secs),
                 },
@@ -143,6 +143,7 @@ impl Application {
             tasks.push(
                 herald_scheduler::ticker::spawn(
                     pool.clone(),
+                    std::sync::Arc::new(herald_campaigns::starts::Starts),
                     Duration::from_secs(settings.recurrence_grace_secs),
                     shutdown_rx.clone(),
                 )

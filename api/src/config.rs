@@ -86,7 +86,7 @@ pub struct Settings {
     /// image stored by a request that has not yet written what refers to it.
     pub media_grace_secs: u64,
     /// Attempt limits of logins, registrations and number links (docs/accounts.md).
-    pub throttles: crate::throttle::Throttles,
+    pub throttles: herald_accounts::throttle::Throttles,
     /// Proxies whose `X-Forwarded-For` names the client (`HERALD_TRUSTED_PROXIES`, IP addresses
     /// separated by commas; default none: the peer's address is the client's).
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -199,7 +199,7 @@ impl Settings {
             media_gc_interval_secs: parse_num("HERALD_MEDIA_GC_INTERVAL_SECS", 3_600)?
                 .clamp(60, 7 * 86_400),
             media_grace_secs: parse_num("HERALD_MEDIA_GRACE_SECS", 86_400)?.max(3_600),
-            throttles: crate::throttle::Throttles::from_env(parse_num)?,
+            throttles: herald_accounts::throttle::Throttles::from_env(parse_num)?,
             trusted_proxies: match var("HERALD_TRUSTED_PROXIES") {
                 None => Vec::new(),
                 Some(list) => list

@@ -1,30 +1,20 @@
-//! Accepting a campaign: validation, phone normalisation, and the batch write of docs/decisions/0052.
-//!
-//! `CampaignCreated`, every recipient's `DeliveryQueued` and every `dispatch_queue` row go into the
-//! store in ONE transaction with multi-row inserts, so a 100,000-recipient campaign is accepted in
-//! about a second and is either wholly there or not at all.
-
-use std::collections::HashSet;
+//! A campaign request's shapes (what the OpenAPI document shows) and their translation into
+//! herald-campaigns' intake, which validates and writes the campaign without a request
+//! (docs/decisions/0067).
 
 use chrono::{DateTime, Utc};
+use herald_campaigns::audience::Audience;
+use herald_campaigns::intake::{self, RecipientEntry};
 use herald_domain::delivery::Vars;
-use herald_domain::phone::{Phone, PhoneError};
 use herald_domain::schedule::Recurrence;
-use herald_domain::session::Session;
-use herald_domain::store;
-use herald_scheduler::audience::{self, Audience};
-use herald_scheduler::campaigns::{self, NewCampaign, Recipient};
 use salvo::oapi::ToSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::{Acquire, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// Most recipients one request may carry; more is 413.
-pub const MAX_RECIPIENTS: usize = 1_000_000;
-/// Rejected entries listed in the answer (all are counted).
-const MAX_REJECTED_LISTED: usize = 1_000;
+pub use herald_campaigns::intake::{phone_reason, MAX_RECIPIENTS};
 
 /// One entry of `recipients`: a phone, or `{"phone", "vars"}` (`name` is accepted as a shortcut for
 /// `vars.name`). Anything else is reported in `rejected`, not fatal.
@@ -54,6 +44,7 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// [`herald_campaigns::intake::Accepted`] in the answer's shapes.
 pub struct Accepted {
     pub id: Uuid,
     pub name: String,
@@ -112,226 +103,62 @@ pub struct CampaignDraft {
     pub pacing: Option<herald_scheduler::pacing::Pacing>,
 }
 
-pub fn phone_reason(e: &PhoneError) -> String {
-    match e {
-        PhoneError::Empty => "phone number is empty".into(),
-        PhoneError::TooLong => "phone number is too long".into(),
-        PhoneError::Invalid => "not a valid phone number".into(),
-        PhoneError::UnknownRegion(r) => format!("the tenant's default region {r} is unknown"),
-    }
-}
-
-/// Normalises and de-duplicates recipients (first occurrence wins); returns the valid ones and the
-/// rejected ones.
-pub fn normalise(
-    inputs: Vec<RecipientInput>,
-    region: &str,
-) -> (Vec<(Phone, Vars)>, Vec<Rejected>, usize) {
-    let mut seen: HashSet<Phone> = HashSet::with_capacity(inputs.len());
-    let mut valid = Vec::with_capacity(inputs.len());
-    let mut rejected = Vec::new();
-    let mut rejected_count = 0;
-    let mut reject = |input: String, reason: String, rejected: &mut Vec<Rejected>| {
-        rejected_count += 1;
-        if rejected.len() < MAX_REJECTED_LISTED {
-            rejected.push(Rejected { input, reason });
-        }
-    };
-    for input in inputs {
-        let (raw, mut vars) = match input {
-            RecipientInput::Phone(p) => (p, Vars::new()),
-            RecipientInput::Detailed(d) => {
-                let mut vars = d.vars;
-                if let Some(name) = d.name {
-                    vars.entry("name")
-                        .or_insert(serde_json::Value::String(name));
-                }
-                (d.phone, vars)
-            }
-            RecipientInput::Other(v) => {
-                let text: String = v.to_string().chars().take(200).collect();
-                reject(
-                    text,
-                    "expected a phone number or {\"phone\", \"vars\"}".into(),
-                    &mut rejected,
-                );
-                continue;
-            }
-        };
-        match Phone::parse(&raw, region) {
-            Ok(phone) => {
-                if seen.insert(phone.clone()) {
-                    vars.remove("phone");
-                    valid.push((phone, vars));
-                }
-            }
-            Err(e) => {
-                let text: String = raw.chars().take(200).collect();
-                reject(text, phone_reason(&e), &mut rejected)
-            }
+impl From<RecipientInput> for RecipientEntry {
+    fn from(input: RecipientInput) -> Self {
+        match input {
+            RecipientInput::Phone(p) => RecipientEntry::Phone(p),
+            RecipientInput::Detailed(d) => RecipientEntry::Detailed {
+                phone: d.phone,
+                name: d.name,
+                vars: d.vars,
+            },
+            RecipientInput::Other(v) => RecipientEntry::Other(v),
         }
     }
-    (valid, rejected, rejected_count)
 }
 
 /// Validates a campaign against the store and writes it, all recipients included, in one
-/// transaction (see `herald_scheduler::campaigns`).
+/// transaction (herald-campaigns' `intake::accept`).
 pub async fn accept(
     pool: &PgPool,
     tenant_id: Uuid,
     draft: CampaignDraft,
 ) -> Result<Accepted, ApiError> {
-    if draft.recipients.len() > MAX_RECIPIENTS {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a campaign takes at most {MAX_RECIPIENTS} recipients per request"
-        )));
-    }
-    let name = herald_domain::template::validate_name(&draft.name)?;
-    let mut conn = pool.acquire().await?;
-    // The template and session are read from the store itself, not the read models, so a campaign
-    // can use a template created a millisecond ago.
-    let message = campaigns::message_from_template(&mut conn, tenant_id, draft.template_id)
-        .await?
-        .map_err(|reason| ApiError::validation("template_id", reason))?;
-    match store::load::<Session>(pool, &draft.session_id.to_string()).await? {
-        Some((s, _)) if s.visible_to(tenant_id) => {}
-        _ => return Err(ApiError::validation("session_id", "no such session")),
-    }
-    let region: String = sqlx::query_scalar("SELECT default_region FROM tenants WHERE id = $1")
-        .bind(tenant_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let (valid, rejected, rejected_count) = normalise(draft.recipients, &region);
-    let mut valid: Vec<Recipient> = valid
-        .into_iter()
-        .map(|(phone, vars)| Recipient { phone, vars })
-        .collect();
-    // the audience: resolved now for a campaign sent now; otherwise kept until it starts
-    let mut summary = None;
-    let mut deferred = None;
-    if let Some(audience) = draft.audience {
-        if draft.scheduled_at.is_none() && draft.recurrence.is_none() {
-            let resolved = audience::resolve(&mut conn, tenant_id, &audience, valid).await?;
-            if resolved.recipients.is_empty() {
-                return Err(ApiError::Validation {
-                    field: "audience".into(),
-                    message: format!(
-                        "no contact with a phone has the tag {:?}, and no recipient is valid",
-                        audience.tag
-                    ),
-                    details: Some(serde_json::json!({
-                        "without_phone": resolved.without_phone,
-                        "rejected": rejected,
-                    })),
-                });
-            }
-            summary = Some(AudienceSummary {
-                tag: audience.tag,
-                resolved: true,
-                contacts: Some(resolved.contacts),
-                without_phone: Some(resolved.without_phone),
-            });
-            valid = resolved.recipients;
-        } else {
-            summary = Some(AudienceSummary {
-                tag: audience.tag.clone(),
-                resolved: false,
-                contacts: None,
-                without_phone: None,
-            });
-            deferred = Some(audience);
-        }
-    }
-    if valid.is_empty() && deferred.is_none() {
-        return Err(ApiError::Validation {
-            field: "recipients".into(),
-            message: "no valid recipient".into(),
-            details: Some(serde_json::json!({ "rejected": rejected })),
-        });
-    }
-    let now = Utc::now();
-    // a recurring campaign's first run is its first occurrence at or after send_at (or now)
-    let scheduled_at =
-        match &draft.recurrence {
-            Some(r) => {
-                let from = draft.scheduled_at.unwrap_or(now) - chrono::Duration::seconds(1);
-                Some(r.next_after(from).ok_or_else(|| {
-                    ApiError::validation("recurrence", "the schedule never fires")
-                })?)
-            }
-            None => draft.scheduled_at,
-        };
-    let id = Uuid::new_v4();
-    // a scheduled one-off campaign with an audience gets all its recipients when it starts
-    let (recipients, waiting) = match (&deferred, &draft.recurrence) {
-        (Some(_), None) => (Vec::new(), valid),
-        _ => (valid, Vec::new()),
-    };
-    let total = recipients.len() as u64;
-    let mut tx = conn.begin().await?;
-    campaigns::write(
-        &mut tx,
-        NewCampaign {
-            id,
-            tenant_id,
-            name: name.clone(),
+    let accepted = intake::accept(
+        pool,
+        tenant_id,
+        intake::CampaignDraft {
+            name: draft.name,
             template_id: draft.template_id,
             session_id: draft.session_id,
-            message,
-            recipients,
-            scheduled_at,
-            parent_id: None,
-            recurrence: draft.recurrence.clone(),
+            recipients: draft.recipients.into_iter().map(Into::into).collect(),
+            scheduled_at: draft.scheduled_at,
+            recurrence: draft.recurrence,
+            audience: draft.audience,
             pacing: draft.pacing,
-            at: now,
         },
     )
     .await?;
-    if let Some(audience) = &deferred {
-        if draft.recurrence.is_some() {
-            audience::keep_for_recurrence(&mut tx, id, audience).await?;
-        } else {
-            audience::defer(&mut tx, id, tenant_id, draft.session_id, audience, &waiting).await?;
-        }
-    }
-    tx.commit().await?;
-    tracing::info!(campaign = %id, recipients = total, rejected = rejected_count, "campaign accepted");
     Ok(Accepted {
-        id,
-        name,
-        total_recipients: total,
-        rejected,
-        rejected_count,
-        scheduled_at: scheduled_at.unwrap_or(now),
-        scheduled: scheduled_at.is_some(),
-        audience: summary,
+        id: accepted.id,
+        name: accepted.name,
+        total_recipients: accepted.total_recipients,
+        rejected: accepted
+            .rejected
+            .into_iter()
+            .map(|r| Rejected {
+                input: r.input,
+                reason: r.reason,
+            })
+            .collect(),
+        rejected_count: accepted.rejected_count,
+        scheduled_at: accepted.scheduled_at,
+        scheduled: accepted.scheduled,
+        audience: accepted.audience.map(|a| AudienceSummary {
+            tag: a.tag,
+            resolved: a.resolved,
+            contacts: a.contacts,
+            without_phone: a.without_phone,
+        }),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicates_are_dropped_and_bad_phones_reported() {
-        let inputs = vec![
-            RecipientInput::Phone("+62 812-3456-7890".into()),
-            RecipientInput::Phone("081234567890".into()),
-            RecipientInput::Detailed(DetailedRecipient {
-                phone: "6281200001111".into(),
-                name: Some("Sari".into()),
-                vars: Vars::new(),
-            }),
-            RecipientInput::Phone("not a phone".into()),
-            RecipientInput::Other(serde_json::json!(42)),
-        ];
-        let (valid, rejected, count) = normalise(inputs, "ID");
-        let phones: Vec<&str> = valid.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(phones, vec!["6281234567890", "6281200001111"]);
-        assert_eq!(valid[1].1.get("name"), Some(&serde_json::json!("Sari")));
-        assert_eq!(count, 2);
-        assert_eq!(rejected[0].input, "not a phone");
-        assert_eq!(rejected[1].input, "42");
-    }
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use herald_domain::fair_pool::{FairPool, Limits, Reason, Refusal};
-use herald_scheduler::media::{MediaLimits, MediaPools};
+use herald_media::{MediaLimits, MediaPools};
 use salvo::Request;
 use uuid::Uuid;
 
@@ -168,7 +168,7 @@ pub fn over_cap(code: &'static str, message: String, what: &str, refusal: Refusa
 }
 
 /// Whose share a request without a tenant uses: the client's address as the throttles see it
-/// ([`crate::throttle::client_ip`]: through the operator's trusted proxies, an IPv6 one by its
+/// ([`herald_accounts::throttle::client_ip`]: through the operator's trusted proxies, an IPv6 one by its
 /// /64).
 pub fn client_key(req: &Request, trusted: &[IpAddr]) -> IpAddr {
     crate::throttle::client_ip_of(req, trusted)

@@ -29,8 +29,8 @@ pub struct Inner {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Stores webhook posts with group commit (`inbox_writer`).
     pub inbox_writer: herald_inbox::writer::InboxWriter,
-    /// Sessions' webhook credentials, read once per [`crate::webhook_credentials::TTL`].
-    pub webhook_credentials: crate::webhook_credentials::CredentialCache,
+    /// Sessions' webhook credentials, read once per [`herald_inbox::credentials::TTL`].
+    pub webhook_credentials: herald_inbox::credentials::CredentialCache,
     /// Meta's Graph API, the proof of Cloud API phone number ids (decision 0041).
     pub meta_graph: herald_gateway::meta_graph::GraphClient,
     /// Image downloads, password hashing, event streams and imports, shared fairly (decision 0043).

@@ -624,7 +624,8 @@ async fn phase_accept(
             herald_api::error::parse_json(&body).map_err(|e| anyhow::anyhow!("parse: {e:?}"))?;
         let parse = start.elapsed();
         let start = Instant::now();
-        let (valid, _, _) = intake::normalise(parsed.recipients, "ID");
+        let entries = parsed.recipients.into_iter().map(Into::into).collect();
+        let (valid, _, _) = herald_campaigns::intake::normalise(entries, "ID");
         let normalise = start.elapsed();
         let parsed: ParsedBody =
             herald_api::error::parse_json(&body).map_err(|e| anyhow::anyhow!("parse: {e:?}"))?;

@@ -117,7 +117,7 @@ async fn image_server(
 
 async fn run_in(args: &Args, db_url: &str) -> anyhow::Result<Vec<String>> {
     let sim = simulator::spawn("127.0.0.1:0", SimulatorConfig::default()).await?;
-    let png = Arc::new(herald_scheduler::media::testing::png_bomb(4_000, 3_000));
+    let png = Arc::new(herald_media::testing::png_bomb(4_000, 3_000));
     let (image_url, hits, server) = image_server(png.clone()).await?;
     let settings = Settings::for_tests(db_url, &sim.base_url());
     let app = Application::build(settings, Role::All).await?;

@@ -48,6 +48,19 @@ pub enum PhoneError {
     UnknownRegion(String),
 }
 
+impl PhoneError {
+    /// The reason a refused row or recipient is listed with (a campaign's `rejected`, an
+    /// import's rejected rows).
+    pub fn reason(&self) -> String {
+        match self {
+            PhoneError::Empty => "phone number is empty".into(),
+            PhoneError::TooLong => "phone number is too long".into(),
+            PhoneError::Invalid => "not a valid phone number".into(),
+            PhoneError::UnknownRegion(r) => format!("the tenant's default region {r} is unknown"),
+        }
+    }
+}
+
 impl Phone {
     /// Reads a number as people write it and returns its E.164 form.
     ///

@@ -26,9 +26,9 @@ use herald_domain::template_body::CompiledTemplate;
 use herald_gateway::Gateway;
 use sqlx::{PgPool, Row};
 
-use crate::media::MediaCache;
 use crate::pacing::Pacing;
-use crate::single::SingleContent;
+use crate::single_content::SingleContent;
+use herald_media::MediaCache;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
@@ -222,7 +222,7 @@ impl Dispatcher {
 
     /// Claims, sends and records one batch. Returns how many recipients it handled.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        crate::control::sweep_cancelled(&self.pool).await?;
+        crate::sweep::sweep_cancelled(&self.pool).await?;
         let claimed = self.claim().await?;
         if claimed.is_empty() {
             return Ok(0);

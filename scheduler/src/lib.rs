@@ -1,37 +1,30 @@
-//! Herald's sending side: dispatch workers that move due recipients through the gateway.
+//! Herald's sending side: the dispatch queue and the workers that move due recipients through the
+//! gateway, at each number's pace and within each tenant's quota, and the ticker that starts what
+//! is scheduled. What puts work on the queue lives above it: campaigns in herald-campaigns, single
+//! sends in herald-messages (docs/decisions/0067).
 //!
 //! Layout
-//! - [`audience`]: a campaign's tagged contacts, resolved when it starts.
-//! - [`campaigns`]: writing a campaign, its recipients and its queue rows in one transaction.
 //! - [`dispatch`]: the write-ahead dispatch queue, leases, outcomes, campaign completion.
-//! - [`control`]: pause, resume and cancel, each one transaction with its queue changes.
-//! - [`ticker`]: starts scheduled campaigns when their time comes, once across instances.
-//! - [`media`]: images for image templates: SSRF-safe fetching, decoding with limits, JPEG
-//!   re-encoding, the `media` table and the dispatcher's per-process image cache.
+//! - [`sweep`]: the cancel sweep, a cancelled campaign's ready rows skipped in chunks.
+//! - [`single_content`]: what a single send's queue row carries.
+//! - [`ticker`]: starts scheduled campaigns and recurring runs when their time comes, once across
+//!   instances, through the [`ticker::CampaignStarts`] port herald-campaigns implements.
 //! - [`quota`]: plans and the per-window message quota; [`pacing`]: the pace of each linked
-//!   number; [`single`]: one message sent through the campaign path.
-pub mod audience;
-pub mod campaigns;
-pub mod control;
+//!   number.
 pub mod dispatch;
-pub mod media;
 pub mod pacing;
 pub mod quota;
-pub mod single;
+pub mod single_content;
+pub mod sweep;
 pub mod ticker;
 
 pub use dispatch::{DispatchConfig, Dispatcher};
 
-/// What writing or controlling a campaign can fail with.
+/// What sweeping the queue can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is not allowed (not found, invalid, wrong state): the caller's to fix.
-    #[error(transparent)]
-    Domain(#[from] herald_domain::DomainError),
     #[error(transparent)]
     Store(#[from] herald_domain::store::StoreError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
 }

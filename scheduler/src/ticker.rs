@@ -8,20 +8,64 @@
 //! claimed by the dispatch workers.
 //!
 //! Recurring campaigns: see [`fire_recurrences`].
+//!
+//! What a start does to a campaign (its deferred audience resolved, a recurring run written) is
+//! the campaign flow's, in herald-campaigns, which sits above this crate: the ticker reaches it
+//! through the [`CampaignStarts`] port the composition root hands it (docs/decisions/0067).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_domain::campaign::{Campaign, CampaignCommand};
 use herald_domain::schedule::Recurrence;
 use herald_domain::store;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+/// What the ticker asks of the campaign flows when a campaign's time comes (herald-campaigns
+/// implements it). Both run inside the ticker's transaction.
+#[async_trait::async_trait]
+pub trait CampaignStarts: Send + Sync {
+    /// Resolves and queues the deferred audiences of the `due` campaigns; `started` are those
+    /// that started now (the others had theirs dropped).
+    async fn start_deferred(
+        &self,
+        tx: &mut PgConnection,
+        due: &[Uuid],
+        started: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()>;
+
+    /// Writes one run of a recurring campaign and answers its id, or why it cannot start.
+    async fn start_run(
+        &self,
+        conn: &mut PgConnection,
+        run: RecurringRun,
+    ) -> anyhow::Result<Result<Uuid, String>>;
+}
+
+/// One run of a recurring campaign, as the ticker found it in `recurring_campaigns`.
+#[derive(Debug, Clone)]
+pub struct RecurringRun {
+    /// The run's own id.
+    pub id: Uuid,
+    /// The recurring campaign it is a run of.
+    pub parent: Uuid,
+    pub tenant_id: Uuid,
+    pub template_id: Uuid,
+    pub session_id: Uuid,
+    /// The run's name: the parent's and the occurrence's local time.
+    pub name: String,
+    /// The stored recipients (JSON) and audience (JSON text, if any).
+    pub recipients: String,
+    pub audience: Option<String>,
+}
+
 /// Starts every campaign whose scheduled time has passed. Returns how many it started.
-pub async fn start_due(pool: &PgPool) -> anyhow::Result<usize> {
+pub async fn start_due(pool: &PgPool, starts: &dyn CampaignStarts) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT campaign_id FROM campaign_holds
@@ -54,7 +98,7 @@ pub async fn start_due(pool: &PgPool) -> anyhow::Result<usize> {
     }
     // audiences are resolved now, when the campaign starts (after the append above: see
     // StoreError::OutOfOrder)
-    crate::audience::start_deferred(&mut tx, &due, &started, now).await?;
+    starts.start_deferred(&mut tx, &due, &started, now).await?;
     sqlx::query("DELETE FROM campaign_holds WHERE campaign_id = ANY($1) AND reason = 'scheduled'")
         .bind(&due)
         .execute(&mut *tx)
@@ -80,6 +124,7 @@ pub struct Fired {
 /// other one is recorded as missed, never silently dropped.
 pub async fn fire_recurrences(
     pool: &PgPool,
+    starts: &dyn CampaignStarts,
     now: DateTime<Utc>,
     grace: Duration,
 ) -> anyhow::Result<Fired> {
@@ -142,7 +187,7 @@ pub async fn fire_recurrences(
             .rows_affected()
                 == 1;
             if claimed {
-                match start_run(&mut tx, &row, parent, &recurrence, at).await? {
+                match start_run(&mut tx, starts, &row, parent, &recurrence, at).await? {
                     Ok(run) => {
                         sqlx::query("UPDATE campaign_occurrences SET run_id = $3 WHERE campaign_id = $1 AND occurrence_at = $2")
                             .bind(parent)
@@ -202,58 +247,32 @@ async fn record(
 
 /// One run of a recurring campaign: its audience, with the template as it is now.
 async fn start_run(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
+    starts: &dyn CampaignStarts,
     row: &sqlx::postgres::PgRow,
     parent: Uuid,
     recurrence: &Recurrence,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Result<Uuid, String>> {
-    let tenant_id: Uuid = row.try_get("tenant_id")?;
-    let template_id: Uuid = row.try_get("template_id")?;
-    let message =
-        match crate::campaigns::message_from_template(conn, tenant_id, template_id).await? {
-            Ok(m) => m,
-            Err(reason) => return Ok(Err(reason)),
-        };
-    let mut recipients: Vec<crate::campaigns::Recipient> =
-        serde_json::from_str(row.try_get("recipients")?)?;
-    if let Some(audience) = crate::audience::parse_stored(row.try_get("audience")?)? {
-        let resolved = crate::audience::resolve(conn, tenant_id, &audience, recipients).await?;
-        if resolved.recipients.is_empty() {
-            return Ok(Err(format!(
-                "no recipient: no contact with a phone has the tag {:?}",
-                audience.tag
-            )));
-        }
-        recipients = resolved.recipients;
-    }
     let name: String = row.try_get("name")?;
     let local = recurrence.zone().to_local(at).format("%Y-%m-%d %H:%M");
-    let run = Uuid::new_v4();
-    crate::campaigns::write(
-        conn,
-        crate::campaigns::NewCampaign {
-            id: run,
-            tenant_id,
-            name: format!("{name} · {local}"),
-            template_id,
-            session_id: row.try_get("session_id")?,
-            message,
-            recipients,
-            scheduled_at: None,
-            parent_id: Some(parent),
-            recurrence: None,
-            pacing: None,
-            at: Utc::now(),
-        },
-    )
-    .await?;
-    Ok(Ok(run))
+    let run = RecurringRun {
+        id: Uuid::new_v4(),
+        parent,
+        tenant_id: row.try_get("tenant_id")?,
+        template_id: row.try_get("template_id")?,
+        session_id: row.try_get("session_id")?,
+        name: format!("{name} · {local}"),
+        recipients: row.try_get("recipients")?,
+        audience: row.try_get("audience")?,
+    };
+    starts.start_run(conn, run).await
 }
 
 /// Runs the ticker until `shutdown` turns true. `grace`: how late a missed occurrence may still fire.
 pub async fn spawn(
     pool: PgPool,
+    starts: Arc<dyn CampaignStarts>,
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -261,16 +280,17 @@ pub async fn spawn(
     let stopping = shutdown.clone();
     let job = Job::new_async("* * * * * *", move |_, _| {
         let pool = pool.clone();
+        let starts = starts.clone();
         let stopping = *stopping.borrow();
         Box::pin(async move {
             // a tick that lands while the process stops has nothing to do (the pool is closing)
             if stopping || pool.is_closed() {
                 return;
             }
-            if let Err(e) = start_due(&pool).await {
+            if let Err(e) = start_due(&pool, starts.as_ref()).await {
                 tracing::warn!(error = %format!("{e:#}"), "starting due campaigns failed; next tick retries");
             }
-            if let Err(e) = fire_recurrences(&pool, Utc::now(), grace).await {
+            if let Err(e) = fire_recurrences(&pool, starts.as_ref(), Utc::now(), grace).await {
                 tracing::warn!(error = %format!("{e:#}"), "firing recurring campaigns failed; next tick retries");
             }
         })

@@ -12,7 +12,8 @@ use super::{parse_id, ListOf};
 use crate::auth::{self, caller, TOKEN_TTL_SECS};
 use crate::error::{json_body, ApiError};
 use crate::state::AppState;
-use crate::throttle::{self, Scope};
+use crate::throttle::client_of;
+use herald_accounts::throttle::{self, Scope};
 
 const SMALL_BODY: usize = 64 * 1024;
 
@@ -97,7 +98,7 @@ pub async fn register(
         ));
     }
     // counted before the hash, which is what an address could otherwise make Herald do at will
-    let client = throttle::client_of(req, &state.settings.trusted_proxies);
+    let client = client_of(req, &state.settings.trusted_proxies);
     throttle::attempt(
         &state.pool,
         Scope::Register,
@@ -167,7 +168,7 @@ pub async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenRes
     let email = normalise_email(&body.email).map_err(|_| wrong())?;
     // every attempt counts before the password is checked, so simultaneous guesses cannot all
     // pass; a success takes its attempt back
-    let client = throttle::client_of(req, &state.settings.trusted_proxies);
+    let client = client_of(req, &state.settings.trusted_proxies);
     let hasher = crate::pools::client_key(req, &state.settings.trusted_proxies);
     let limits = &state.settings.throttles;
     throttle::attempt(

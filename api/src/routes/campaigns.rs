@@ -537,7 +537,7 @@ async fn control(
     raw_id: String,
     action: Control,
 ) -> Result<Json<CampaignView>, ApiError> {
-    use herald_scheduler::control;
+    use herald_campaigns::control;
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&raw_id)?;

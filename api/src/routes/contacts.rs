@@ -25,11 +25,11 @@ use uuid::Uuid;
 use super::reply::{NoContent, Upserted};
 use super::{parse_limit, ListOf};
 use crate::auth::caller;
-use crate::contact_book::{self, upsert_all};
 use crate::contact_import::{self, ImportView, Limits};
 use crate::error::{json_body, ApiError};
 use crate::intake::phone_reason;
 use crate::state::AppState;
+use herald_contacts::book::{self as contact_book, upsert_all};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use herald_domain::phone::Phone;
 use herald_domain::session::Session;
 use herald_domain::store;
-use herald_scheduler::media::ImageSource;
-use herald_scheduler::single::{self, Accepted, NewMessage, SingleContent};
+use herald_media::ImageSource;
+use herald_messages::single::{self, Accepted, NewMessage};
+use herald_messages::SingleContent;
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -256,37 +257,22 @@ pub async fn send(
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
     let content = content(&state, caller.tenant_id, draft).await?;
     let id = Uuid::new_v4();
-    let mut attempt = 0;
-    let (mut tx, accepted) = loop {
-        attempt += 1;
-        let mut tx = state.pool.begin().await?;
-        let message = NewMessage {
+    // a message of the same chat recorded at the same moment is tried again (herald-messages);
+    // once the attempts are used up the answer is 409 `concurrent_update`
+    let (mut tx, accepted) = single::accept_retrying(
+        &state.pool,
+        NewMessage {
             id,
             tenant_id: caller.tenant_id,
             session_id,
-            phone: phone.clone(),
-            content: content.clone(),
+            phone,
+            content,
             quota_limit: plan.plan.limits().messages_per_window,
             window: crate::plans::window(&state),
             at: Utc::now(),
-        };
-        match single::accept(&mut tx, message).await {
-            Ok(accepted) => break (tx, accepted),
-            // a message of the same chat recorded at the same moment: again, in a new
-            // transaction, after a short random pause so that racing senders spread out (once
-            // the attempts are used up the answer is 409 `concurrent_update`)
-            Err(herald_scheduler::Error::Store(e)) if e.is_retryable() && attempt < 6 => {
-                tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
-                drop(tx);
-                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    5 * attempt as u64 + jitter,
-                ))
-                .await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+        },
+    )
+    .await?;
     let message_id = match accepted {
         Accepted::Queued { message_id } => message_id,
         Accepted::OverQuota { resets_at } => {

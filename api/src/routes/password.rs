@@ -10,7 +10,7 @@ use super::accounts::{TokenResponse, UserView};
 use crate::auth::{self, caller, TOKEN_TTL_SECS};
 use crate::error::{json_body, ApiError};
 use crate::state::AppState;
-use crate::throttle::{self, Scope};
+use herald_accounts::throttle::{self, Scope};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -6,8 +6,8 @@ use herald_domain::template::{
     validate_name, ImageRef, Template, TemplateCommand, TemplateKind, TemplateStatus,
 };
 use herald_domain::template_body::TemplateBody;
+use herald_media::{self as media, ImageSource, MediaPolicy};
 use herald_projections::templates::{self as read, TemplateRow};
-use herald_scheduler::media::{self, ImageSource, MediaPolicy};
 use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;

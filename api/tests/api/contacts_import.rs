@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{error_code, spawn_app, spawn_app_configured, TestApp};
 use cqrs_es::Aggregate;
-use herald_api::contact_csv::BATCH_ROWS;
+use herald_contacts::csv_file::BATCH_ROWS;
 use herald_domain::contact::Contact;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

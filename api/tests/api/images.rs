@@ -654,7 +654,7 @@ async fn bombs_junk_and_oversize_files_are_refused_with_a_reason() {
     let app = spawn_app().await;
     let server = ImageServer::start().await;
     let account = app.register("bombs@example.com").await;
-    let bomb = herald_scheduler::media::testing::png_bomb(40_000, 40_000);
+    let bomb = herald_media::testing::png_bomb(40_000, 40_000);
     assert!(
         bomb.len() < 2 * 1024 * 1024,
         "a small file: {} bytes",

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use herald_scheduler::media::gc;
+use herald_media::gc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

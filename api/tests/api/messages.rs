@@ -428,7 +428,7 @@ async fn refused_images_are_422_and_nothing_is_queued_or_counted() {
     let app = spawn_app_configured(|s| s.default_plan = "basic".into()).await;
     let server = ImageServer::start().await;
     let (account, session, _) = app.ready_tenant("imgbad@b.co", "unused").await;
-    let bomb = herald_scheduler::media::testing::png_bomb(40_000, 40_000);
+    let bomb = herald_media::testing::png_bomb(40_000, 40_000);
     let cases = [
         (
             json!({"image_url": "http://169.254.169.254/latest/meta-data/"}),

@@ -210,7 +210,7 @@ async fn a_linked_number_sends_an_image_campaign_to_its_vip_contacts_by_name() {
         "/bomb.png",
         Reply::Body(
             "image/png",
-            Arc::new(herald_scheduler::media::testing::png_bomb(40_000, 40_000)),
+            Arc::new(herald_media::testing::png_bomb(40_000, 40_000)),
         ),
     );
     let metadata = "http://169.254.169.254/latest/meta-data/";

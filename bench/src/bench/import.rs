@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cqrs_es::Aggregate;
-use herald_api::contact_csv::BATCH_ROWS;
+use herald_contacts::csv_file::BATCH_ROWS;
 use herald_domain::contact::Contact;
 use serde_json::Value;
 use sqlx::PgPool;

@@ -7,7 +7,7 @@ use herald_domain::store;
 
 use crate::pacing::Pacing;
 use crate::quota;
-use crate::single::SingleContent;
+use crate::single_content::SingleContent;
 use uuid::Uuid;
 
 use super::pacing::reserve_pacing;

@@ -10,7 +10,7 @@ use herald_domain::store;
 use herald_domain::template::TemplateKind;
 use herald_gateway::{GatewayError, MessageContent, OutboundMessage, SendAccepted};
 
-use crate::single::SingleContent;
+use crate::single_content::SingleContent;
 use uuid::Uuid;
 
 use super::*;

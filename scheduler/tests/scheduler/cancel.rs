@@ -1,8 +1,9 @@
 //! The cancel sweep: recipients not yet sent are skipped, and the gateway never sees them.
 
+use herald_campaigns::control;
 use herald_domain::campaign::CampaignStatus;
 use herald_domain::delivery::DeliveryStatus;
-use herald_scheduler::control;
+use herald_scheduler::sweep;
 
 use crate::support::World;
 
@@ -22,7 +23,7 @@ async fn after_a_cancel_unsent_recipients_are_skipped_and_never_reach_the_gatewa
         .unwrap();
     assert_eq!(skipped, 2);
     // the periodic sweep finds nothing more, and dispatch has nothing to claim
-    assert_eq!(control::sweep_cancelled(&world.pool).await.unwrap(), 0);
+    assert_eq!(sweep::sweep_cancelled(&world.pool).await.unwrap(), 0);
     assert_eq!(dispatcher.run_once().await.unwrap(), 0);
 
     assert_eq!(

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
+use herald_campaigns::{self as campaigns, NewCampaign, Recipient};
 use herald_domain::campaign::{Campaign, MessageSpec};
 use herald_domain::delivery::{delivery_id, Delivery};
 use herald_domain::phone::Phone;
@@ -15,7 +16,6 @@ use herald_gateway::{
     Gateway, GatewayContact, GatewayError, MessageContent, OutboundMessage, SendAccepted,
     SessionStatus,
 };
-use herald_scheduler::campaigns::{self, NewCampaign, Recipient};
 use herald_scheduler::dispatch::{DispatchConfig, Dispatcher};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -916,7 +916,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        "herald_api.contact_csv.RejectedRow": {
+        "herald_api.contact_import.ImportView": {
+            /** @description Contacts the import created. */
+            imported: number;
+            /** @description Rows that merged into a contact that already existed (or into an earlier row of the file). */
+            matched: number;
+            /** @description Rows refused, with their line number (the header is row 1); the first 1,000 are listed. */
+            rejected: components["schemas"]["herald_api.contact_import.RejectedRow"][];
+            /** @description All rows refused. */
+            rejected_count: number;
+            /** @description Rows refused but not listed (`rejected_count` minus the listed ones). */
+            rejected_omitted: number;
+        };
+        "herald_api.contact_import.RejectedRow": {
             /** @description The row's phone cell (or the row, when it has none). */
             input: string;
             reason: string;
@@ -925,18 +937,6 @@ export interface components {
              * @description The row's line number in the file (where it starts); the header is row 1.
              */
             row: number;
-        };
-        "herald_api.contact_import.ImportView": {
-            /** @description Contacts the import created. */
-            imported: number;
-            /** @description Rows that merged into a contact that already existed (or into an earlier row of the file). */
-            matched: number;
-            /** @description Rows refused, with their line number (the header is row 1); the first 1,000 are listed. */
-            rejected: components["schemas"]["herald_api.contact_csv.RejectedRow"][];
-            /** @description All rows refused. */
-            rejected_count: number;
-            /** @description Rows refused but not listed (`rejected_count` minus the listed ones). */
-            rejected_omitted: number;
         };
         /** @description The error envelope. */
         "herald_api.error.ErrorBody": {

@@ -1,7 +1,7 @@
 use super::*;
 
 /// Reads `input` with the default limits; every batch, and how reading ended.
-fn read_all(input: &[u8], max_rows: usize) -> Result<(Vec<Batch>, Outcome), ApiError> {
+fn read_all(input: &[u8], max_rows: usize) -> Result<(Vec<Batch>, Outcome), ContactsError> {
     let mut batches = Vec::new();
     let outcome = read_batches(input, Uuid::nil(), "ID", Utc::now(), max_rows, |b| {
         batches.push(b);
@@ -52,13 +52,13 @@ fn columns_become_name_tags_and_fields_and_bad_rows_are_listed() {
 fn a_file_without_a_phone_column_names_it() {
     for text in ["name,city\nSari,Bandung\n", "", "\u{feff}", "\n\n"] {
         match read_all(text.as_bytes(), 10) {
-            Err(ApiError::Validation { field, .. }) => assert_eq!(field, "phone", "{text:?}"),
+            Err(ContactsError::Invalid { field, .. }) => assert_eq!(field, "phone", "{text:?}"),
             other => panic!("expected a 422 naming phone for {text:?}, got {other:?}"),
         }
     }
     assert!(matches!(
         read_all(b"phone,City,city\n1,2,3\n", 10),
-        Err(ApiError::Validation { .. })
+        Err(ContactsError::Invalid { .. })
     ));
 }
 
@@ -239,11 +239,8 @@ fn a_nul_in_a_cell_rejects_its_row_with_the_reason_and_a_nul_in_a_header_refuses
     );
     assert!(batch.rejected[1].reason.contains("column 3 (city)"));
     match read_all(b"phone,ci\0ty\n1,2\n", 10) {
-        Err(e) => {
-            let body = e.body().error;
-            assert_eq!(body.code, "invalid_text");
-            assert_eq!(body.details.unwrap()["field"], "csv.header[1]");
-        }
+        // the answer is 422 `invalid_text` naming the field (api's mapping)
+        Err(ContactsError::InvalidText { field }) => assert_eq!(field, "csv.header[1]"),
         other => panic!("expected invalid_text, got {other:?}"),
     }
 }

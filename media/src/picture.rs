@@ -14,7 +14,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
 
-use super::MediaError;
+use crate::MediaError;
 
 /// Longest side accepted, in pixels (input).
 pub const MAX_SIDE: u32 = 8_192;
@@ -173,7 +173,7 @@ fn encode_within(mut rgb: RgbImage) -> Result<(Vec<u8>, RgbImage), MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::testing::{chunk, png_bomb};
+    use crate::testing::{chunk, png_bomb};
     use image::{ImageEncoder, Rgba, RgbaImage};
 
     fn png(width: u32, height: u32, pixel: impl FnMut(u32, u32) -> Rgba<u8>) -> Vec<u8> {

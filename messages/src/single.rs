@@ -17,81 +17,16 @@ use herald_domain::conversation::{
 use herald_domain::delivery::{delivery_id, message_id_for, Delivery, DeliveryCommand, Vars};
 use herald_domain::phone::Phone;
 use herald_domain::store;
-use herald_gateway::MessageContent;
-use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::pacing::Pacing;
-use crate::quota::{self, Window};
+use herald_scheduler::pacing::Pacing;
+use herald_scheduler::quota::{self, Window};
+use herald_scheduler::single_content::SingleContent;
+
 use crate::Error;
 
-/// What a single send carries, as stored on its queue row (`dispatch_queue.content`, tagged by
-/// `type`; rows written before image sends existed read unchanged).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SingleContent {
-    Text {
-        body: String,
-    },
-    /// An image stored in `media` (processed when the send was accepted, decision 0023) and its
-    /// caption, plain text sent as given.
-    Image {
-        /// The SHA-256 of the stored JPEG.
-        media: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        caption: Option<String>,
-    },
-    /// Anything this version cannot read (written by a newer one); fails the send with a reason.
-    #[serde(other)]
-    Unreadable,
-}
-
-impl SingleContent {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SingleContent::Text { .. } => "text",
-            SingleContent::Image { .. } => "image",
-            SingleContent::Unreadable => "unknown",
-        }
-    }
-
-    /// The text its chat line shows (an image's caption; the type is [`SingleContent::kind`]).
-    pub fn chat_text(&self) -> Option<String> {
-        match self {
-            SingleContent::Text { body } => Some(body.clone()),
-            SingleContent::Image { caption, .. } => caption.clone(),
-            SingleContent::Unreadable => None,
-        }
-    }
-
-    /// The stored image this message sends, if it is an image.
-    pub fn image(&self) -> Option<&str> {
-        match self {
-            SingleContent::Image { media, .. } => Some(media),
-            _ => None,
-        }
-    }
-
-    /// The gateway's message; `data_url` is the image's `data:image/jpeg;base64,...` (the
-    /// dispatcher loads it from [`SingleContent::image`]'s hash).
-    pub fn to_gateway(&self, data_url: Option<&str>) -> MessageContent {
-        match (self, data_url) {
-            (SingleContent::Text { body }, _) => MessageContent::Text { body: body.clone() },
-            (SingleContent::Image { caption, .. }, Some(url)) => MessageContent::Image {
-                data_url: url.to_string(),
-                caption: caption.clone().filter(|c| !c.trim().is_empty()),
-            },
-            // an empty text: the gateway refuses it and the recipient fails with its reason
-            (SingleContent::Image { .. }, None) | (SingleContent::Unreadable, _) => {
-                MessageContent::Text {
-                    body: String::new(),
-                }
-            }
-        }
-    }
-}
-
+#[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -175,7 +110,7 @@ pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, 
             .await?;
         }
     }
-    let pacing = crate::pacing::of_session(conn, m.session_id)
+    let pacing = herald_scheduler::pacing::of_session(conn, m.session_id)
         .await?
         .unwrap_or(Pacing::NONE);
     sqlx::query(
@@ -210,62 +145,34 @@ pub async fn accept(conn: &mut PgConnection, m: NewMessage) -> Result<Accepted, 
     Ok(Accepted::Queued { message_id })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_rows_of_every_version_read() {
-        // a text row as written before image sends existed
-        let old: SingleContent =
-            serde_json::from_str(r#"{"type": "text", "body": "Your code is 4411"}"#).expect("text");
-        assert_eq!(
-            old,
-            SingleContent::Text {
-                body: "Your code is 4411".into()
-            }
-        );
-        let image = SingleContent::Image {
-            media: "ab".repeat(32),
-            caption: Some("Hi".into()),
+/// [`accept`] in a transaction of its own, tried again (at most six times, after a short random
+/// pause so that racing senders spread out) when a message of the same chat was recorded at the
+/// same moment. Answers the open transaction, for the caller to add to and commit; once the
+/// attempts are used up the store's conflict is the answer.
+pub async fn accept_retrying(
+    pool: &PgPool,
+    m: NewMessage,
+) -> Result<(Transaction<'static, Postgres>, Accepted), Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await?;
+        let message = NewMessage {
+            at: Utc::now(),
+            ..m.clone()
         };
-        let json = serde_json::to_value(&image).expect("serializes");
-        assert_eq!(
-            json,
-            serde_json::json!({"type": "image", "media": "ab".repeat(32), "caption": "Hi"})
-        );
-        assert_eq!(
-            serde_json::from_value::<SingleContent>(json).expect("reads back"),
-            image
-        );
-        let bare: SingleContent =
-            serde_json::from_str(r#"{"type": "image", "media": "cd"}"#).expect("no caption");
-        assert_eq!(bare.image(), Some("cd"));
-        let future: SingleContent =
-            serde_json::from_str(r#"{"type": "video", "media": "x"}"#).expect("unknown type");
-        assert_eq!(future, SingleContent::Unreadable);
-    }
-
-    #[test]
-    fn an_image_goes_to_the_gateway_with_its_caption() {
-        let image = SingleContent::Image {
-            media: "ab".into(),
-            caption: Some("Hello".into()),
-        };
-        match image.to_gateway(Some("data:image/jpeg;base64,AAAA")) {
-            MessageContent::Image { data_url, caption } => {
-                assert_eq!(data_url, "data:image/jpeg;base64,AAAA");
-                assert_eq!(caption.as_deref(), Some("Hello"));
+        match accept(&mut tx, message).await {
+            Ok(accepted) => return Ok((tx, accepted)),
+            Err(Error::Store(e)) if e.is_retryable() && attempt < 6 => {
+                tracing::debug!(attempt, error = %e, "single send raced a chat writer; again");
+                drop(tx);
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    5 * attempt as u64 + jitter,
+                ))
+                .await;
             }
-            other => panic!("not an image: {other:?}"),
+            Err(e) => return Err(e),
         }
-        let blank = SingleContent::Image {
-            media: "ab".into(),
-            caption: Some("  ".into()),
-        };
-        assert!(matches!(
-            blank.to_gateway(Some("data:image/jpeg;base64,AAAA")),
-            MessageContent::Image { caption: None, .. }
-        ));
     }
 }

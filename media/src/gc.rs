@@ -11,8 +11,8 @@
 //!   candidates).
 //!
 //! "Used" (`media.last_used_at`) is renewed when the image is stored or stored again
-//! ([`super::store`]: a template created or changed, a single send accepted) and when a campaign
-//! or a recurring run is created with it ([`super::touch`], in the campaign's transaction). A
+//! ([`crate::store`]: a template created or changed, a single send accepted) and when a campaign
+//! or a recurring run is created with it ([`crate::touch`], in the campaign's transaction). A
 //! request stores its image BEFORE it writes what refers to it, and read models trail the events
 //! by moments, so the grace period (24 h by default) is what makes the gap safe: a row used a
 //! moment ago is never a candidate. A campaign created from an old template while that template is

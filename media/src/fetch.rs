@@ -4,13 +4,13 @@
 //!    host first, so odd IPv4 spellings (`2130706433`, `0x7f.1`, `017700000001`, `127.1`) become
 //!    the address they mean and are judged as such.
 //! 2. Herald resolves the host itself and refuses it if ANY address it resolves to is refused by
-//!    [`address`](super::address) (IP literals are checked directly).
+//!    [`address`](crate::address) (IP literals are checked directly).
 //! 3. The request goes through a client built for this one request whose DNS resolver returns
 //!    exactly the vetted addresses, so a second lookup cannot answer differently (DNS
 //!    rebinding): there is no second lookup. Proxies from the environment are ignored.
 //! 4. Redirects are not followed automatically: at most [`MAX_REDIRECTS`] are followed by hand,
 //!    and each new URL goes through 1-3 again.
-//! 5. The body is capped at [`MAX_SOURCE_BYTES`](super::MAX_SOURCE_BYTES): a larger
+//! 5. The body is capped at [`MAX_SOURCE_BYTES`](crate::MAX_SOURCE_BYTES): a larger
 //!    `Content-Length` is refused before reading, and the stream stops at the cap. Connecting has
 //!    [`CONNECT_TIMEOUT`], the whole fetch (every hop and the body) [`TOTAL_TIMEOUT`].
 
@@ -21,7 +21,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, LOCATION};
 use reqwest::Url;
 
-use super::{address, MediaError, MediaPolicy, MAX_SOURCE_BYTES};
+use crate::{address, MediaError, MediaPolicy, MAX_SOURCE_BYTES};
 
 /// Redirects followed (each re-checked) before giving up.
 pub const MAX_REDIRECTS: usize = 3;

@@ -49,8 +49,8 @@ impl MediaCache {
             .get_or_try_init(|| async {
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("herald_media_loads_total").increment(1);
-                match super::load(&self.pool, sha256).await? {
-                    Some(bytes) => Ok(Arc::from(super::data_url(&bytes))),
+                match crate::load(&self.pool, sha256).await? {
+                    Some(bytes) => Ok(Arc::from(crate::data_url(&bytes))),
                     None => Err(Miss::Missing),
                 }
             })
@@ -83,7 +83,7 @@ impl From<sqlx::Error> for Miss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{store, PreparedImage};
+    use crate::{store, PreparedImage};
 
     async fn pool() -> PgPool {
         herald_migrations::testing::fresh_database()

@@ -10,7 +10,7 @@ use herald_domain::contact::{contact_id, Contact, ContactCommand, ContactEvent, 
 use herald_domain::store::{self, StoreError};
 use sqlx::{Acquire, PgPool};
 
-use crate::error::ApiError;
+use crate::error::ContactsError;
 
 /// Contacts per bulk statement.
 const CHUNK: usize = 2_000;
@@ -48,7 +48,7 @@ pub enum Applied {
 
 /// Upserts every contact (keys must be distinct; the caller merges duplicates first). A contact
 /// refusing its upsert is an error (none of them is written).
-pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, ApiError> {
+pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, ContactsError> {
     let mut written = Written::default();
     for (applied, upsert) in upsert_each(pool, &upserts).await?.into_iter().zip(&upserts) {
         match applied {
@@ -58,7 +58,7 @@ pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, 
                 written.changed += usize::from(changed);
             }
             Applied::Refused(reason) => {
-                return Err(ApiError::Unexpected(anyhow::anyhow!(
+                return Err(ContactsError::Internal(anyhow::anyhow!(
                     "contact {} refused a validated upsert: {reason}",
                     upsert.key.as_str()
                 )))
@@ -70,7 +70,7 @@ pub async fn upsert_all(pool: &PgPool, upserts: Vec<Upsert>) -> Result<Written, 
 
 /// Upserts every contact (keys must be distinct) in one transaction, saying what became of each,
 /// in order. An existing contact refusing its upsert is reported, not fatal.
-pub async fn upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ApiError> {
+pub async fn upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ContactsError> {
     if upserts.is_empty() {
         return Ok(Vec::new()); // a batch of rejected rows only
     }
@@ -78,37 +78,38 @@ pub async fn upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applie
     for attempt in 0..ATTEMPTS {
         match try_upsert_each(pool, upserts).await {
             Ok(applied) => return Ok(applied),
-            Err(ApiErrorOr::Store(e)) if retryable(&e) => {
+            Err(Failed::Store(e)) if retryable(&e) => {
                 tracing::debug!(attempt, error = %e, "bulk contact upsert raced; retrying");
                 last = Some(e);
             }
-            Err(ApiErrorOr::Store(e)) => return Err(e.into()),
-            Err(ApiErrorOr::Api(e)) => return Err(e),
+            Err(Failed::Store(e)) => return Err(e.into()),
+            Err(Failed::Other(e)) => return Err(e),
         }
     }
     Err(last
-        .map(ApiError::from)
-        .unwrap_or_else(|| ApiError::Unexpected(anyhow::anyhow!("bulk upsert gave up"))))
+        .map(ContactsError::from)
+        .unwrap_or_else(|| ContactsError::Internal(anyhow::anyhow!("bulk upsert gave up"))))
 }
 
-enum ApiErrorOr {
-    Api(ApiError),
+/// A failed attempt: a store error may be a race worth another attempt, the rest is final.
+enum Failed {
+    Other(ContactsError),
     Store(StoreError),
 }
 
-impl From<StoreError> for ApiErrorOr {
+impl From<StoreError> for Failed {
     fn from(e: StoreError) -> Self {
-        ApiErrorOr::Store(e)
+        Failed::Store(e)
     }
 }
 
-impl From<sqlx::Error> for ApiErrorOr {
+impl From<sqlx::Error> for Failed {
     fn from(e: sqlx::Error) -> Self {
-        ApiErrorOr::Store(StoreError::Database(e))
+        Failed::Store(StoreError::Database(e))
     }
 }
 
-async fn try_upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, ApiErrorOr> {
+async fn try_upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applied>, Failed> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut applied = Vec::with_capacity(upserts.len());
@@ -150,7 +151,7 @@ async fn try_upsert_each(pool: &PgPool, upserts: &[Upsert]) -> Result<Vec<Applie
             });
         }
         if let Err((id, e)) = store::append_new::<Contact>(&mut tx, fresh, &()).await? {
-            return Err(ApiErrorOr::Api(ApiError::Unexpected(anyhow::anyhow!(
+            return Err(Failed::Other(ContactsError::Internal(anyhow::anyhow!(
                 "new contact {id} refused a validated upsert: {e}"
             ))));
         }
@@ -176,7 +177,7 @@ pub async fn execute(
     pool: &PgPool,
     id: String,
     command: ContactCommand,
-) -> Result<Vec<ContactEvent>, ApiError> {
+) -> Result<Vec<ContactEvent>, ContactsError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let mut tx = pool.begin().await?;
@@ -186,7 +187,7 @@ pub async fn execute(
             Ok(mut outcomes) => {
                 let events = outcomes
                     .pop()
-                    .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no outcome")))??;
+                    .ok_or_else(|| ContactsError::Internal(anyhow::anyhow!("no outcome")))??;
                 tx.commit().await?;
                 return Ok(events);
             }
@@ -195,6 +196,6 @@ pub async fn execute(
         }
     }
     Err(last
-        .map(ApiError::from)
-        .unwrap_or_else(|| ApiError::Unexpected(anyhow::anyhow!("contact write gave up"))))
+        .map(ContactsError::from)
+        .unwrap_or_else(|| ContactsError::Internal(anyhow::anyhow!("contact write gave up"))))
 }

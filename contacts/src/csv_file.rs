@@ -1,4 +1,4 @@
-//! Reading a contacts CSV (`POST /api/v1/contacts/import`) as a stream: rows are parsed as the
+//! Reading a contacts CSV (what `POST /api/v1/contacts/import` receives) as a stream: rows are parsed as the
 //! body arrives and handed out in batches of at most [`BATCH_ROWS`] rows (or [`BATCH_BYTES`] of
 //! input), so memory is bounded by a batch, not by the file (docs/contacts.md, decision 0025).
 //!
@@ -23,13 +23,10 @@ use herald_domain::contact::{
     ContactSource, Fields, TagMode, Upsert, MAX_FIELDS,
 };
 use herald_domain::phone::Phone;
-use salvo::oapi::ToSchema;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::intake::phone_reason;
+use crate::error::ContactsError;
 
 /// Data rows per batch (one transaction each).
 pub const BATCH_ROWS: usize = 2_000;
@@ -42,7 +39,7 @@ const ECHO_CHARS: usize = 200;
 /// How far the delimiter sniffer looks for the end of the header line.
 const HEAD_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RejectedRow {
     /// The row's line number in the file (where it starts); the header is row 1.
     pub row: u64,
@@ -121,14 +118,16 @@ impl Column {
     }
 }
 
-fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
+fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ContactsError> {
     let mut columns = Vec::with_capacity(headers.len());
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, raw) in headers.iter().enumerate() {
         let text = std::str::from_utf8(raw)
-            .map_err(|_| ApiError::validation("csv", "the header row is not valid UTF-8"))?;
+            .map_err(|_| ContactsError::invalid("csv", "the header row is not valid UTF-8"))?;
         if text.contains('\0') {
-            return Err(ApiError::invalid_text(&format!("csv.header[{i}]")));
+            return Err(ContactsError::InvalidText {
+                field: format!("csv.header[{i}]"),
+            });
         }
         let text = if i == 0 {
             text.trim_start_matches('\u{feff}')
@@ -142,7 +141,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
             "tags" => Column::Tags,
             _ => {
                 let key = field_key_from_header(text).ok_or_else(|| {
-                    ApiError::validation(
+                    ContactsError::invalid(
                         "csv",
                         format!(
                             "column {} has a header ({text:?}) that cannot name a field",
@@ -160,7 +159,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
             Column::Field(k) => k.clone(),
         };
         if let Some(previous) = seen.insert(key.clone(), text.to_string()) {
-            return Err(ApiError::validation(
+            return Err(ContactsError::invalid(
                 "csv",
                 format!("columns {previous:?} and {text:?} both mean `{key}`"),
             ));
@@ -168,7 +167,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
         columns.push(column);
     }
     if !columns.iter().any(|c| matches!(c, Column::Phone)) {
-        return Err(ApiError::validation(
+        return Err(ContactsError::invalid(
             "phone",
             "the CSV has no `phone` column (the first row must be a header naming it)",
         ));
@@ -178,7 +177,7 @@ fn header_columns(headers: &csv::ByteRecord) -> Result<Vec<Column>, ApiError> {
         .filter(|c| matches!(c, Column::Field(_)))
         .count();
     if fields > MAX_FIELDS {
-        return Err(ApiError::validation(
+        return Err(ContactsError::invalid(
             "csv",
             format!("at most {MAX_FIELDS} field columns besides phone, name and tags"),
         ));
@@ -370,16 +369,14 @@ fn io_stop(e: io::Error) -> Stop {
 }
 
 /// A header-time failure: nothing was read yet, so a plain 4xx.
-fn header_error(stop: Stop) -> ApiError {
+fn header_error(stop: Stop) -> ContactsError {
     match stop {
         Stop::TooManyBytes(max) => {
-            ApiError::PayloadTooLarge(format!("an import is at most {max} bytes; split the file"))
+            ContactsError::TooLarge(format!("an import is at most {max} bytes; split the file"))
         }
-        Stop::BodyFailed(m) => {
-            ApiError::bad_request("invalid_body", format!("cannot read the body: {m}"))
-        }
-        Stop::BodyStalled => ApiError::BodyTimeout,
-        other => ApiError::validation("csv", format!("the header row cannot be read: {other}")),
+        Stop::BodyFailed(m) => ContactsError::BodyFailed(m),
+        Stop::BodyStalled => ContactsError::BodyStalled,
+        other => ContactsError::invalid("csv", format!("the header row cannot be read: {other}")),
     }
 }
 
@@ -394,7 +391,7 @@ pub fn read_batches(
     at: DateTime<Utc>,
     max_rows: usize,
     mut emit: impl FnMut(Batch) -> bool,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, ContactsError> {
     let mut head = read_head(&mut input).map_err(|e| header_error(io_stop(e)))?;
     if head.starts_with(b"\xEF\xBB\xBF") {
         head.drain(..3);
@@ -420,7 +417,7 @@ pub fn read_batches(
         .map_err(|e| header_error(stop_of(e, 1)))?
         .clone();
     if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
-        return Err(ApiError::validation(
+        return Err(ContactsError::invalid(
             "phone",
             "the CSV is empty: it needs a header row with a `phone` column",
         ));
@@ -588,7 +585,7 @@ fn read_row(
     }
     let phone_text = phone.unwrap_or_default();
     let input = || echo(phone_text);
-    let phone = Phone::parse(phone_text, region).map_err(|e| (input(), phone_reason(&e)))?;
+    let phone = Phone::parse(phone_text, region).map_err(|e| (input(), e.reason()))?;
     if let Some(n) = &name {
         validate_contact_name(n).map_err(|e| (input(), e.to_string()))?;
     }

@@ -44,7 +44,7 @@ pub struct NewCampaign {
     /// With a recurrence, `scheduled_at` is the first occurrence and nothing is queued now.
     pub recurrence: Option<Recurrence>,
     /// Overrides the session's pacing; `None`: the session's (a recurring run: its parent's).
-    pub pacing: Option<crate::pacing::Pacing>,
+    pub pacing: Option<herald_scheduler::pacing::Pacing>,
     pub at: DateTime<Utc>,
 }
 
@@ -73,7 +73,7 @@ pub async fn message_from_template(
     };
     if let Some(image) = &template.image {
         // a read only (nothing written before the campaign's append); `write` touches the row
-        if !crate::media::is_stored(&mut *conn, &image.sha256).await? {
+        if !herald_media::is_stored(&mut *conn, &image.sha256).await? {
             return Ok(Err(IMAGE_GONE.into()));
         }
     }
@@ -117,7 +117,7 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     // the image is in use from now on (decision 0024); the row stays locked until commit, so the
     // media collector cannot delete it under this campaign
     if let Some(sha256) = &image {
-        if !crate::media::touch(&mut *conn, sha256).await? {
+        if !herald_media::touch(&mut *conn, sha256).await? {
             return Err(herald_domain::DomainError::invalid("template_id", IMAGE_GONE).into());
         }
     }
@@ -125,7 +125,7 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     // pacing: the campaign's own, else (a run) its parent's, else its session's
     let own = match (c.pacing, c.parent_id) {
         (Some(p), _) => Some(p),
-        (None, Some(parent)) => crate::pacing::of_campaign(conn, parent).await?,
+        (None, Some(parent)) => herald_scheduler::pacing::of_campaign(conn, parent).await?,
         (None, None) => None,
     };
     if let Some(p) = own {
@@ -150,9 +150,9 @@ pub async fn write(conn: &mut PgConnection, c: NewCampaign) -> Result<(), Error>
     }
     let pacing = match own {
         Some(p) => p,
-        None => crate::pacing::of_session(conn, c.session_id)
+        None => herald_scheduler::pacing::of_session(conn, c.session_id)
             .await?
-            .unwrap_or(crate::pacing::Pacing::NONE),
+            .unwrap_or(herald_scheduler::pacing::Pacing::NONE),
     };
 
     if let Some(recurrence) = c.recurrence {
@@ -212,7 +212,7 @@ pub(crate) struct Queued {
     /// When the queue rows become claimable.
     pub(crate) due: DateTime<Utc>,
     /// The pace of these rows, and whether it is the session's (a session change reaches them).
-    pub(crate) pacing: crate::pacing::Pacing,
+    pub(crate) pacing: herald_scheduler::pacing::Pacing,
     pub(crate) pace_from_session: bool,
 }
 
@@ -221,13 +221,13 @@ pub(crate) async fn campaign_pace(
     conn: &mut PgConnection,
     campaign_id: Uuid,
     session_id: Uuid,
-) -> Result<(crate::pacing::Pacing, bool), Error> {
-    if let Some(own) = crate::pacing::of_campaign(conn, campaign_id).await? {
+) -> Result<(herald_scheduler::pacing::Pacing, bool), Error> {
+    if let Some(own) = herald_scheduler::pacing::of_campaign(conn, campaign_id).await? {
         return Ok((own, false));
     }
-    let session = crate::pacing::of_session(conn, session_id)
+    let session = herald_scheduler::pacing::of_session(conn, session_id)
         .await?
-        .unwrap_or(crate::pacing::Pacing::NONE);
+        .unwrap_or(herald_scheduler::pacing::Pacing::NONE);
     Ok((session, true))
 }
 

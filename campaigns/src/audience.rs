@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::campaigns::{queue, Queued, Recipient};
+use crate::write::{queue, Queued, Recipient};
 use crate::Error;
 
 /// Who a campaign goes to, besides its explicit recipients.
@@ -189,7 +189,7 @@ pub async fn start_deferred(
         }
         let session_id: Uuid = row.try_get("session_id")?;
         let (pacing, pace_from_session) =
-            crate::campaigns::campaign_pace(conn, campaign_id, session_id).await?;
+            crate::write::campaign_pace(conn, campaign_id, session_id).await?;
         queue(
             conn,
             Queued {

@@ -6,6 +6,7 @@
 //! classified) lives in the `answer` module, so it can be unit-tested without a server.
 
 mod answer;
+mod forward;
 
 use std::time::Duration;
 

@@ -14,16 +14,14 @@
 //! is used up). Other tokens are refused with Meta's error 190. `GET /sim/cloud/messages` lists
 //! the accepted message bodies and how many uploads there were.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use salvo::http::StatusCode;
 use salvo::{Request, Response};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cloud_numbers::Number;
 use crate::reply;
 use crate::state::Sim;
 
@@ -37,25 +35,6 @@ pub(crate) enum CloudOp {
     Messages,
     Register,
     List,
-}
-
-/// One registered Cloud API number.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Number {
-    access_token: String,
-    app_secret: String,
-    callback_url: Option<String>,
-    #[serde(default)]
-    errors: HashMap<String, VecDeque<i64>>,
-}
-
-#[derive(Default)]
-pub(crate) struct CloudNumbers {
-    numbers: Mutex<HashMap<String, Number>>,
-    media: Mutex<HashSet<String>>,
-    sent: Mutex<Vec<Value>>,
-    uploads: AtomicU64,
 }
 
 fn meta_error(res: &mut Response, status: StatusCode, code: i64, message: &str) {

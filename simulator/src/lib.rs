@@ -33,6 +33,7 @@
 //!
 mod admin;
 mod cloud;
+mod cloud_numbers;
 mod config;
 mod events;
 mod groups;

@@ -22,7 +22,7 @@ pub(crate) struct Sim {
     /// When set, `/admin/*` requires `Authorization: <admin_token>`.
     pub(crate) admin_token: Option<String>,
     /// The Cloud API numbers and what was sent through them.
-    pub(crate) cloud: crate::cloud::CloudNumbers,
+    pub(crate) cloud: crate::cloud_numbers::CloudNumbers,
 }
 
 impl Sim {

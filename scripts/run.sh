@@ -7,7 +7,8 @@
 # 2. creates the database `herald` if it is missing,
 # 3. builds the release binary (cargo build --release -p herald-api --bin herald) and the
 #    dashboard (scripts/web.sh: Node.js and npm from Debian's packages if missing, npm ci, build),
-# 4. starts the WuzAPI simulator on 127.0.0.1:8081 in the background (log: target/herald-sim.log),
+# 4. starts the WuzAPI simulator on 127.0.0.1:8081 in the background (log: target/herald-sim.log);
+#    its Cloud API surface becomes HERALD_META_GRAPH_URL unless that is set (docs/cloud-api.md),
 # 5. runs `herald serve` in the foreground. Ctrl-C stops it and the simulator.
 #
 # Your environment and a .env file in the repository root are respected: only variables
@@ -125,6 +126,10 @@ else
     fi
     sim_note="started, log: $sim_log"
 fi
+if [ "$sim_wanted" = 1 ]; then
+    # the simulator's Cloud API surface stands in for Meta's Graph API (docs/cloud-api.md)
+    default_env HERALD_META_GRAPH_URL "http://$sim_addr/cloud/v21.0"
+fi
 
 # -------------------------------------------------------------------- the server
 
@@ -143,6 +148,8 @@ else
     printf '  %-15s %s\n' "Herald" "on a free port: see the 'listening on http://...' line below"
 fi
 printf '  %-15s %s\n' "Gateway" "$wuzapi_url  ($sim_note)"
+graph_url=$(effective HERALD_META_GRAPH_URL)
+printf '  %-15s %s\n' "Cloud API" "${graph_url:-https://graph.facebook.com/v21.0}  (docs/cloud-api.md)"
 if [ "$sim_wanted" = 1 ]; then
     printf '  %-15s %s\n' "" "the WuzAPI simulator: any token works as a simulator user token"
     printf '  %-15s %s\n' "" "(e.g. as the gateway_token of a new session)"

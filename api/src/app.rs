@@ -133,7 +133,9 @@ impl Application {
             dispatch.workers = settings.dispatch_workers;
             dispatch.quota_window =
                 herald_scheduler::quota::Window::new(settings.quota_window_secs);
-            let dispatcher = Dispatcher::new(pool.clone(), gateway.clone(), dispatch);
+            let cloud = herald_gateway::CloudApiClient::new(&settings.meta_graph_url)?;
+            let dispatcher =
+                Dispatcher::with_cloud(pool.clone(), gateway.clone(), Arc::new(cloud), dispatch);
             tasks.extend(dispatcher.spawn(shutdown_rx.clone()));
             tasks.push(herald_inbox::spawn(
                 pool.clone(),

@@ -18,18 +18,25 @@
 //!   docs/wuzapi.md): request shapes, answer-envelope parsing and failure classification.
 //! - [`webhook`] — the webhooks WuzAPI posts: encodings, `x-hmac-signature`, receipt events.
 //! - [`meta`] — the WhatsApp Cloud API's webhooks: `X-Hub-Signature-256`, statuses and messages.
+//! - [`cloud_api`] — [`CloudApiClient`], the adapter for sending through the WhatsApp Cloud API
+//!   (docs/cloud-api.md): text, images uploaded once, approved templates, Meta's error codes.
+//! - [`passthrough`] — forwarding a tenant's request for a WuzAPI feature Herald has no endpoint
+//!   for: which paths may pass, and the forwarding itself.
 //! - [`meta_graph`] — asking Meta's Graph API whether an access token may use a phone number id.
 
 use std::time::Duration;
 
+pub mod cloud_api;
 pub mod meta;
 pub mod meta_graph;
+pub mod passthrough;
 pub mod webhook;
 pub mod wuzapi;
 
+pub use cloud_api::CloudApiClient;
 pub use wuzapi::WuzapiClient;
 
-/// What one message says. Kept to the two kinds campaigns send; new kinds are added here first so
+/// What one message says. Kept to the kinds campaigns send; new kinds are added here first so
 /// every gateway has to decide how to carry them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageContent {
@@ -40,6 +47,13 @@ pub enum MessageContent {
     Image {
         data_url: String,
         caption: Option<String>,
+    },
+    /// A template Meta approved for the number (WhatsApp Cloud API only): its name, language
+    /// code and the body parameters already rendered for this recipient.
+    Template {
+        name: String,
+        language: String,
+        params: Vec<String>,
     },
 }
 
@@ -300,6 +314,16 @@ pub trait Gateway: Send + Sync + 'static {
         _events: &[&str],
     ) -> Result<String, GatewayError> {
         Err(unsupported("creating users"))
+    }
+
+    /// Forwards a tenant's request to the number's gateway (the pass-through, see
+    /// [`passthrough`]); the path was checked with [`passthrough::allowed_path`].
+    async fn forward(
+        &self,
+        _token: &str,
+        _request: passthrough::ForwardRequest,
+    ) -> Result<passthrough::Forwarded, GatewayError> {
+        Err(unsupported("forwarding requests"))
     }
 
     /// Deletes the gateway user with this id (from [`Gateway::create_user`]). `Ok(false)` when

@@ -6,6 +6,7 @@
 //! classified) lives in the `answer` module, so it can be unit-tested without a server.
 
 mod answer;
+mod forward;
 
 use std::time::Duration;
 
@@ -146,6 +147,11 @@ impl WuzapiClient {
         &self.base_url
     }
 
+    /// The shared connection pool (the pass-through's requests use it too).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn admin_request(&self, method: Method, path: &str) -> Result<RequestBuilder, GatewayError> {
         let admin = self
             .admin_token
@@ -275,6 +281,11 @@ impl Gateway for WuzapiClient {
                     caption: caption.as_deref(),
                     id: &message.message_id,
                 }),
+            MessageContent::Template { .. } => {
+                return Err(GatewayError::permanent(
+                    "WuzAPI cannot send Cloud API templates: use a text or image template",
+                ))
+            }
         };
         let result = self
             .call_data(request)
@@ -410,6 +421,14 @@ impl Gateway for WuzapiClient {
         answer::created_user_id(body)
     }
 
+    async fn forward(
+        &self,
+        token: &str,
+        request: crate::passthrough::ForwardRequest,
+    ) -> Result<crate::passthrough::Forwarded, GatewayError> {
+        self.forward_request(token, request).await
+    }
+
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     async fn delete_user(&self, user_id: &str) -> Result<bool, GatewayError> {
         // The id came from the gateway; only a plain one goes into a path.
@@ -439,11 +458,12 @@ fn content_kind(content: &MessageContent) -> &'static str {
     match content {
         MessageContent::Text { .. } => "text",
         MessageContent::Image { .. } => "image",
+        MessageContent::Template { .. } => "template",
     }
 }
 
 /// A header value marked sensitive, so hyper and any debug output redact it.
-fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
+pub(crate) fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
     let mut value = HeaderValue::from_str(secret)
         // Retrying cannot fix a token with characters HTTP headers cannot carry. The token
         // itself stays out of the message.
@@ -455,7 +475,7 @@ fn secret_header(secret: &str) -> Result<HeaderValue, GatewayError> {
 }
 
 /// Connection failures, timeouts and broken bodies: the gateway may be back later.
-fn transport_error(error: reqwest::Error) -> GatewayError {
+pub(crate) fn transport_error(error: reqwest::Error) -> GatewayError {
     let [timed_out, unreachable, failed] = TRANSPORT_FAILURES;
     let what = if error.is_timeout() {
         timed_out

@@ -50,6 +50,7 @@ pub mod safety;
 mod screen;
 mod send;
 mod typing;
+mod window;
 
 pub use send::backoff;
 
@@ -102,10 +103,13 @@ const IMAGE_SENDS_IN_FLIGHT: usize = 16;
 /// Shared by the worker tasks of one process.
 pub struct Dispatcher {
     pool: PgPool,
+    /// WuzAPI sessions' gateway.
     gateway: Arc<dyn Gateway>,
+    /// Cloud API sessions' gateway (docs/decisions/0063).
+    cloud: Arc<dyn Gateway>,
     config: DispatchConfig,
     messages: Mutex<HashMap<Uuid, Arc<Result<CompiledMessage, String>>>>,
-    tokens: Mutex<HashMap<Uuid, (Option<String>, tokio::time::Instant)>>,
+    tokens: Mutex<HashMap<Uuid, (Option<SessionGateway>, tokio::time::Instant)>>,
     media: MediaCache,
     image_sends: tokio::sync::Semaphore,
     /// Set when the shutdown signal turns true: calls not started yet are released, not made.
@@ -155,10 +159,18 @@ impl Claimed {
     }
 }
 
+/// A session's credentials and which gateway they are for.
+#[derive(Clone)]
+pub(crate) struct SessionGateway {
+    token: String,
+    cloud: bool,
+}
+
 enum Outcome {
     /// Accepted by the gateway at this moment (stamped per message, not per batch, so a fast
-    /// receipt never looks older than its send).
-    Sent(chrono::DateTime<Utc>),
+    /// receipt never looks older than its send), with the gateway's own message id when it
+    /// chose one (the Cloud API's wamid), which its statuses name.
+    Sent(chrono::DateTime<Utc>, Option<String>),
     /// Final failure with the reason shown to the user.
     Failed(String),
     /// Put back in the queue to try again after the delay.
@@ -171,9 +183,22 @@ enum Outcome {
 }
 
 impl Dispatcher {
+    /// A dispatcher whose Cloud API sessions cannot send (their recipients fail saying so).
     pub fn new(pool: PgPool, gateway: Arc<dyn Gateway>, config: DispatchConfig) -> Arc<Self> {
+        Self::with_cloud(pool, gateway, Arc::new(NoCloudGateway), config)
+    }
+
+    /// A dispatcher sending WuzAPI sessions' messages through `gateway` and Cloud API
+    /// sessions' through `cloud`.
+    pub fn with_cloud(
+        pool: PgPool,
+        gateway: Arc<dyn Gateway>,
+        cloud: Arc<dyn Gateway>,
+        config: DispatchConfig,
+    ) -> Arc<Self> {
         Arc::new(Dispatcher {
             gateway,
+            cloud,
             config,
             messages: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -297,6 +322,50 @@ impl Dispatcher {
     /// Whether this process is stopping (no new gateway call starts).
     fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The Cloud API gateway of a dispatcher built without one: refuses, never passes a Cloud API
+/// session's credentials to WuzAPI.
+struct NoCloudGateway;
+
+#[async_trait::async_trait]
+impl Gateway for NoCloudGateway {
+    async fn send(
+        &self,
+        _: &str,
+        _: &herald_gateway::OutboundMessage,
+    ) -> Result<herald_gateway::SendAccepted, herald_gateway::GatewayError> {
+        Err(no_cloud())
+    }
+    async fn set_webhook(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[&str],
+    ) -> Result<(), herald_gateway::GatewayError> {
+        Err(no_cloud())
+    }
+    async fn session_status(
+        &self,
+        _: &str,
+    ) -> Result<herald_gateway::SessionStatus, herald_gateway::GatewayError> {
+        Err(no_cloud())
+    }
+    async fn set_hmac_key(&self, _: &str, _: &str) -> Result<(), herald_gateway::GatewayError> {
+        Err(no_cloud())
+    }
+    async fn contacts(
+        &self,
+        _: &str,
+    ) -> Result<Vec<herald_gateway::GatewayContact>, herald_gateway::GatewayError> {
+        Err(no_cloud())
+    }
+}
+
+fn no_cloud() -> herald_gateway::GatewayError {
+    herald_gateway::GatewayError::Permanent {
+        message: "this Herald has no Cloud API gateway configured".into(),
     }
 }
 

@@ -24,13 +24,19 @@
 //! - `POST /sim/incoming` `{"token", "from", "text"}` plays someone writing to the user's number:
 //!   a `Message` webhook (simulator/incoming.rs).
 //!
+//! - the WhatsApp Cloud API's messages and media endpoints under `/cloud/{version}`, with
+//!   statuses posted back signed with the number's app secret (simulator/cloud.rs).
+//!
 //! Built for throughput (Herald's benchmark pushes thousands of sends a second through it): the
 //! fault knobs are atomics, random draws are lock-free, the ledger and the users each take one
 //! short mutex per send, and nothing is logged per request.
 //!
 mod admin;
+mod cloud;
+mod cloud_numbers;
 mod config;
 mod events;
+mod groups;
 mod incoming;
 mod ledger;
 mod lock;
@@ -58,6 +64,7 @@ pub use ledger::SimStats;
 pub use receipts::{ReceiptSettings, ReceiptStats};
 
 use admin::AdminOp;
+use cloud::CloudOp;
 use ledger::Kind;
 use ops::OpsOp;
 use pairing::PairingOp;
@@ -169,6 +176,8 @@ enum Route {
     Ops(OpsOp),
     Pairing(PairingOp),
     Incoming,
+    Cloud(CloudOp),
+    Groups,
 }
 
 /// One handler type for all routes: it holds the shared state directly, so no per-request
@@ -194,6 +203,8 @@ impl Handler for Endpoint {
             Route::Ops(op) => ops::handle(&self.sim, req, res, op).await,
             Route::Pairing(op) => pairing::handle(&self.sim, req, res, op).await,
             Route::Incoming => incoming::handle(&self.sim, req, res).await,
+            Route::Cloud(op) => cloud::handle(&self.sim, req, res, op).await,
+            Route::Groups => groups::list(req, res),
         }
     }
 }
@@ -216,6 +227,7 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("session/hmac/config").post(session(SessionOp::HmacConfig)))
         .push(Router::with_path("user/contacts").get(session(SessionOp::Contacts)))
         .push(Router::with_path("chat/presence").post(session(SessionOp::Presence)))
+        .push(Router::with_path("group/list").get(at(Route::Groups)))
         .push(
             Router::with_path("webhook")
                 .post(session(SessionOp::SetWebhook))
@@ -240,4 +252,16 @@ fn router(sim: &Arc<Sim>) -> Router {
         .push(Router::with_path("sim/scan").post(at(Route::Pairing(PairingOp::Scan))))
         .push(Router::with_path("sim/drop").post(at(Route::Pairing(PairingOp::Drop))))
         .push(Router::with_path("sim/incoming").post(at(Route::Incoming)))
+        // the WhatsApp Cloud API surface (simulator/cloud.rs)
+        .push(
+            Router::with_path("cloud/{version}/{number}")
+                .get(at(Route::Cloud(CloudOp::Number)))
+                .push(Router::with_path("media").post(at(Route::Cloud(CloudOp::Media))))
+                .push(Router::with_path("messages").post(at(Route::Cloud(CloudOp::Messages)))),
+        )
+        .push(
+            Router::with_path("sim/cloud/numbers/{number}")
+                .put(at(Route::Cloud(CloudOp::Register))),
+        )
+        .push(Router::with_path("sim/cloud/messages").get(at(Route::Cloud(CloudOp::List))))
 }

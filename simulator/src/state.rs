@@ -21,6 +21,8 @@ pub(crate) struct Sim {
     pub(crate) receipts: Receipts,
     /// When set, `/admin/*` requires `Authorization: <admin_token>`.
     pub(crate) admin_token: Option<String>,
+    /// The Cloud API numbers and what was sent through them.
+    pub(crate) cloud: crate::cloud_numbers::CloudNumbers,
 }
 
 impl Sim {
@@ -36,6 +38,7 @@ impl Sim {
             ledger: Ledger::default(),
             receipts: Receipts::new(config.receipts)?,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            cloud: Default::default(),
         })
     }
 }

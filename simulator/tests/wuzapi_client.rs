@@ -5,6 +5,8 @@
 #[path = "wuzapi_client/support.rs"]
 mod support;
 
+#[path = "wuzapi_client/cloud_api.rs"]
+mod cloud_api;
 #[path = "wuzapi_client/faults.rs"]
 mod faults;
 #[path = "wuzapi_client/send.rs"]

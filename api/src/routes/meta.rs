@@ -9,6 +9,10 @@
 //!   session whose `meta_phone_number_id` equals `value.metadata.phone_number_id`; a change for a
 //!   number no session stands for is stored already processed and ignored. Meta gets 200 either
 //!   way, so it never retries what Herald cannot use.
+//! - `GET|POST /api/v1/webhooks/meta/{session_id}`: the same for one Cloud API session
+//!   (`provider: "cloud_api"`, docs/cloud-api.md), with the verify token Herald generated for it
+//!   and its own app secret; only changes for its phone number id are stored for it. A session
+//!   that is not a Cloud API session (or does not exist) is 404.
 
 use herald_gateway::meta;
 use salvo::http::header::{CONTENT_TYPE, USER_AGENT};
@@ -55,10 +59,15 @@ pub async fn verify(
     let Some(expected) = state.settings.meta_verify_token.as_ref() else {
         return Err(ApiError::NotFound);
     };
+    handshake(expected.expose(), req, res)
+}
+
+/// Answers `hub.challenge` when `hub.verify_token` is `expected`.
+fn handshake(expected: &str, req: &Request, res: &mut Response) -> Result<(), ApiError> {
     let mode = req.query::<String>("hub.mode").unwrap_or_default();
     let token = req.query::<String>("hub.verify_token").unwrap_or_default();
     let challenge = req.query::<String>("hub.challenge").unwrap_or_default();
-    if mode != "subscribe" || !same_secret(&token, expected.expose()) {
+    if mode != "subscribe" || !same_secret(&token, expected) {
         return Err(ApiError::Forbidden {
             code: "verification_failed",
             message:
@@ -89,6 +98,95 @@ pub async fn notify(req: &mut Request, depot: &mut Depot) -> Result<Json<Webhook
     let Some(secret) = state.settings.meta_app_secret.as_ref() else {
         return Err(ApiError::NotFound);
     };
+    receive(&state, req, secret.expose(), None).await
+}
+
+/// A Cloud API session's own callback: Meta's handshake with the session's verify token.
+#[endpoint(
+    tags("webhooks"),
+    status_codes(200, 400, 403, 404),
+    parameters(
+        ("session_id" = String, Path, description = "the Cloud API session"),
+        ("hub.mode" = Option<String>, Query, description = "`subscribe`"),
+        ("hub.verify_token" = Option<String>, Query, description = "the session's verify_token"),
+        ("hub.challenge" = Option<String>, Query, description = "echoed back as text/plain when the token is right"),
+    ),
+    responses((status_code = 200, description = "the challenge, as text/plain", content_type = "text/plain", body = String))
+)]
+pub async fn verify_session(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<(), ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let session = cloud_session(&state, req).await?;
+    handshake(&session.verify_token, req, res)
+}
+
+/// A Cloud API session's own callback: notifications signed with the session's app secret.
+#[endpoint(
+    tags("webhooks"),
+    status_codes(200, 400, 401, 404, 413),
+    parameters(("session_id" = String, Path, description = "the Cloud API session"))
+)]
+pub async fn notify_session(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let state = AppState::from_depot(depot)?;
+    let session = cloud_session(&state, req).await?;
+    let own = (
+        session.phone_number_id.clone(),
+        (session.id, session.tenant_id),
+    );
+    receive(&state, req, &session.app_secret, Some(own)).await
+}
+
+/// What a Cloud API session's callback needs of it.
+struct CloudSession {
+    id: Uuid,
+    tenant_id: Uuid,
+    phone_number_id: String,
+    app_secret: String,
+    verify_token: String,
+}
+
+/// The path's Cloud API session: 404 for anything else (the answer says no more than that).
+async fn cloud_session(state: &AppState, req: &Request) -> Result<CloudSession, ApiError> {
+    let id = req
+        .param::<String>("session_id")
+        .and_then(|raw| Uuid::parse_str(&raw).ok())
+        .ok_or(ApiError::NotFound)?;
+    let row = sqlx::query(
+        "SELECT tenant_id, meta_phone_number_id, meta_app_secret, meta_verify_token
+           FROM session_credentials WHERE session_id = $1 AND provider = 'cloud_api'",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    let field = |name: &str| -> Result<String, ApiError> {
+        row.try_get::<Option<String>, _>(name)?
+            .ok_or(ApiError::NotFound)
+    };
+    Ok(CloudSession {
+        id,
+        tenant_id: row.try_get("tenant_id")?,
+        phone_number_id: field("meta_phone_number_id")?,
+        app_secret: field("meta_app_secret")?,
+        verify_token: field("meta_verify_token")?,
+    })
+}
+
+/// Verifies and stores one notification. `own`: a session's callback, whose rows are only the
+/// changes for its own number (phone number id → session, tenant); without it every session
+/// with a `meta_phone_number_id` is looked up.
+async fn receive(
+    state: &AppState,
+    req: &mut Request,
+    secret: &str,
+    own: Option<(String, (Uuid, Uuid))>,
+) -> Result<Json<WebhookAck>, ApiError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -108,7 +206,7 @@ pub async fn notify(req: &mut Request, depot: &mut Depot) -> Result<Json<Webhook
             "Cloud API notifications must be signed (X-Hub-Signature-256)",
         ));
     };
-    if !meta::verify_signature(secret.expose(), &signature, &body) {
+    if !meta::verify_signature(secret, &signature, &body) {
         return Err(rejected("the X-Hub-Signature-256 does not match the body"));
     }
     // what WhatsApp sends is kept with its NULs removed, never refused for them (decision 0037)
@@ -126,21 +224,10 @@ pub async fn notify(req: &mut Request, depot: &mut Depot) -> Result<Json<Webhook
         .iter()
         .filter_map(|c| c.phone_number_id.clone())
         .collect();
-    let sessions: HashMap<String, (Uuid, Uuid)> = sqlx::query(
-        "SELECT meta_phone_number_id, session_id, tenant_id FROM session_credentials
-          WHERE meta_phone_number_id = ANY($1)",
-    )
-    .bind(&numbers)
-    .fetch_all(&state.pool)
-    .await?
-    .into_iter()
-    .map(|r| -> sqlx::Result<_> {
-        Ok((
-            r.try_get("meta_phone_number_id")?,
-            (r.try_get("session_id")?, r.try_get("tenant_id")?),
-        ))
-    })
-    .collect::<sqlx::Result<_>>()?;
+    let sessions: HashMap<String, (Uuid, Uuid)> = match own {
+        Some((number, session)) => HashMap::from([(number, session)]),
+        None => sessions_of(state, &numbers).await?,
+    };
 
     let headers = sqlx::types::Json(serde_json::json!({
         "content-type": content_type,
@@ -205,6 +292,28 @@ pub async fn notify(req: &mut Request, depot: &mut Depot) -> Result<Json<Webhook
     };
     metrics::counter!("herald_webhooks_received_total", "result" => status).increment(1);
     Ok(Json(WebhookAck::new(status)))
+}
+
+/// Which session stands for each of these business numbers (one query).
+async fn sessions_of(
+    state: &AppState,
+    numbers: &[String],
+) -> Result<HashMap<String, (Uuid, Uuid)>, ApiError> {
+    Ok(sqlx::query(
+        "SELECT meta_phone_number_id, session_id, tenant_id FROM session_credentials
+          WHERE meta_phone_number_id = ANY($1)",
+    )
+    .bind(numbers)
+    .fetch_all(&state.pool)
+    .await?
+    .into_iter()
+    .map(|r| -> sqlx::Result<_> {
+        Ok((
+            r.try_get("meta_phone_number_id")?,
+            (r.try_get("session_id")?, r.try_get("tenant_id")?),
+        ))
+    })
+    .collect::<sqlx::Result<_>>()?)
 }
 
 fn rejected(message: &str) -> ApiError {

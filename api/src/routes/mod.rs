@@ -133,7 +133,15 @@ fn api_router() -> Router {
                         .push(Router::with_path("connect").post(sessions::connect))
                         .push(Router::with_path("qr").get(sessions::qr))
                         .push(Router::with_path("status").get(sessions::live_status))
-                        .push(Router::with_path("logout").post(sessions::logout)),
+                        .push(Router::with_path("logout").post(sessions::logout))
+                        // WuzAPI features Herald has no endpoint for, with the session's token
+                        .push(
+                            Router::with_path("gateway/{**path}")
+                                .get(sessions::forward_get)
+                                .post(sessions::forward)
+                                .put(sessions::forward)
+                                .delete(sessions::forward),
+                        ),
                 ),
         )
         .push(
@@ -248,6 +256,12 @@ fn api_router() -> Router {
             Router::with_path("webhooks/meta")
                 .get(meta::verify)
                 .post(meta::notify),
+        )
+        // one Cloud API session's own callback: its verify token and app secret
+        .push(
+            Router::with_path("webhooks/meta/{session_id}")
+                .get(meta::verify_session)
+                .post(meta::notify_session),
         )
         .push(admin)
         // SSE: headers, or `?access_token=` for browsers' EventSource (authenticated inside)

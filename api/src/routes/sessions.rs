@@ -8,11 +8,15 @@
 //! gateway, `GET /sessions/{id}/status` does (docs/decisions/0015). Pairing (connect, QR code,
 //! logout, live status) is in [`pairing`].
 
+mod cloud;
 mod ownership;
 mod pairing;
+mod passthrough;
 
+pub(crate) use cloud::{wuzapi_only, Provider, ProviderInfo};
 pub(crate) use ownership::phone_number_id_taken;
 pub use pairing::{connect, live_status, logout, qr};
+pub use passthrough::{forward, forward_get};
 
 use chrono::{DateTime, Utc};
 use herald_domain::session::{Session, SessionCommand, SessionStatus};
@@ -49,6 +53,11 @@ pub const WEBHOOK_EVENTS: [&str; 6] = [
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     name: String,
+    /// `wuzapi` (the default) or `cloud_api` (then `cloud_api` is required, and the WuzAPI and
+    /// `meta_*` fields are not taken).
+    provider: Option<String>,
+    /// The WhatsApp Cloud API number of a `cloud_api` session.
+    cloud_api: Option<cloud::CloudApiBody>,
     /// The token of an existing WuzAPI user. Herald points that user's webhook at itself.
     /// Without it, Herald creates a WuzAPI user for this session through the WuzAPI admin API
     /// (needs `HERALD_WUZAPI_ADMIN_TOKEN`; otherwise 422 naming this field).
@@ -127,8 +136,13 @@ pub struct SessionView {
     name: String,
     /// `disconnected`, `qr_pending`, `connected` or `logged_out`.
     status: String,
-    /// Where the gateway posts this session's events.
+    /// `wuzapi` or `cloud_api`.
+    provider: String,
+    /// Where the gateway posts this session's events (for a Cloud API session: the callback
+    /// URL to set in the Meta app's WhatsApp webhook).
     webhook_url: String,
+    /// Cloud API sessions: the verify token to set beside `webhook_url` in the Meta app.
+    verify_token: Option<String>,
     /// The WhatsApp Cloud API phone number id, when set.
     meta_phone_number_id: Option<String>,
     /// The pace of sends through this number (0/0: none).
@@ -151,7 +165,9 @@ pub(super) async fn view_with_pacing(
     let mut conn = state.pool.acquire().await?;
     let pacing = herald_scheduler::pacing::of_session(&mut conn, row.id).await?;
     let safety = safe_sending::of_session(&mut conn, row.id).await?;
-    Ok(view(state, row, pacing, safety.as_ref()))
+    let info = cloud::providers(&state.pool, &[row.id]).await?;
+    let info = info.get(&row.id);
+    Ok(view(state, row, pacing, safety.as_ref(), info))
 }
 
 fn view(
@@ -159,15 +175,22 @@ fn view(
     row: SessionRow,
     pacing: Option<Pacing>,
     safety: Option<&NumberSafety>,
+    info: Option<&ProviderInfo>,
 ) -> SessionView {
     let none = NumberSafety::none(row.created_at.date_naive());
     let shown: SessionSafetyView = safety.unwrap_or(&none).into();
+    let cloud = info.filter(|i| i.provider == Provider::CloudApi);
     SessionView {
         pacing: pacing.unwrap_or(Pacing::NONE).into(),
         safety: shown.safety,
         linked_since: shown.linked_since,
         send_window: shown.send_window,
-        webhook_url: webhook_url(state, row.id),
+        webhook_url: match cloud {
+            Some(_) => meta_callback_url(state, row.id),
+            None => webhook_url(state, row.id),
+        },
+        provider: info.map_or("wuzapi", |i| i.as_str()).to_string(),
+        verify_token: cloud.and_then(|i| i.verify_token.clone()),
         id: row.id,
         name: row.name,
         status: row.status,
@@ -207,6 +230,7 @@ pub(crate) fn gateway_failure(what: &str, error: &GatewayError) -> ApiError {
 /// deleted one, is not found).
 pub(crate) struct Credentials {
     pub(crate) token: String,
+    pub(crate) provider: Provider,
     /// WuzAPI's id of the user Herald created for this session, if it did.
     pub(crate) gateway_user_id: Option<String>,
 }
@@ -216,19 +240,39 @@ pub(crate) async fn credentials(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Credentials, ApiError> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT gateway_token, gateway_user_id FROM session_credentials
+    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT gateway_token, gateway_user_id, provider FROM session_credentials
           WHERE session_id = $1 AND tenant_id = $2",
     )
     .bind(id)
     .bind(tenant_id)
     .fetch_optional(&state.pool)
     .await?;
-    let (token, gateway_user_id) = row.ok_or(ApiError::NotFound)?;
+    let (token, gateway_user_id, provider) = row.ok_or(ApiError::NotFound)?;
     Ok(Credentials {
         token,
+        provider: if provider == "cloud_api" {
+            Provider::CloudApi
+        } else {
+            Provider::Wuzapi
+        },
         gateway_user_id,
     })
+}
+
+/// [`credentials`] of a WuzAPI session; a Cloud API session is 409 `not_a_wuzapi_session`
+/// (its token must never reach WuzAPI).
+pub(crate) async fn wuzapi_credentials(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+    what: &str,
+) -> Result<Credentials, ApiError> {
+    let credentials = credentials(state, tenant_id, id).await?;
+    if credentials.provider == Provider::CloudApi {
+        return Err(wuzapi_only(what));
+    }
+    Ok(credentials)
 }
 
 /// What linking set up on the gateway, to be stored.
@@ -361,6 +405,11 @@ fn webhook_url(state: &AppState, id: Uuid) -> String {
     format!("{}/api/v1/webhooks/wuzapi/{id}", state.public_url)
 }
 
+/// A Cloud API session's own callback (docs/cloud-api.md).
+fn meta_callback_url(state: &AppState, id: Uuid) -> String {
+    format!("{}/api/v1/webhooks/meta/{id}", state.public_url)
+}
+
 /// Links a WhatsApp number: with `gateway_token`, that existing WuzAPI user; without it, a new
 /// WuzAPI user Herald creates through the admin API. Either way the gateway's webhook points at
 /// Herald, signed with a per-session key. A token is linked by one session only (409
@@ -374,20 +423,18 @@ pub async fn create(
 ) -> Result<Created<SessionView>, ApiError> {
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
-    let body: CreateSession = json_body(req, 64 * 1024).await?;
+    let mut body: CreateSession = json_body(req, 64 * 1024).await?;
     let name = herald_domain::template::validate_name(&body.name)?;
-    let pacing = match body.pacing {
-        Some(p) => p.parse("pacing")?,
-        None => herald_scheduler::pacing::DEFAULT,
-    };
+    let given_pacing = body.pacing.take().map(|p| p.parse("pacing")).transpose()?;
+    let provider = Provider::parse(body.provider.as_deref())?;
     let asked_safety =
         body.safety.is_some() || body.linked_since.is_some() || body.send_window.is_some();
     let mut safety = NumberSafety::none(Utc::now().date_naive());
     apply_session_safety(
         &mut safety,
-        body.safety,
-        body.linked_since,
-        body.send_window,
+        body.safety.take(),
+        body.linked_since.take(),
+        body.send_window.take(),
     )?;
     let plan = crate::plans::require_active(&state, caller.tenant_id).await?;
     let max_sessions = plan.plan.limits().sessions;
@@ -396,6 +443,59 @@ pub async fn create(
         let mut conn = state.pool.acquire().await?;
         plan_session_limit(&mut conn, caller.tenant_id, plan.plan, limit).await?;
     }
+    let session_limit = max_sessions.map(|limit| (plan.plan, limit));
+    let id = Uuid::new_v4();
+    let status = match provider {
+        Provider::CloudApi => {
+            if body.gateway_token.is_some()
+                || body.meta_phone_number_id.is_some()
+                || body.meta_access_token.is_some()
+            {
+                return Err(ApiError::validation(
+                    "provider",
+                    "a cloud_api session takes its number in `cloud_api`, not gateway_token or meta_* fields",
+                ));
+            }
+            let link = body
+                .cloud_api
+                .ok_or_else(|| {
+                    ApiError::validation("cloud_api", "is required with provider cloud_api")
+                })?
+                .parse()?;
+            ownership::count_attempt(&state, req, caller.tenant_id).await?;
+            cloud::prove(&state, &link).await?;
+            ownership::phone_number_id_free(&state, &link.phone_number_id).await?;
+            store_cloud_link(&state, &caller, id, link, session_limit, given_pacing).await?
+        }
+        Provider::Wuzapi => {
+            if body.cloud_api.is_some() {
+                return Err(ApiError::validation(
+                    "cloud_api",
+                    "is only for provider cloud_api",
+                ));
+            }
+            let pacing = given_pacing.unwrap_or(herald_scheduler::pacing::DEFAULT);
+            link_wuzapi(&state, req, &caller, id, body, pacing, session_limit).await?
+        }
+    };
+    if asked_safety {
+        let mut conn = state.pool.acquire().await?;
+        safe_sending::set_session(&mut conn, id, caller.tenant_id, &safety).await?;
+    }
+    finish_link(&state, &caller, id, name, status).await
+}
+
+/// A WuzAPI session: an existing user by its token, or a new one; optionally with a Cloud API
+/// phone number id whose notifications reach it (the deployment-wide Meta webhook).
+async fn link_wuzapi(
+    state: &AppState,
+    req: &Request,
+    caller: &crate::auth::Caller,
+    id: Uuid,
+    body: CreateSession,
+    pacing: Pacing,
+    session_limit: Option<(herald_scheduler::quota::Plan, i64)>,
+) -> Result<SessionStatus, ApiError> {
     let token = parse_gateway_token(body.gateway_token)?;
     let meta_access_token = ownership::parse_access_token(body.meta_access_token)?;
     let meta_phone_number_id = body
@@ -412,42 +512,47 @@ pub async fn create(
     }
     if token.is_some() || meta_phone_number_id.is_some() {
         // what a guesser would try: counted before Meta or the gateway is asked
-        ownership::count_attempt(&state, req, caller.tenant_id).await?;
+        ownership::count_attempt(state, req, caller.tenant_id).await?;
     }
     if let Some(n) = &meta_phone_number_id {
         // proof first, so the 409 below tells only the number's owner that it is linked
-        ownership::prove_phone_number_id(&state, n, meta_access_token.as_deref()).await?;
-        ownership::phone_number_id_free(&state, n).await?;
+        ownership::prove_phone_number_id(state, n, meta_access_token.as_deref()).await?;
+        ownership::phone_number_id_free(state, n).await?;
     }
-    let id = Uuid::new_v4();
     if let Some(t) = &token {
         // before the gateway is asked: a refused linker never moves the holder's webhook
-        ownership::claim_token(&state, caller.tenant_id, id, t).await?;
+        ownership::claim_token(state, caller.tenant_id, id, t).await?;
     }
-    let status = match store_link(
-        &state,
-        &caller,
+    match store_link(
+        state,
+        caller,
         id,
         token,
         meta_phone_number_id,
         meta_access_token,
-        max_sessions.map(|limit| (plan.plan, limit)),
+        session_limit,
         pacing,
     )
     .await
     {
-        Ok(status) => status,
+        Ok(status) => Ok(status),
         Err(e) => {
-            if let Err(release) = ownership::release(&state, id).await {
+            if let Err(release) = ownership::release(state, id).await {
                 tracing::warn!(session_id = %id, error = %release, "could not release the token claim of a failed link");
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    if asked_safety {
-        let mut conn = state.pool.acquire().await?;
-        safe_sending::set_session(&mut conn, id, caller.tenant_id, &safety).await?;
     }
+}
+
+/// Records the link and answers the session as stored.
+async fn finish_link(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    id: Uuid,
+    name: String,
+    status: SessionStatus,
+) -> Result<Created<SessionView>, ApiError> {
     let now = Utc::now();
     state
         .sessions
@@ -477,13 +582,68 @@ pub async fn create(
             tenant_id: caller.tenant_id,
             name,
             status: status.as_str().to_string(),
-            meta_phone_number_id: stored_phone_number_id(&state, id).await?,
+            meta_phone_number_id: stored_phone_number_id(state, id).await?,
             created_at: now,
             updated_at: now,
         },
     };
-    let safety = asked_safety.then_some(&safety);
-    Ok(Created(view(&state, row, Some(pacing), safety)))
+    Ok(Created(view_with_pacing(state, row).await?))
+}
+
+/// Stores a Cloud API number's credentials (the plan's session limit checked again under the
+/// per-tenant lock): nothing to set up on WuzAPI, the number can send at once. Its pacing is
+/// Meta's throughput unless the request gave one.
+async fn store_cloud_link(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    id: Uuid,
+    link: cloud::CloudLink,
+    session_limit: Option<(herald_scheduler::quota::Plan, i64)>,
+    pacing: Option<Pacing>,
+) -> Result<SessionStatus, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    if let Some((plan, limit)) = session_limit {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald-sessions:' || $1::text))")
+            .bind(caller.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        plan_session_limit(&mut tx, caller.tenant_id, plan, limit).await?;
+    }
+    let token =
+        herald_gateway::cloud_api::credentials_token(&link.phone_number_id, &link.access_token);
+    sqlx::query(
+        "INSERT INTO session_credentials (session_id, tenant_id, gateway_token, hmac_key, provider,
+                                          meta_phone_number_id, meta_access_token, meta_linked_by,
+                                          meta_app_secret, meta_verify_token, meta_waba_id)
+         VALUES ($1, $2, $3, $4, 'cloud_api', $5, $6, 'graph', $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .bind(&token)
+    // no WuzAPI posts for this session: its WuzAPI webhook demands a key no one has
+    .bind(new_secret())
+    .bind(&link.phone_number_id)
+    .bind(&link.access_token)
+    .bind(&link.app_secret)
+    .bind(new_secret())
+    .bind(&link.waba_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            ownership::phone_number_id_taken()
+        }
+        _ => e.into(),
+    })?;
+    herald_scheduler::pacing::set_session(
+        &mut tx,
+        id,
+        caller.tenant_id,
+        pacing.unwrap_or(cloud::CLOUD_PACING),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(SessionStatus::Connected)
 }
 
 /// Sets the number up on the gateway and stores its credentials (with the plan's session limit
@@ -609,7 +769,14 @@ pub async fn update(
     let pacing = herald_scheduler::pacing::of_session(&mut tx, id).await?;
     let safety = safe_sending::of_session(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(view(&state, row, pacing, safety.as_ref())))
+    let info = cloud::providers(&state.pool, &[id]).await?;
+    Ok(Json(view(
+        &state,
+        row,
+        pacing,
+        safety.as_ref(),
+        info.get(&id),
+    )))
 }
 
 /// This tenant's linked numbers, newest first.
@@ -627,6 +794,7 @@ pub async fn list(
     let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
     let pacing = herald_scheduler::pacing::of_sessions(&state.pool, &ids).await?;
     let safety = safe_sending::of_sessions(&state.pool, &ids).await?;
+    let info = cloud::providers(&state.pool, &ids).await?;
     Ok(Json(ListOf {
         items: page
             .items
@@ -634,7 +802,8 @@ pub async fn list(
             .map(|r| {
                 let p = pacing.get(&r.id).copied();
                 let s = safety.get(&r.id);
-                view(&state, r, p, s)
+                let i = info.get(&r.id);
+                view(&state, r, p, s, i)
             })
             .collect(),
         next_cursor: page.next_cursor,
@@ -650,10 +819,7 @@ pub async fn get(id: PathParam<String>, depot: &mut Depot) -> Result<Json<Sessio
     let row = read::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let mut conn = state.pool.acquire().await?;
-    let pacing = herald_scheduler::pacing::of_session(&mut conn, id).await?;
-    let safety = safe_sending::of_session(&mut conn, id).await?;
-    Ok(Json(view(&state, row, pacing, safety.as_ref())))
+    Ok(Json(view_with_pacing(&state, row).await?))
 }
 
 /// Unlinks a number: Herald forgets its gateway token and QR code, deletes the WuzAPI user if

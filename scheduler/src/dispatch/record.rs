@@ -48,6 +48,11 @@ pub(super) struct OutcomeBatch {
     release_p: Vec<String>,
     /// Campaign sends in order, by number: (session, failed permanently), for the failure spike.
     health: Vec<(Uuid, bool)>,
+    /// Gateway-chosen message ids (the Cloud API's wamids) to index beside Herald's own.
+    index_id: Vec<String>,
+    index_delivery: Vec<String>,
+    index_tenant: Vec<Uuid>,
+    index_session: Vec<Uuid>,
 }
 
 impl Dispatcher {
@@ -106,7 +111,7 @@ impl Dispatcher {
                 campaigns.push(c.campaign_id);
                 batch_campaigns.push((c.session_id, c.campaign_id));
                 match &outcome {
-                    Outcome::Sent(_) => batch.health.push((c.session_id, false)),
+                    Outcome::Sent(..) => batch.health.push((c.session_id, false)),
                     Outcome::Failed(_) => batch.health.push((c.session_id, true)),
                     Outcome::Retry(..) | Outcome::Halt(..) | Outcome::Release => {}
                 }
@@ -128,12 +133,19 @@ impl Dispatcher {
                     batch.retry_error.push(message);
                     continue;
                 }
-                Outcome::Sent(at) => {
+                Outcome::Sent(at, gateway_id) => {
                     sent += 1;
-                    DeliveryCommand::RecordSent {
-                        message_id: c.message_id.clone(),
-                        at,
-                    }
+                    let message_id = match gateway_id {
+                        Some(id) => {
+                            batch.index_id.push(id.clone());
+                            batch.index_delivery.push(c.delivery_id());
+                            batch.index_tenant.push(c.tenant_id);
+                            batch.index_session.push(c.session_id);
+                            id
+                        }
+                        None => c.message_id.clone(),
+                    };
+                    DeliveryCommand::RecordSent { message_id, at }
                 }
                 Outcome::Failed(reason) => {
                     failed += 1;
@@ -218,6 +230,20 @@ impl Dispatcher {
             }
         }
         delete_rows(&mut tx, &batch.done_c, &batch.done_p).await?;
+        if !batch.index_id.is_empty() {
+            // statuses name the gateway's id: found in message_index like Herald's own
+            sqlx::query(
+                "INSERT INTO message_index (message_id, delivery_id, tenant_id, session_id)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::uuid[])
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(&batch.index_id)
+            .bind(&batch.index_delivery)
+            .bind(&batch.index_tenant)
+            .bind(&batch.index_session)
+            .execute(&mut *tx)
+            .await?;
+        }
         if !batch.retry_c.is_empty() {
             sqlx::query(
                 "UPDATE dispatch_queue q SET state = 'ready', lease_until = NULL, in_doubt = false,

@@ -8,7 +8,7 @@ use chrono::Utc;
 use herald_domain::campaign::{Campaign, MessageSpec};
 use herald_domain::store;
 use herald_domain::template::TemplateKind;
-use herald_gateway::{GatewayError, MessageContent, OutboundMessage};
+use herald_gateway::{GatewayError, MessageContent, OutboundMessage, SendAccepted};
 
 use crate::single_content::SingleContent;
 use uuid::Uuid;
@@ -77,7 +77,7 @@ impl Dispatcher {
                 return Outcome::Failed("internal: a send prepared for another kind".into())
             }
         };
-        let token = match self.token(c.session_id).await {
+        let session = match self.token(c.session_id).await {
             Ok(Some(t)) => t,
             Ok(None) => return Outcome::Failed("the campaign's session no longer exists".into()),
             Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
@@ -116,13 +116,37 @@ impl Dispatcher {
             message_id: c.message_id.clone(),
             content,
         };
-        self.classify(c, self.gateway.send(&token, &outbound).await)
+        self.send_through(c, &session, &outbound).await
+    }
+
+    /// One call to the session's gateway, classified.
+    pub(super) async fn send_through(
+        &self,
+        c: &Claimed,
+        session: &SessionGateway,
+        outbound: &OutboundMessage,
+    ) -> Outcome {
+        let gateway = if session.cloud {
+            if window::needs_window(&outbound.content) {
+                match window::is_open(&self.pool, c.session_id, &c.phone).await {
+                    Ok(true) => {}
+                    Ok(false) => return Outcome::Failed(window::OUTSIDE.into()),
+                    Err(e) => {
+                        return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1))
+                    }
+                }
+            }
+            &self.cloud
+        } else {
+            &self.gateway
+        };
+        self.classify(c, gateway.send(&session.token, outbound).await)
     }
 
     /// A single send: its message is on its queue row; an image is loaded like a campaign's.
     pub(super) async fn send_single(&self, c: &Claimed, content: &SingleContent) -> Outcome {
-        let token = match self.token(c.session_id).await {
-            Ok(Some(token)) => token,
+        let session = match self.token(c.session_id).await {
+            Ok(Some(session)) => session,
             Ok(None) => return Outcome::Failed("the message's session no longer exists".into()),
             Err(e) => return Outcome::Retry(format!("database: {e}"), Duration::from_secs(1)),
         };
@@ -150,12 +174,19 @@ impl Dispatcher {
             message_id: c.message_id.clone(),
             content: content.to_gateway(image.as_deref()),
         };
-        self.classify(c, self.gateway.send(&token, &outbound).await)
+        self.send_through(c, &session, &outbound).await
     }
 
-    pub(super) fn classify<T>(&self, c: &Claimed, result: Result<T, GatewayError>) -> Outcome {
+    pub(super) fn classify(
+        &self,
+        c: &Claimed,
+        result: Result<SendAccepted, GatewayError>,
+    ) -> Outcome {
         match result {
-            Ok(_) => Outcome::Sent(Utc::now()),
+            Ok(accepted) => Outcome::Sent(
+                Utc::now(),
+                (accepted.message_id != c.message_id).then_some(accepted.message_id),
+            ),
             Err(GatewayError::Permanent { message }) => Outcome::Failed(message),
             // Not the recipient's fault: it stays queued, never failed for it, and the circuit
             // breaker pauses the number's campaigns (dispatch/safety/breaker.rs).
@@ -196,20 +227,28 @@ impl Dispatcher {
         Ok(entry)
     }
 
-    /// The session's gateway token, cached briefly (a deleted session stops sending within 30 s).
-    pub(super) async fn token(&self, session_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    /// The session's gateway token and provider, cached briefly (a deleted session stops
+    /// sending within 30 s).
+    pub(super) async fn token(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionGateway>, sqlx::Error> {
         let now = tokio::time::Instant::now();
         if let Some((token, at)) = self.tokens.lock().await.get(&session_id) {
             if now.duration_since(*at) < Duration::from_secs(30) {
                 return Ok(token.clone());
             }
         }
-        let token: Option<String> = sqlx::query_scalar(
-            "SELECT gateway_token FROM session_credentials WHERE session_id = $1",
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT gateway_token, provider FROM session_credentials WHERE session_id = $1",
         )
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
+        let token = row.map(|(token, provider)| SessionGateway {
+            token,
+            cloud: provider == "cloud_api",
+        });
         self.tokens
             .lock()
             .await

@@ -58,10 +58,18 @@ impl Dispatcher {
         if wait.is_zero() {
             return wait;
         }
-        let Ok(Some(token)) = self.token(c.session_id).await else {
+        // "typing…" is WuzAPI's (a Cloud API number has no presence to show)
+        let Ok(Some(session)) = self.token(c.session_id).await else {
             return Duration::ZERO;
         };
-        if let Err(e) = self.gateway.set_typing(&token, &c.phone, true).await {
+        if session.cloud {
+            return Duration::ZERO;
+        }
+        if let Err(e) = self
+            .gateway
+            .set_typing(&session.token, &c.phone, true)
+            .await
+        {
             tracing::debug!(error = %e, "typing not shown");
             return Duration::ZERO;
         }

@@ -704,6 +704,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/gateway/{**path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** [`forward`] for `GET` (which has no body to be too large). */
+        get: operations["herald_api.routes.sessions.passthrough.forward_get"];
+        /**
+         * Forwards the request to the session's WuzAPI user and answers what WuzAPI answered. 403
+         *     `gateway_path_forbidden` for a path outside `chat/`, `user/`, `group/`, `newsletter/` and
+         *     `session/status`, or one that could leave its prefix; 409 `not_a_wuzapi_session` for a
+         *     Cloud API session; 429 `quota_exceeded` when a `chat/send/...` is over the hourly quota;
+         *     502 when WuzAPI cannot be reached.
+         */
+        put: operations["herald_api.routes.sessions.passthrough.forward"];
+        /**
+         * Forwards the request to the session's WuzAPI user and answers what WuzAPI answered. 403
+         *     `gateway_path_forbidden` for a path outside `chat/`, `user/`, `group/`, `newsletter/` and
+         *     `session/status`, or one that could leave its prefix; 409 `not_a_wuzapi_session` for a
+         *     Cloud API session; 429 `quota_exceeded` when a `chat/send/...` is over the hourly quota;
+         *     502 when WuzAPI cannot be reached.
+         */
+        post: operations["herald_api.routes.sessions.passthrough.forward"];
+        /**
+         * Forwards the request to the session's WuzAPI user and answers what WuzAPI answered. 403
+         *     `gateway_path_forbidden` for a path outside `chat/`, `user/`, `group/`, `newsletter/` and
+         *     `session/status`, or one that could leave its prefix; 409 `not_a_wuzapi_session` for a
+         *     Cloud API session; 429 `quota_exceeded` when a `chat/send/...` is over the hourly quota;
+         *     502 when WuzAPI cannot be reached.
+         */
+        delete: operations["herald_api.routes.sessions.passthrough.forward"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/logout": {
         parameters: {
             query?: never;
@@ -981,6 +1019,24 @@ export interface paths {
         put?: never;
         /** Receives a Cloud API notification (statuses and messages of the business numbers). */
         post: operations["herald_api.routes.meta.notify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/meta/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A Cloud API session's own callback: Meta's handshake with the session's verify token. */
+        get: operations["herald_api.routes.meta.verify_session"];
+        put?: never;
+        /** A Cloud API session's own callback: notifications signed with the session's app secret. */
+        post: operations["herald_api.routes.meta.notify_session"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1702,6 +1758,7 @@ export interface components {
             timezone?: string | null;
         };
         "herald_api.routes.sessions.CreateSession": {
+            cloud_api?: (null | components["schemas"]["herald_api.routes.sessions.cloud.CloudApiBody"]) & unknown;
             /**
              * @description The token of an existing WuzAPI user. Herald points that user's webhook at itself.
              *     Without it, Herald creates a WuzAPI user for this session through the WuzAPI admin API
@@ -1723,6 +1780,11 @@ export interface components {
             meta_phone_number_id?: string | null;
             name: string;
             pacing?: (null | components["schemas"]["herald_api.routes.sessions.PacingBody"]) & unknown;
+            /**
+             * @description `wuzapi` (the default) or `cloud_api` (then `cloud_api` is required, and the WuzAPI and
+             *     `meta_*` fields are not taken).
+             */
+            provider?: string | null;
             safety?: (null | components["schemas"]["herald_api.routes.safe_sending.SafetyBody"]) & unknown;
             send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
         };
@@ -1756,13 +1818,20 @@ export interface components {
             meta_phone_number_id?: string | null;
             name: string;
             pacing: components["schemas"]["herald_api.routes.sessions.PacingView"] & unknown;
+            /** @description `wuzapi` or `cloud_api`. */
+            provider: string;
             safety: components["schemas"]["herald_api.routes.safe_sending.SafetyView"] & unknown;
             send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowView"]) & unknown;
             /** @description `disconnected`, `qr_pending`, `connected` or `logged_out`. */
             status: string;
             /** Format: date-time */
             updated_at: string;
-            /** @description Where the gateway posts this session's events. */
+            /** @description Cloud API sessions: the verify token to set beside `webhook_url` in the Meta app. */
+            verify_token?: string | null;
+            /**
+             * @description Where the gateway posts this session's events (for a Cloud API session: the callback
+             *     URL to set in the Meta app's WhatsApp webhook).
+             */
             webhook_url: string;
         };
         "herald_api.routes.sessions.UpdateSession": {
@@ -1770,6 +1839,17 @@ export interface components {
             pacing?: null | components["schemas"]["herald_api.routes.sessions.PacingBody"];
             safety?: (null | components["schemas"]["herald_api.routes.safe_sending.SafetyBody"]) & unknown;
             send_window?: (null | components["schemas"]["herald_api.routes.safe_sending.SendWindowBody"]) & unknown;
+        };
+        /** @description `"cloud_api"`: the number at Meta. The access token and app secret are never shown back. */
+        "herald_api.routes.sessions.cloud.CloudApiBody": {
+            /** @description A (system user) access token that may send from the number. */
+            access_token: string;
+            /** @description The Meta app's secret: Meta signs the posts to this session's callback with it. */
+            app_secret: string;
+            /** @description The number's phone number id at Meta (digits). */
+            phone_number_id: string;
+            /** @description The WhatsApp Business Account id, for reference. */
+            waba_id?: string | null;
         };
         "herald_api.routes.sessions.pairing.LiveStatusView": {
             /** @description The gateway holds a connection to WhatsApp. */
@@ -4887,6 +4967,377 @@ export interface operations {
             };
         };
     };
+    "herald_api.routes.sessions.passthrough.forward_get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session */
+                id: string;
+                /** @description the WuzAPI path, e.g. `user/info` or `group/list` */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WuzAPI's own status and body, passed back as they came */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.sessions.passthrough.forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session */
+                id: string;
+                /** @description the WuzAPI path, e.g. `user/info` or `group/list` */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WuzAPI's own status and body, passed back as they came */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.sessions.passthrough.forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session */
+                id: string;
+                /** @description the WuzAPI path, e.g. `user/info` or `group/list` */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WuzAPI's own status and body, passed back as they came */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.sessions.passthrough.forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session */
+                id: string;
+                /** @description the WuzAPI path, e.g. `user/info` or `group/list` */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WuzAPI's own status and body, passed back as they came */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description conflicts with the object's state or another request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description over a quota or rate limit; Retry-After says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the WhatsApp gateway refused or could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
     "herald_api.routes.sessions.pairing.logout": {
         parameters: {
             query?: never;
@@ -6254,6 +6705,122 @@ export interface operations {
             query?: never;
             header?: never;
             path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Response with json format data */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.routes.webhooks.WebhookAck"];
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.meta.verify_session": {
+        parameters: {
+            query?: {
+                /** @description `subscribe` */
+                "hub.mode"?: string;
+                /** @description the session's verify_token */
+                "hub.verify_token"?: string;
+                /** @description echoed back as text/plain when the token is right */
+                "hub.challenge"?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the Cloud API session */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the challenge, as text/plain */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description malformed request: a body that is not JSON, a bad query parameter or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description refused: a plan's limit, an expired subscription, a wrong verify token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+            /** @description not found, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["herald_api.error.ErrorBody"];
+                };
+            };
+        };
+    };
+    "herald_api.routes.meta.notify_session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the Cloud API session */
+                session_id: string;
+            };
             cookie?: never;
         };
         requestBody?: never;

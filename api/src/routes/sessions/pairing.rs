@@ -15,7 +15,7 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{credentials, gateway_failure, view_with_pacing, SessionView, WEBHOOK_EVENTS};
+use super::{gateway_failure, view_with_pacing, wuzapi_credentials, SessionView, WEBHOOK_EVENTS};
 use crate::auth::caller;
 use crate::error::ApiError;
 use crate::routes::parse_id;
@@ -102,7 +102,8 @@ pub async fn connect(
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
-    let credentials = credentials(&state, caller.tenant_id, id).await?;
+    let credentials =
+        wuzapi_credentials(&state, caller.tenant_id, id, "pairing or live status").await?;
     let outcome = state
         .gateway
         .connect(&credentials.token, &WEBHOOK_EVENTS)
@@ -135,7 +136,8 @@ pub async fn qr(id: PathParam<String>, depot: &mut Depot) -> Result<Json<QrView>
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
-    let credentials = credentials(&state, caller.tenant_id, id).await?;
+    let credentials =
+        wuzapi_credentials(&state, caller.tenant_id, id, "pairing or live status").await?;
     let session = current(&state, caller.tenant_id, id).await?;
     if session.status == SessionStatus::QrPending.as_str() {
         let stored: Option<(String, DateTime<Utc>)> =
@@ -203,7 +205,8 @@ pub async fn logout(
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
-    let credentials = credentials(&state, caller.tenant_id, id).await?;
+    let credentials =
+        wuzapi_credentials(&state, caller.tenant_id, id, "pairing or live status").await?;
     let outcome = state
         .gateway
         .logout(&credentials.token)
@@ -242,7 +245,8 @@ pub async fn live_status(
     let state = AppState::from_depot(depot)?;
     let caller = caller(depot)?;
     let id = parse_id(&id.into_inner())?;
-    let credentials = credentials(&state, caller.tenant_id, id).await?;
+    let credentials =
+        wuzapi_credentials(&state, caller.tenant_id, id, "pairing or live status").await?;
     let session = current(&state, caller.tenant_id, id).await?;
     let live = state
         .gateway

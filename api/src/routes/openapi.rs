@@ -43,8 +43,19 @@ pub fn shape_statuses(
     statuses
 }
 
-/// Adds [`shape_statuses`] to every operation of `doc` that lacks them.
+/// An OpenAPI path template for a salvo route: salvo's rest-of-path wildcards (`{**path}`,
+/// `{*path}`) are plain `{path}` parameters in OpenAPI, which has no wildcard syntax.
+pub fn template_of(route: &str) -> String {
+    route.replace("{**", "{").replace("{*", "{")
+}
+
+/// Adds [`shape_statuses`] to every operation of `doc` that lacks them, and writes every path
+/// as an OpenAPI template ([`template_of`]).
 pub fn complete(mut doc: OpenApi) -> OpenApi {
+    let routes = std::mem::take(&mut *doc.paths);
+    for (route, item) in routes {
+        doc.paths.insert(template_of(&route), item);
+    }
     let components = &mut doc.components;
     for item in doc.paths.values_mut() {
         for operation in item.operations.values_mut() {
@@ -69,4 +80,22 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_of;
+
+    #[test]
+    fn wildcards_become_plain_path_parameters() {
+        assert_eq!(
+            template_of("/api/v1/sessions/{id}/gateway/{**path}"),
+            "/api/v1/sessions/{id}/gateway/{path}"
+        );
+        assert_eq!(template_of("/a/{*rest}"), "/a/{rest}");
+        assert_eq!(
+            template_of("/api/v1/templates/{id}"),
+            "/api/v1/templates/{id}"
+        );
+    }
 }

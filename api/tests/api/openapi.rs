@@ -47,6 +47,29 @@ fn has_parameter_in(op: &Value, place: &str) -> bool {
         .is_some_and(|ps| ps.iter().any(|p| p["in"] == place))
 }
 
+/// Schemathesis (and every OpenAPI client) needs each `{name}` of a path declared as a path
+/// parameter, and nothing salvo-only (`{**path}`) in the template.
+#[tokio::test]
+async fn every_path_template_names_only_declared_path_parameters() {
+    for (method, path, op) in operations().await {
+        let names: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split('}').next())
+            .collect();
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{method} {path}: `{{{name}}}` is not an OpenAPI path parameter"
+            );
+            let declared = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path" && p["name"] == name));
+            assert!(declared, "{method} {path}: `{name}` is not declared");
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_operation_declares_the_statuses_its_shape_implies() {
     let mut problems = Vec::new();

@@ -704,7 +704,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/sessions/{id}/gateway/{**path}": {
+    "/api/v1/sessions/{id}/gateway/{path}": {
         parameters: {
             query?: never;
             header?: never;
